@@ -1,0 +1,95 @@
+/* apierr.c: the table of error codes Miroir answers with, and their JSON form. */
+#include "apierr.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+struct code_info {
+    const char *code;
+    int status;
+    const char *type;
+};
+
+/* Codes from Meilisearch 1.21 keep its status and type, so SDKs recognise them.
+ * miroir_* codes are ours: conditions a single node can't have (see docs/errors.md). */
+static const struct code_info codes[] = {
+    {"bad_request", 400, "invalid_request"},
+    {"not_found", 404, "invalid_request"},
+    {"method_not_allowed", 405, "invalid_request"},
+    {"index_not_found", 404, "invalid_request"},
+    {"index_already_exists", 409, "invalid_request"},
+    {"invalid_index_uid", 400, "invalid_request"},
+    {"invalid_index_primary_key", 400, "invalid_request"},
+    {"invalid_index_offset", 400, "invalid_request"},
+    {"invalid_index_limit", 400, "invalid_request"},
+    {"index_primary_key_no_candidate_found", 400, "invalid_request"},
+    {"index_primary_key_multiple_candidates_found", 400, "invalid_request"},
+    {"missing_index_uid", 400, "invalid_request"},
+    {"malformed_payload", 400, "invalid_request"},
+    {"missing_payload", 400, "invalid_request"},
+    {"payload_too_large", 413, "invalid_request"},
+    {"invalid_content_type", 415, "invalid_request"},
+    {"missing_content_type", 415, "invalid_request"},
+    {"missing_document_id", 400, "invalid_request"},
+    {"invalid_document_id", 400, "invalid_request"},
+    {"invalid_document_fields", 400, "invalid_request"},
+    {"document_not_found", 404, "invalid_request"},
+    {"task_not_found", 404, "invalid_request"},
+    {"invalid_task_uids", 400, "invalid_request"},
+    {"invalid_search_offset", 400, "invalid_request"},
+    {"invalid_search_limit", 400, "invalid_request"},
+    {"invalid_search_page", 400, "invalid_request"},
+    {"invalid_search_hits_per_page", 400, "invalid_request"},
+    {"invalid_search_show_ranking_score", 400, "invalid_request"},
+    {"miroir_invalid_shards", 400, "invalid_request"},
+    {"miroir_invalid_replication_factor", 400, "invalid_request"},
+    {"miroir_reserved_field", 400, "invalid_request"},
+    {"miroir_kafka_unavailable", 503, "system"},
+    {"miroir_shard_unavailable", 503, "system"},
+    {"miroir_node_error", 502, "system"},
+    {"internal", 500, "internal"},
+};
+
+static void set_code(mr_error *e, int status, const char *code, const char *type)
+{
+    e->status = status;
+    snprintf(e->code, sizeof e->code, "%s", code);
+    snprintf(e->type, sizeof e->type, "%s", type);
+}
+
+void mr_error_set(mr_error *e, const char *code, const char *fmt, ...)
+{
+    const struct code_info *info = &codes[sizeof codes / sizeof codes[0] - 1];
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        if (strcmp(codes[i].code, code) == 0) {
+            info = &codes[i];
+            break;
+        }
+    }
+    set_code(e, info->status, info->code, info->type);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+}
+
+int mr_error_from_json(mr_error *e, int status, const json_t *body)
+{
+    const char *code = json_string_value(json_object_get(body, "code"));
+    const char *type = json_string_value(json_object_get(body, "type"));
+    const char *message = json_string_value(json_object_get(body, "message"));
+    if (!code || !type || !message)
+        return -1;
+    set_code(e, status, code, type);
+    snprintf(e->message, sizeof e->message, "%s", message);
+    return 0;
+}
+
+json_t *mr_error_json(const mr_error *e)
+{
+    char link[160];
+    snprintf(link, sizeof link, "https://docs.meilisearch.com/errors#%s", e->code);
+    return json_pack("{s:s, s:s, s:s, s:s}", "message", e->message, "code", e->code, "type", e->type,
+                     "link", link);
+}

@@ -1,0 +1,53 @@
+/* config.h: every process's configuration, read once in main from a file and the environment. */
+#ifndef MIROIR_CONFIG_H
+#define MIROIR_CONFIG_H
+
+#include <stddef.h>
+
+#define MR_MAX_NODES 64
+#define MR_NODE_ID_MAX 32
+#define MR_MAX_KAFKA_PROPS 32
+
+typedef struct mr_node {
+    char id[MR_NODE_ID_MAX];
+    char url[256];
+} mr_node;
+
+typedef struct mr_kafka_prop {
+    char name[128];
+    char value[256];
+} mr_kafka_prop;
+
+typedef struct mr_config {
+    char kafka_brokers[256];
+    mr_node nodes[MR_MAX_NODES];
+    size_t node_count;
+    char node_key[256];       /* the key the gateway and ingest present to Meilisearch nodes */
+    char gateway_listen[128]; /* host:port */
+    long max_body_bytes;
+    long max_connections;
+    long connection_timeout_s;  /* idle client connections are closed after this */
+    long upstream_timeout_ms;   /* one node request, end to end */
+    long connect_timeout_ms;    /* TCP connect to a node */
+    long produce_timeout_ms;    /* Kafka delivery; past it a write answers 503 */
+    long ingest_batch_docs;
+    long ingest_batch_ms;
+    long ingest_inflight;       /* Meilisearch tasks in flight per replica */
+    long ingest_retry_ms;       /* first backoff after a node failure; doubles up to 30 s */
+    char worker_id[64];
+    long default_max_total_hits;
+    mr_kafka_prop kafka_props[MR_MAX_KAFKA_PROPS]; /* kafka.<property> = value, passed to librdkafka */
+    size_t kafka_prop_count;
+} mr_config;
+
+/* Fills cfg with defaults, then the file at path (NULL or "" for none), then MIROIR_<NAME>
+ * environment variables. Returns 0, or -1 with a message in err naming the bad key. */
+int mr_config_load(mr_config *cfg, const char *path, char *err, size_t errlen);
+
+/* Parses "id=url,id=url" into cfg->nodes. Returns 0 or -1 with err. */
+int mr_config_parse_nodes(mr_config *cfg, const char *spec, char *err, size_t errlen);
+
+/* Returns the node with this id, or NULL. The pointer lives as long as cfg. */
+const mr_node *mr_config_node(const mr_config *cfg, const char *id);
+
+#endif

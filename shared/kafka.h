@@ -1,0 +1,50 @@
+/* kafka.h: librdkafka handles configured the Miroir way, topic creation, and produce-and-wait. */
+#ifndef MIROIR_KAFKA_H
+#define MIROIR_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "apierr.h"
+#include "config.h"
+
+/* An idempotent producer (acks=all) whose delivery reports feed mr_produce_all.
+ * Returns NULL with err on failure. Free with rd_kafka_destroy after rd_kafka_flush. */
+rd_kafka_t *mr_kafka_producer(const mr_config *cfg, char *err, size_t errlen);
+
+/* A consumer; group_id may be NULL for a handle that only uses assign(). Auto-commit is off. */
+rd_kafka_t *mr_kafka_consumer(const mr_config *cfg, const char *group_id, char *err, size_t errlen);
+
+/* Creates a topic (an existing one is fine). config is a NULL-terminated name, value, … list.
+ * Returns 0, or -1 with err. */
+int mr_kafka_create_topic(rd_kafka_t *rk, const char *topic, int partitions, const char *const *config,
+                          int timeout_ms, char *err, size_t errlen);
+
+/* One record to produce. headers may be NULL; mr_produce_all takes ownership of it. */
+typedef struct mr_produce_msg {
+    const char *topic;
+    int32_t partition;
+    const void *key;
+    size_t key_len;
+    const void *value;
+    size_t value_len;
+    rd_kafka_headers_t *headers;
+    /* filled in by mr_produce_all */
+    int64_t offset;
+    rd_kafka_resp_err_t result;
+    void *batch_; /* private */
+} mr_produce_msg;
+
+/* Produces every message and waits for all delivery reports. Returns 0 if Kafka durably
+ * accepted all of them; -1 with err (miroir_kafka_unavailable) if any failed. Messages that
+ * did fail carry their error in ->result. Safe to call from several threads at once. */
+int mr_produce_all(rd_kafka_t *producer, mr_produce_msg *msgs, size_t n, mr_error *err);
+
+/* Headers with one "miroir.op" entry. */
+rd_kafka_headers_t *mr_headers_op(const char *op);
+
+/* Reads one header value as a view; returns NULL if absent. */
+const char *mr_header_get(const rd_kafka_message_t *m, const char *name, size_t *len);
+
+#endif

@@ -1,0 +1,47 @@
+/* meili.h: a libcurl client for Meilisearch nodes: many requests run in parallel on one multi
+ * handle, over kept-alive connections shared by every thread of the process. */
+#ifndef MIROIR_MEILI_H
+#define MIROIR_MEILI_H
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stddef.h>
+
+typedef struct mr_http mr_http;
+
+/* One request. The caller owns the struct and everything it points to; mr_http_run fills the
+ * response fields, and mr_http_req_reset frees resp. */
+typedef struct mr_http_req {
+    const char *method;       /* "GET", "POST", … */
+    char url[2048];
+    const char *body;         /* may be NULL */
+    size_t body_len;
+    const char *content_type; /* default application/json when body is set */
+    long timeout_ms;          /* 0: the client's default */
+    /* results */
+    long status;              /* HTTP status, 0 if no answer (then curl_error says why) */
+    char *resp;               /* NUL-terminated body, malloc'd */
+    size_t resp_len;
+    char curl_error[CURL_ERROR_SIZE];
+    double elapsed_ms;
+} mr_http_req;
+
+/* bearer may be "" for no Authorization header. Returns NULL on allocation failure. */
+mr_http *mr_http_new(const char *bearer, long timeout_ms, long connect_timeout_ms);
+void mr_http_free(mr_http *h);
+
+/* Runs reqs[0..n) in parallel and returns when all have finished or timed out. Returns 0. */
+int mr_http_run(mr_http *h, mr_http_req *reqs, size_t n);
+
+/* Convenience: one request, run alone. */
+int mr_http_one(mr_http *h, mr_http_req *req, const char *method, const char *url, const char *body, size_t body_len);
+
+void mr_http_req_reset(mr_http_req *r);
+
+/* Parses r->resp as JSON; returns a new reference or NULL. */
+json_t *mr_http_json(const mr_http_req *r);
+
+/* True for a 2xx answer. */
+static inline int mr_http_ok(const mr_http_req *r) { return r->status >= 200 && r->status < 300; }
+
+#endif

@@ -1,0 +1,294 @@
+/* merge.c: the shard search request and the k-way merge of shard answers. */
+#include "merge.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+static int read_count(json_t *body, const char *name, size_t *out, size_t min, const char *code, mr_error *err)
+{
+    json_t *v = json_object_get(body, name);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < (json_int_t)min) {
+        char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        mr_error_set(err, code, "Invalid value type at `.%s`: expected a %s integer, but found `%.100s`", name,
+                     min ? "strictly positive" : "positive", text ? text : "?");
+        free(text);
+        return -1;
+    }
+    *out = (size_t)json_integer_value(v);
+    return 0;
+}
+
+int mr_search_req_init(mr_search_req *req, json_t *body, mr_error *err)
+{
+    memset(req, 0, sizeof *req);
+    req->limit = 20;
+    req->page = 1;
+    req->hits_per_page = 20;
+    if (read_count(body, "offset", &req->offset, 0, "invalid_search_offset", err) ||
+        read_count(body, "limit", &req->limit, 0, "invalid_search_limit", err) ||
+        read_count(body, "page", &req->page, 1, "invalid_search_page", err) ||
+        read_count(body, "hitsPerPage", &req->hits_per_page, 0, "invalid_search_hits_per_page", err))
+        return -1;
+    json_t *score = json_object_get(body, "showRankingScore");
+    if (score && !json_is_boolean(score)) {
+        mr_error_set(err, "invalid_search_show_ranking_score",
+                     "Invalid value type at `.showRankingScore`: expected a boolean");
+        return -1;
+    }
+    req->show_ranking_score = json_is_true(score);
+    req->page_mode = (json_object_get(body, "page") && !json_is_null(json_object_get(body, "page"))) ||
+                     (json_object_get(body, "hitsPerPage") && !json_is_null(json_object_get(body, "hitsPerPage")));
+    req->body = json_incref(body);
+    return 0;
+}
+
+void mr_search_req_clear(mr_search_req *req)
+{
+    json_decref(req->body);
+    req->body = NULL;
+}
+
+static size_t window(const mr_search_req *req, long max_total_hits)
+{
+    size_t want = req->page_mode ? req->page * req->hits_per_page : req->offset + req->limit;
+    return want > (size_t)max_total_hits ? (size_t)max_total_hits : want;
+}
+
+json_t *mr_search_shard_body(const mr_search_req *req, long max_total_hits)
+{
+    json_t *b = json_deep_copy(req->body);
+    size_t want = window(req, max_total_hits);
+    json_object_del(b, "offset");
+    json_object_del(b, "limit");
+    json_object_del(b, "page");
+    json_object_del(b, "hitsPerPage");
+    if (req->page_mode) {
+        /* page mode makes every shard count its hits exhaustively, so totalHits can add up */
+        json_object_set_new(b, "page", json_integer(1));
+        json_object_set_new(b, "hitsPerPage", json_integer((json_int_t)want));
+    } else {
+        json_object_set_new(b, "offset", json_integer(0));
+        json_object_set_new(b, "limit", json_integer((json_int_t)want));
+    }
+    json_object_set_new(b, "showRankingScore", json_true());
+    return b;
+}
+
+uint64_t mr_search_affinity(const json_t *shard_body)
+{
+    json_t *b = json_deep_copy(shard_body);
+    json_object_del(b, "offset");
+    json_object_del(b, "limit");
+    json_object_del(b, "page");
+    json_object_del(b, "hitsPerPage");
+    char *text = json_dumps(b, JSON_COMPACT | JSON_SORT_KEYS);
+    uint64_t h = XXH64(text, strlen(text), 0);
+    free(text);
+    json_decref(b);
+    return h;
+}
+
+/* ---- k-way merge: a binary heap of shard cursors ---- */
+
+struct cursor {
+    json_t *hits;
+    size_t pos, shard;
+    double score;
+};
+
+static double hit_score(json_t *hits, size_t pos)
+{
+    return json_number_value(json_object_get(json_array_get(hits, pos), "_rankingScore"));
+}
+
+/* a ranks before b */
+static int before(const struct cursor *a, const struct cursor *b)
+{
+    if (a->score != b->score)
+        return a->score > b->score;
+    if (a->shard != b->shard)
+        return a->shard < b->shard;
+    return a->pos < b->pos;
+}
+
+static void sift_down(struct cursor *heap, size_t n, size_t i)
+{
+    for (;;) {
+        size_t best = i, l = 2 * i + 1, r = l + 1;
+        if (l < n && before(&heap[l], &heap[best]))
+            best = l;
+        if (r < n && before(&heap[r], &heap[best]))
+            best = r;
+        if (best == i)
+            return;
+        struct cursor t = heap[i];
+        heap[i] = heap[best];
+        heap[best] = t;
+        i = best;
+    }
+}
+
+static json_t *merge_hits(const mr_search_req *req, json_t *const *answers, size_t n, size_t skip, size_t take)
+{
+    struct cursor *heap = calloc(n ? n : 1, sizeof *heap);
+    size_t len = 0;
+    for (size_t s = 0; s < n; s++) {
+        json_t *hits = answers[s] ? json_object_get(answers[s], "hits") : NULL;
+        if (json_array_size(hits) == 0)
+            continue;
+        heap[len] = (struct cursor){.hits = hits, .pos = 0, .shard = s, .score = hit_score(hits, 0)};
+        len++;
+    }
+    for (size_t i = len; i-- > 0;)
+        sift_down(heap, len, i);
+    json_t *out = json_array();
+    for (size_t taken = 0; len > 0 && taken < skip + take; taken++) {
+        struct cursor *top = &heap[0];
+        json_t *hit = json_array_get(top->hits, top->pos);
+        if (taken >= skip) {
+            if (!req->show_ranking_score)
+                json_object_del(hit, "_rankingScore");
+            json_array_append(out, hit);
+        }
+        if (++top->pos < json_array_size(top->hits)) {
+            top->score = hit_score(top->hits, top->pos);
+        } else {
+            heap[0] = heap[--len];
+        }
+        sift_down(heap, len, 0);
+    }
+    free(heap);
+    return out;
+}
+
+static int cmp_keys(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Sums {attr: {value: count}} over shards; values sorted by name as Meilisearch's default. */
+static json_t *merge_facet_distribution(json_t *const *answers, size_t n)
+{
+    json_t *sum = NULL;
+    for (size_t s = 0; s < n; s++) {
+        json_t *fd = answers[s] ? json_object_get(answers[s], "facetDistribution") : NULL;
+        if (!json_is_object(fd))
+            continue;
+        if (!sum)
+            sum = json_object();
+        const char *attr;
+        json_t *values;
+        json_object_foreach(fd, attr, values) {
+            json_t *acc = json_object_get(sum, attr);
+            if (!acc) {
+                acc = json_object();
+                json_object_set_new(sum, attr, acc);
+            }
+            const char *value;
+            json_t *count;
+            json_object_foreach(values, value, count) {
+                json_t *prev = json_object_get(acc, value);
+                json_int_t c = json_integer_value(count) + (prev ? json_integer_value(prev) : 0);
+                json_object_set_new(acc, value, json_integer(c));
+            }
+        }
+    }
+    if (!sum)
+        return NULL;
+    json_t *sorted = json_object();
+    const char *attr;
+    json_t *acc;
+    json_object_foreach(sum, attr, acc) {
+        size_t k = json_object_size(acc), i = 0;
+        const char **keys = calloc(k ? k : 1, sizeof *keys);
+        const char *value;
+        json_t *count;
+        json_object_foreach(acc, value, count) keys[i++] = value;
+        qsort(keys, k, sizeof *keys, cmp_keys);
+        json_t *ordered = json_object();
+        for (i = 0; i < k; i++)
+            json_object_set(ordered, keys[i], json_object_get(acc, keys[i]));
+        json_object_set_new(sorted, attr, ordered);
+        free(keys);
+    }
+    json_decref(sum);
+    return sorted;
+}
+
+static json_t *merge_facet_stats(json_t *const *answers, size_t n)
+{
+    json_t *out = NULL;
+    for (size_t s = 0; s < n; s++) {
+        json_t *fs = answers[s] ? json_object_get(answers[s], "facetStats") : NULL;
+        if (!json_is_object(fs))
+            continue;
+        if (!out)
+            out = json_object();
+        const char *attr;
+        json_t *st;
+        json_object_foreach(fs, attr, st) {
+            double mn = json_number_value(json_object_get(st, "min"));
+            double mx = json_number_value(json_object_get(st, "max"));
+            json_t *acc = json_object_get(out, attr);
+            if (acc) {
+                mn = fmin(mn, json_number_value(json_object_get(acc, "min")));
+                mx = fmax(mx, json_number_value(json_object_get(acc, "max")));
+            }
+            json_object_set_new(out, attr, json_pack("{s:f, s:f}", "min", mn, "max", mx));
+        }
+    }
+    return out;
+}
+
+static json_int_t sum_field(json_t *const *answers, size_t n, const char *name)
+{
+    json_int_t total = 0;
+    for (size_t s = 0; s < n; s++)
+        if (answers[s])
+            total += json_integer_value(json_object_get(answers[s], name));
+    return total;
+}
+
+json_t *mr_search_merge(const mr_search_req *req, json_t *const *answers, size_t n, long max_total_hits,
+                        long elapsed_ms)
+{
+    json_t *q = json_object_get(req->body, "q");
+    json_t *out = json_object();
+    size_t cap = (size_t)max_total_hits;
+    if (req->page_mode) {
+        size_t skip = (req->page - 1) * req->hits_per_page;
+        size_t want = window(req, max_total_hits);
+        json_object_set_new(out, "hits", merge_hits(req, answers, n, skip, want > skip ? want - skip : 0));
+        json_object_set_new(out, "query", json_string(json_is_string(q) ? json_string_value(q) : ""));
+        json_object_set_new(out, "processingTimeMs", json_integer(elapsed_ms));
+        json_int_t total = sum_field(answers, n, "totalHits");
+        if ((size_t)total > cap)
+            total = (json_int_t)cap;
+        json_object_set_new(out, "hitsPerPage", json_integer((json_int_t)req->hits_per_page));
+        json_object_set_new(out, "page", json_integer((json_int_t)req->page));
+        json_int_t pages = req->hits_per_page ? (total + (json_int_t)req->hits_per_page - 1) / (json_int_t)req->hits_per_page : 0;
+        json_object_set_new(out, "totalPages", json_integer(pages));
+        json_object_set_new(out, "totalHits", json_integer(total));
+    } else {
+        size_t want = window(req, max_total_hits);
+        size_t take = want > req->offset ? want - req->offset : 0;
+        json_object_set_new(out, "hits", merge_hits(req, answers, n, req->offset, take));
+        json_object_set_new(out, "query", json_string(json_is_string(q) ? json_string_value(q) : ""));
+        json_object_set_new(out, "processingTimeMs", json_integer(elapsed_ms));
+        json_object_set_new(out, "limit", json_integer((json_int_t)req->limit));
+        json_object_set_new(out, "offset", json_integer((json_int_t)req->offset));
+        json_int_t total = sum_field(answers, n, "estimatedTotalHits");
+        json_object_set_new(out, "estimatedTotalHits", json_integer((size_t)total > cap ? (json_int_t)cap : total));
+    }
+    json_t *fd = merge_facet_distribution(answers, n);
+    if (fd)
+        json_object_set_new(out, "facetDistribution", fd);
+    json_t *fs = merge_facet_stats(answers, n);
+    if (fs)
+        json_object_set_new(out, "facetStats", fs);
+    return out;
+}

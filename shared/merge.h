@@ -1,0 +1,40 @@
+/* merge.h: a search over S shards: the per-shard request, and the one merge of their answers.
+ *
+ * The gateway asks every shard for the first offset+limit hits (capped at maxTotalHits) with
+ * their ranking score, then k-way merges them: score descending, ties by shard then position,
+ * so the merged order is a pure function of the shard answers. Counts add up (capped at
+ * maxTotalHits), facet counts add up, facet stats take min and max. */
+#ifndef MIROIR_MERGE_H
+#define MIROIR_MERGE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "apierr.h"
+
+typedef struct mr_search_req {
+    json_t *body;       /* the client's search body (owned reference) */
+    int page_mode;      /* page or hitsPerPage given */
+    size_t offset, limit;
+    size_t page, hits_per_page;
+    int show_ranking_score;
+} mr_search_req;
+
+/* Takes a reference to body (a JSON object) and validates the paging parameters.
+ * Returns 0, or -1 with err in Meilisearch's words (req then holds nothing). */
+int mr_search_req_init(mr_search_req *req, json_t *body, mr_error *err);
+void mr_search_req_clear(mr_search_req *req);
+
+/* The body sent to every shard (new reference). */
+json_t *mr_search_shard_body(const mr_search_req *req, long max_total_hits);
+
+/* A hash of the query without its paging: the same query meets the same replicas. */
+uint64_t mr_search_affinity(const json_t *shard_body);
+
+/* Merges n shard answers (each a parsed Meilisearch search answer; the merge may modify them)
+ * into the client's answer, a new reference. */
+json_t *mr_search_merge(const mr_search_req *req, json_t *const *answers, size_t n, long max_total_hits,
+                        long elapsed_ms);
+
+#endif

@@ -1,0 +1,294 @@
+/* meta.c: follower and writer of the metadata topics. */
+#include "meta.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kafka.h"
+#include "record.h"
+#include "util.h"
+
+struct mr_meta {
+    rd_kafka_t *consumer;
+    mr_topology_holder topology;
+    pthread_mutex_t lock; /* guards everything below */
+    pthread_cond_t progressed;
+    json_t *applied; /* "uid/shard/node" -> {"offset", "at"} */
+    json_t *dlq;     /* "uid/shard" -> [[offset, error], …] */
+    json_t *tasks;   /* "uid" -> task */
+    int64_t meta_next, tasks_next;
+};
+
+mr_meta *mr_meta_new(const mr_config *cfg, char *err, size_t errlen)
+{
+    mr_meta *m = calloc(1, sizeof *m);
+    m->consumer = mr_kafka_consumer(cfg, NULL, err, errlen);
+    if (!m->consumer) {
+        free(m);
+        return NULL;
+    }
+    static const char *const compacted[] = {"cleanup.policy", "compact", NULL};
+    static const char *const forever[] = {"retention.ms", "-1", NULL};
+    if (mr_kafka_create_topic(m->consumer, MR_TOPIC_META, 1, compacted, 10000, err, errlen) ||
+        mr_kafka_create_topic(m->consumer, MR_TOPIC_TASKS, 1, forever, 10000, err, errlen)) {
+        rd_kafka_destroy(m->consumer);
+        free(m);
+        return NULL;
+    }
+    mr_topology_holder_init(&m->topology);
+    pthread_mutex_init(&m->lock, NULL);
+    pthread_cond_init(&m->progressed, NULL);
+    m->applied = json_object();
+    m->dlq = json_object();
+    m->tasks = json_object();
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(2);
+    rd_kafka_topic_partition_list_add(parts, MR_TOPIC_META, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_topic_partition_list_add(parts, MR_TOPIC_TASKS, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(m->consumer, parts);
+    rd_kafka_topic_partition_list_destroy(parts);
+    return m;
+}
+
+void mr_meta_free(mr_meta *m)
+{
+    if (!m)
+        return;
+    rd_kafka_assign(m->consumer, NULL);
+    rd_kafka_consumer_close(m->consumer);
+    rd_kafka_destroy(m->consumer);
+    mr_topology_holder_destroy(&m->topology);
+    json_decref(m->applied);
+    json_decref(m->dlq);
+    json_decref(m->tasks);
+    pthread_cond_destroy(&m->progressed);
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}
+
+mr_topology_holder *mr_meta_topology(mr_meta *m)
+{
+    return &m->topology;
+}
+
+static void apply_index(mr_meta *m, const char *uid, const json_t *value)
+{
+    mr_index ix;
+    const mr_index *def = NULL;
+    if (value) {
+        if (mr_index_from_json(value, &ix) != 0) {
+            mr_log("warn", "meta", "ignoring a malformed definition of index %s", uid);
+            return;
+        }
+        def = &ix;
+    }
+    mr_topology *cur = mr_topology_acquire(&m->topology);
+    mr_topology *next = mr_topology_with(cur, uid, def);
+    mr_topology_release(&m->topology, cur);
+    mr_topology_publish(&m->topology, next);
+    if (def)
+        mr_index_clear(&ix);
+}
+
+static void apply_dlq(mr_meta *m, const char *rest, json_t *value)
+{
+    /* rest = "<uid>/<shard>/<offset>" */
+    const char *slash = strrchr(rest, '/');
+    if (!slash || !value)
+        return;
+    char group[512];
+    snprintf(group, sizeof group, "%.*s", (int)(slash - rest), rest);
+    json_t *list = json_object_get(m->dlq, group);
+    if (!list) {
+        list = json_array();
+        json_object_set_new(m->dlq, group, list);
+    }
+    json_array_append_new(list, json_pack("[I, O]", (json_int_t)strtoll(slash + 1, NULL, 10),
+                                          json_object_get(value, "error")));
+}
+
+static void apply_meta_record(mr_meta *m, const rd_kafka_message_t *msg)
+{
+    char key[1024];
+    if (!msg->key || msg->key_len >= sizeof key)
+        return;
+    memcpy(key, msg->key, msg->key_len);
+    key[msg->key_len] = '\0';
+    json_t *value = msg->len ? json_loadb(msg->payload, msg->len, 0, NULL) : NULL;
+    if (strncmp(key, "index/", 6) == 0) {
+        apply_index(m, key + 6, value);
+    } else {
+        pthread_mutex_lock(&m->lock);
+        if (strncmp(key, "applied/", 8) == 0) {
+            if (value)
+                json_object_set(m->applied, key + 8, value);
+            else
+                json_object_del(m->applied, key + 8);
+        } else if (strncmp(key, "dlq/", 4) == 0) {
+            apply_dlq(m, key + 4, value);
+        }
+        pthread_mutex_unlock(&m->lock);
+    }
+    json_decref(value);
+}
+
+int mr_meta_poll(mr_meta *m, int timeout_ms)
+{
+    int applied = 0;
+    for (int i = 0; i < 10000; i++) {
+        rd_kafka_message_t *msg = rd_kafka_consumer_poll(m->consumer, i == 0 ? timeout_ms : 0);
+        if (!msg)
+            break;
+        if (msg->err) {
+            rd_kafka_message_destroy(msg);
+            continue;
+        }
+        const char *topic = rd_kafka_topic_name(msg->rkt);
+        if (strcmp(topic, MR_TOPIC_META) == 0) {
+            apply_meta_record(m, msg);
+            pthread_mutex_lock(&m->lock);
+            m->meta_next = msg->offset + 1;
+        } else {
+            json_t *task = json_loadb(msg->payload, msg->len, 0, NULL);
+            pthread_mutex_lock(&m->lock);
+            if (task) {
+                char uid[32];
+                snprintf(uid, sizeof uid, "%" PRId64, msg->offset);
+                json_object_set_new(task, "uid", json_integer(msg->offset));
+                json_object_set_new(m->tasks, uid, task);
+            }
+            m->tasks_next = msg->offset + 1;
+        }
+        pthread_cond_broadcast(&m->progressed);
+        pthread_mutex_unlock(&m->lock);
+        rd_kafka_message_destroy(msg);
+        applied++;
+    }
+    return applied;
+}
+
+int mr_meta_sync(mr_meta *m, int timeout_ms)
+{
+    int64_t lo, meta_hi, tasks_hi;
+    if (rd_kafka_query_watermark_offsets(m->consumer, MR_TOPIC_META, 0, &lo, &meta_hi, timeout_ms) ||
+        rd_kafka_query_watermark_offsets(m->consumer, MR_TOPIC_TASKS, 0, &lo, &tasks_hi, timeout_ms))
+        return -1;
+    int64_t deadline = mr_now_ms() + timeout_ms;
+    for (;;) {
+        pthread_mutex_lock(&m->lock);
+        int done = m->meta_next >= meta_hi && m->tasks_next >= tasks_hi;
+        pthread_mutex_unlock(&m->lock);
+        if (done)
+            return 0;
+        if (mr_now_ms() > deadline)
+            return -1;
+        mr_meta_poll(m, 50);
+    }
+}
+
+int mr_meta_wait(mr_meta *m, const char *topic, int64_t offset, int timeout_ms)
+{
+    int64_t deadline = mr_now_ms() + timeout_ms;
+    int is_meta = strcmp(topic, MR_TOPIC_META) == 0;
+    pthread_mutex_lock(&m->lock);
+    int rc = 0;
+    while ((is_meta ? m->meta_next : m->tasks_next) <= offset) {
+        int64_t left = deadline - mr_now_ms();
+        if (left <= 0) {
+            rc = -1;
+            break;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t wake = (int64_t)ts.tv_nsec + (left < 50 ? left : 50) * 1000000;
+        ts.tv_sec += wake / 1000000000;
+        ts.tv_nsec = wake % 1000000000;
+        pthread_cond_timedwait(&m->progressed, &m->lock, &ts);
+    }
+    pthread_mutex_unlock(&m->lock);
+    return rc;
+}
+
+int64_t mr_meta_applied(mr_meta *m, const char *index, uint32_t shard, const char *node, char *at, size_t atlen)
+{
+    char key[600];
+    snprintf(key, sizeof key, "%s/%u/%s", index, shard, node);
+    pthread_mutex_lock(&m->lock);
+    json_t *v = json_object_get(m->applied, key);
+    int64_t off = v ? (int64_t)json_integer_value(json_object_get(v, "offset")) : 0;
+    if (at) {
+        const char *s = v ? json_string_value(json_object_get(v, "at")) : NULL;
+        snprintf(at, atlen, "%s", s ? s : "");
+    }
+    pthread_mutex_unlock(&m->lock);
+    return off;
+}
+
+json_t *mr_meta_task(mr_meta *m, int64_t uid)
+{
+    char key[32];
+    snprintf(key, sizeof key, "%" PRId64, uid);
+    pthread_mutex_lock(&m->lock);
+    json_t *t = json_deep_copy(json_object_get(m->tasks, key));
+    pthread_mutex_unlock(&m->lock);
+    return t;
+}
+
+json_t *mr_meta_dlq_error(mr_meta *m, const char *index, uint32_t shard, int64_t first, int64_t last,
+                          size_t *count)
+{
+    char key[600];
+    snprintf(key, sizeof key, "%s/%u", index, shard);
+    json_t *found = NULL;
+    pthread_mutex_lock(&m->lock);
+    size_t i;
+    json_t *entry;
+    json_array_foreach(json_object_get(m->dlq, key), i, entry) {
+        json_int_t off = json_integer_value(json_array_get(entry, 0));
+        if (off >= first && off <= last) {
+            (*count)++;
+            if (!found)
+                found = json_deep_copy(json_array_get(entry, 1));
+        }
+    }
+    pthread_mutex_unlock(&m->lock);
+    return found;
+}
+
+static int put_and_wait(mr_meta *m, rd_kafka_t *producer, const char *topic, const char *key, const json_t *value,
+                        int wait_applied, int64_t *offset, mr_error *err)
+{
+    char *text = value ? json_dumps(value, JSON_COMPACT) : NULL;
+    mr_produce_msg msg = {
+        .topic = topic,
+        .partition = 0,
+        .key = key,
+        .key_len = key ? strlen(key) : 0,
+        .value = text,
+        .value_len = text ? strlen(text) : 0,
+    };
+    int rc = mr_produce_all(producer, &msg, 1, err);
+    free(text);
+    if (rc)
+        return -1;
+    if (offset)
+        *offset = msg.offset;
+    if (wait_applied && mr_meta_wait(m, topic, msg.offset, 15000)) {
+        mr_error_set(err, "miroir_kafka_unavailable", "metadata written but not read back within 15 s");
+        return -1;
+    }
+    return 0;
+}
+
+int mr_meta_put(mr_meta *m, rd_kafka_t *producer, const char *key, const json_t *value, int wait_applied,
+                mr_error *err)
+{
+    return put_and_wait(m, producer, MR_TOPIC_META, key, value, wait_applied, NULL, err);
+}
+
+int mr_meta_add_task(mr_meta *m, rd_kafka_t *producer, const json_t *task, int64_t *uid, mr_error *err)
+{
+    return put_and_wait(m, producer, MR_TOPIC_TASKS, NULL, task, 1, uid, err);
+}

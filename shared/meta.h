@@ -1,0 +1,60 @@
+/* meta.h: the cluster's metadata, kept in Kafka and followed by every process.
+ *
+ * Topic miroir.meta (1 partition, compacted) holds, by key:
+ *   index/<uid>                     the index definition and placement (topology.h), or a tombstone
+ *   applied/<uid>/<shard>/<node>    {"offset": next offset to apply, "at": time} for one replica
+ *   dlq/<uid>/<shard>/<offset>      {"error": {…}} for a record that went to the dead-letter topic
+ * Topic miroir.tasks (1 partition) holds one record per task; its offset is the task uid.
+ *
+ * An mr_meta follows both topics from the beginning. Its getters are thread-safe; one thread at a
+ * time calls mr_meta_poll. */
+#ifndef MIROIR_META_H
+#define MIROIR_META_H
+
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+#include <stdint.h>
+
+#include "apierr.h"
+#include "config.h"
+#include "topology.h"
+
+typedef struct mr_meta mr_meta;
+
+/* Creates the metadata topics if missing and starts following them. NULL with err on failure. */
+mr_meta *mr_meta_new(const mr_config *cfg, char *err, size_t errlen);
+void mr_meta_free(mr_meta *m);
+
+/* Applies the records that arrive within timeout_ms. Returns how many were applied. */
+int mr_meta_poll(mr_meta *m, int timeout_ms);
+
+/* Polls until both topics are read up to their end as of now. Returns 0, or -1 on timeout. */
+int mr_meta_sync(mr_meta *m, int timeout_ms);
+
+/* Blocks until the follower (polled by another thread) has applied topic's record at offset.
+ * Returns 0, or -1 on timeout. */
+int mr_meta_wait(mr_meta *m, const char *topic, int64_t offset, int timeout_ms);
+
+mr_topology_holder *mr_meta_topology(mr_meta *m);
+
+/* The next offset to apply for one replica (0 if it has applied nothing). If at is not NULL,
+ * it receives the time of the last applied batch ("" if none). */
+int64_t mr_meta_applied(mr_meta *m, const char *index, uint32_t shard, const char *node, char *at, size_t atlen);
+
+/* A new reference to task uid's record, or NULL if unknown. */
+json_t *mr_meta_task(mr_meta *m, int64_t uid);
+
+/* Counts the dead-lettered records of (index, shard) in [first, last] into *count, and returns
+ * the error of the first as a new reference, or NULL if there is none. */
+json_t *mr_meta_dlq_error(mr_meta *m, const char *index, uint32_t shard, int64_t first, int64_t last,
+                          size_t *count);
+
+/* Writes key = value (NULL value: tombstone) to miroir.meta and waits for Kafka's ack; with
+ * wait_applied, also until this follower has applied it (read-your-writes). */
+int mr_meta_put(mr_meta *m, rd_kafka_t *producer, const char *key, const json_t *value, int wait_applied,
+                mr_error *err);
+
+/* Appends a task record; on success *uid is its uid. */
+int mr_meta_add_task(mr_meta *m, rd_kafka_t *producer, const json_t *task, int64_t *uid, mr_error *err);
+
+#endif

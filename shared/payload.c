@@ -1,0 +1,185 @@
+/* payload.c: JSON and NDJSON document bodies, validation and primary-key inference. */
+#include "payload.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "record.h"
+
+int mr_payload_format_of(const char *content_type, enum mr_payload_format *fmt, mr_error *err)
+{
+    static const char accepted[] = "Accepted values for the Content-Type header are: `application/json`, "
+                                   "`application/x-ndjson`, `text/csv`";
+    if (!content_type || !*content_type) {
+        mr_error_set(err, "missing_content_type", "A Content-Type header is missing. %s", accepted);
+        return -1;
+    }
+    size_t len = strcspn(content_type, ";");
+    while (len > 0 && isspace((unsigned char)content_type[len - 1]))
+        len--;
+    if (len == 16 && strncasecmp(content_type, "application/json", len) == 0)
+        *fmt = MR_FORMAT_JSON;
+    else if (len == 20 && strncasecmp(content_type, "application/x-ndjson", len) == 0)
+        *fmt = MR_FORMAT_NDJSON;
+    else if (len == 8 && strncasecmp(content_type, "text/csv", len) == 0)
+        *fmt = MR_FORMAT_CSV;
+    else {
+        mr_error_set(err, "invalid_content_type", "The Content-Type `%.*s` is invalid. %s",
+                     (int)(len > 100 ? 100 : len), content_type, accepted);
+        return -1;
+    }
+    return 0;
+}
+
+static json_t *parse_json_array(const char *body, size_t len, mr_error *err)
+{
+    json_error_t jerr;
+    json_t *v = json_loadb(body, len, JSON_DECODE_ANY, &jerr);
+    if (!v) {
+        mr_error_set(err, "malformed_payload", "The `json` payload provided is malformed. `%s at line %d column %d`.",
+                     jerr.text, jerr.line, jerr.column);
+        return NULL;
+    }
+    if (json_is_object(v)) { /* Meilisearch takes a single object as a one-document batch */
+        json_t *arr = json_array();
+        json_array_append_new(arr, v);
+        return arr;
+    }
+    if (!json_is_array(v)) {
+        json_decref(v);
+        mr_error_set(err, "malformed_payload",
+                     "The `json` payload provided is malformed. `Couldn't serialize document value: "
+                     "expected an array of objects or a single object`.");
+        return NULL;
+    }
+    return v;
+}
+
+static json_t *parse_ndjson(const char *body, size_t len, mr_error *err)
+{
+    json_t *arr = json_array();
+    size_t line = 0;
+    for (size_t pos = 0; pos < len;) {
+        const char *start = body + pos;
+        const char *nl = memchr(start, '\n', len - pos);
+        size_t n = nl ? (size_t)(nl - start) : len - pos;
+        pos += n + (nl ? 1 : 0);
+        line++;
+        size_t k = 0;
+        while (k < n && isspace((unsigned char)start[k]))
+            k++;
+        if (k == n)
+            continue;
+        json_error_t jerr;
+        json_t *doc = json_loadb(start, n, 0, &jerr);
+        if (!doc) {
+            mr_error_set(err, "malformed_payload", "The `ndjson` payload provided is malformed. `%s at line %zu column %d`.",
+                         jerr.text, line, jerr.column);
+            json_decref(arr);
+            return NULL;
+        }
+        json_array_append_new(arr, doc);
+    }
+    return arr;
+}
+
+json_t *mr_payload_parse(const char *body, size_t len, enum mr_payload_format fmt, mr_error *err)
+{
+    if (len == 0) {
+        mr_error_set(err, "missing_payload", "A %s payload is missing.",
+                     fmt == MR_FORMAT_JSON ? "json" : fmt == MR_FORMAT_NDJSON ? "ndjson" : "csv");
+        return NULL;
+    }
+    json_t *docs;
+    switch (fmt) {
+    case MR_FORMAT_JSON:
+        docs = parse_json_array(body, len, err);
+        break;
+    case MR_FORMAT_NDJSON:
+        docs = parse_ndjson(body, len, err);
+        break;
+    default:
+        mr_error_set(err, "invalid_content_type", "The Content-Type `text/csv` is not supported by this gateway yet.");
+        return NULL;
+    }
+    if (!docs)
+        return NULL;
+    size_t i;
+    json_t *doc;
+    json_array_foreach(docs, i, doc) {
+        if (!json_is_object(doc)) {
+            mr_error_set(err, "malformed_payload",
+                         "The `%s` payload provided is malformed. `Couldn't serialize document value: document %zu "
+                         "is not an object`.",
+                         fmt == MR_FORMAT_JSON ? "json" : "ndjson", i);
+            json_decref(docs);
+            return NULL;
+        }
+    }
+    return docs;
+}
+
+int mr_documents_validate(const json_t *docs, const char *primary_key, mr_error *err)
+{
+    size_t i;
+    json_t *doc;
+    char id[MR_DOCID_MAX + 1];
+    json_array_foreach(docs, i, doc) {
+        json_t *pk = json_object_get(doc, primary_key);
+        if (!pk) {
+            char *text = json_dumps(doc, JSON_COMPACT);
+            mr_error_set(err, "missing_document_id", "Document doesn't have a `%s` attribute: `%.300s`.", primary_key,
+                         text ? text : "");
+            free(text);
+            return -1;
+        }
+        if (mr_docid_from_json(pk, id, sizeof id, err) < 0)
+            return -1;
+        const char *field;
+        json_t *value;
+        json_object_foreach((json_t *)doc, field, value) {
+            if (strncmp(field, MR_RESERVED_PREFIX, strlen(MR_RESERVED_PREFIX)) == 0) {
+                mr_error_set(err, "miroir_reserved_field",
+                             "Document `%s` has the field `%.100s`: fields starting with `_miroir` are reserved.", id,
+                             field);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+int mr_primary_key_infer(const json_t *docs, char *out, size_t outlen, mr_error *err)
+{
+    const json_t *first = json_array_get(docs, 0);
+    const char *found = NULL, *field;
+    int count = 0;
+    json_t *value;
+    json_object_foreach((json_t *)first, field, value) {
+        size_t n = strlen(field);
+        if (n >= 2 && strcasecmp(field + n - 2, "id") == 0) {
+            if (!found)
+                found = field;
+            count++;
+        }
+    }
+    if (count == 0) {
+        mr_error_set(err, "index_primary_key_no_candidate_found",
+                     "The primary key inference failed as the engine did not find any field ending with `id` in its "
+                     "name. Please specify the primary key manually using the `primaryKey` query parameter.");
+        return -1;
+    }
+    if (count > 1) {
+        mr_error_set(err, "index_primary_key_multiple_candidates_found",
+                     "The primary key inference failed as the engine found %d fields ending with `id` in their names. "
+                     "Please specify the primary key manually using the `primaryKey` query parameter.",
+                     count);
+        return -1;
+    }
+    if (strlen(found) >= outlen)
+        return -1;
+    snprintf(out, outlen, "%s", found);
+    return 0;
+}

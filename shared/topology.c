@@ -1,0 +1,216 @@
+/* topology.c: index definitions, placement and the refcounted topology snapshot. */
+#include "topology.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hrw.h"
+
+static const char *const state_names[] = {"ready", "building", "retiring"};
+
+const char *mr_replica_state_name(enum mr_replica_state s)
+{
+    return state_names[s];
+}
+
+static int state_parse(const char *s, enum mr_replica_state *out)
+{
+    for (size_t i = 0; i < sizeof state_names / sizeof state_names[0]; i++) {
+        if (s && strcmp(s, state_names[i]) == 0) {
+            *out = (enum mr_replica_state)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+void mr_shard_index_name(char *out, size_t outlen, const char *index, uint32_t shard)
+{
+    snprintf(out, outlen, "%s__s%u", index, shard);
+}
+
+json_t *mr_index_to_json(const mr_index *ix)
+{
+    json_t *shards = json_array();
+    for (uint32_t s = 0; s < ix->shard_count; s++) {
+        json_t *reps = json_array();
+        for (size_t r = 0; r < ix->shards[s].count; r++)
+            json_array_append_new(reps, json_pack("{s:s, s:s}", "node", ix->shards[s].replicas[r].node, "state",
+                                                  mr_replica_state_name(ix->shards[s].replicas[r].state)));
+        json_array_append_new(shards, reps);
+    }
+    return json_pack("{s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:o}", "uid", ix->uid, "primaryKey", ix->primary_key,
+                     "shards", (json_int_t)ix->shard_count, "replicationFactor", (json_int_t)ix->rf,
+                     "maxTotalHits", (json_int_t)ix->max_total_hits, "createdAt", ix->created_at, "updatedAt",
+                     ix->updated_at, "placement", shards);
+}
+
+int mr_index_from_json(const json_t *j, mr_index *ix)
+{
+    memset(ix, 0, sizeof *ix);
+    const char *uid = NULL, *pk = NULL, *created = NULL, *updated = NULL;
+    json_int_t shards = 0, rf = 0, mth = 0;
+    json_t *placement = NULL;
+    if (json_unpack((json_t *)j, "{s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:o}", "uid", &uid, "primaryKey", &pk,
+                    "shards", &shards, "replicationFactor", &rf, "maxTotalHits", &mth, "createdAt", &created,
+                    "updatedAt", &updated, "placement", &placement) != 0)
+        return -1;
+    if (shards < 1 || shards > MR_MAX_SHARDS || rf < 1 || !json_is_array(placement) ||
+        json_array_size(placement) != (size_t)shards)
+        return -1;
+    snprintf(ix->uid, sizeof ix->uid, "%s", uid);
+    snprintf(ix->primary_key, sizeof ix->primary_key, "%s", pk);
+    snprintf(ix->created_at, sizeof ix->created_at, "%s", created);
+    snprintf(ix->updated_at, sizeof ix->updated_at, "%s", updated);
+    ix->shard_count = (uint32_t)shards;
+    ix->rf = (uint32_t)rf;
+    ix->max_total_hits = (long)mth;
+    ix->shards = calloc(ix->shard_count, sizeof *ix->shards);
+    for (uint32_t s = 0; s < ix->shard_count; s++) {
+        json_t *reps = json_array_get(placement, s);
+        size_t r;
+        json_t *rep;
+        json_array_foreach(reps, r, rep) {
+            if (r >= MR_MAX_REPLICAS)
+                break;
+            mr_replica *dst = &ix->shards[s].replicas[r];
+            const char *node = json_string_value(json_object_get(rep, "node"));
+            if (!node || state_parse(json_string_value(json_object_get(rep, "state")), &dst->state)) {
+                mr_index_clear(ix);
+                return -1;
+            }
+            snprintf(dst->node, sizeof dst->node, "%s", node);
+            ix->shards[s].count++;
+        }
+    }
+    return 0;
+}
+
+void mr_index_clear(mr_index *ix)
+{
+    free(ix->shards);
+    ix->shards = NULL;
+}
+
+void mr_index_copy(mr_index *dst, const mr_index *src)
+{
+    *dst = *src;
+    dst->shards = calloc(src->shard_count, sizeof *dst->shards);
+    memcpy(dst->shards, src->shards, src->shard_count * sizeof *dst->shards);
+}
+
+void mr_index_place(mr_index *ix, const mr_node *nodes, size_t node_count)
+{
+    const char *ids[MR_MAX_NODES];
+    size_t top[MR_MAX_REPLICAS];
+    for (size_t i = 0; i < node_count; i++)
+        ids[i] = nodes[i].id;
+    ix->shards = calloc(ix->shard_count, sizeof *ix->shards);
+    size_t rf = ix->rf < MR_MAX_REPLICAS ? ix->rf : MR_MAX_REPLICAS;
+    for (uint32_t s = 0; s < ix->shard_count; s++) {
+        size_t n = mr_hrw_place(ix->uid, s, ids, node_count, rf, top);
+        for (size_t r = 0; r < n; r++) {
+            snprintf(ix->shards[s].replicas[r].node, MR_NODE_ID_MAX, "%s", ids[top[r]]);
+            ix->shards[s].replicas[r].state = MR_REPLICA_READY;
+        }
+        ix->shards[s].count = n;
+    }
+}
+
+mr_topology *mr_topology_new(void)
+{
+    mr_topology *t = calloc(1, sizeof *t);
+    t->refs = 1;
+    return t;
+}
+
+static void topology_free(mr_topology *t)
+{
+    for (size_t i = 0; i < t->count; i++)
+        mr_index_clear(&t->indexes[i]);
+    free(t->indexes);
+    free(t);
+}
+
+const mr_index *mr_topology_find(const mr_topology *t, const char *uid)
+{
+    size_t lo = 0, hi = t->count;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(t->indexes[mid].uid, uid);
+        if (c == 0)
+            return &t->indexes[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+mr_topology *mr_topology_with(const mr_topology *t, const char *uid, const mr_index *ix)
+{
+    mr_topology *n = mr_topology_new();
+    n->indexes = calloc(t->count + 1, sizeof *n->indexes);
+    int placed = 0;
+    for (size_t i = 0; i < t->count; i++) {
+        int c = strcmp(t->indexes[i].uid, uid);
+        if (c > 0 && !placed) {
+            if (ix)
+                mr_index_copy(&n->indexes[n->count++], ix);
+            placed = 1;
+        }
+        if (c == 0) {
+            if (ix)
+                mr_index_copy(&n->indexes[n->count++], ix);
+            placed = 1;
+            continue;
+        }
+        mr_index_copy(&n->indexes[n->count++], &t->indexes[i]);
+    }
+    if (!placed && ix)
+        mr_index_copy(&n->indexes[n->count++], ix);
+    return n;
+}
+
+void mr_topology_holder_init(mr_topology_holder *h)
+{
+    pthread_mutex_init(&h->lock, NULL);
+    h->current = mr_topology_new();
+}
+
+void mr_topology_holder_destroy(mr_topology_holder *h)
+{
+    mr_topology_release(h, h->current);
+    pthread_mutex_destroy(&h->lock);
+}
+
+mr_topology *mr_topology_acquire(mr_topology_holder *h)
+{
+    pthread_mutex_lock(&h->lock);
+    mr_topology *t = h->current;
+    t->refs++;
+    pthread_mutex_unlock(&h->lock);
+    return t;
+}
+
+void mr_topology_release(mr_topology_holder *h, mr_topology *t)
+{
+    pthread_mutex_lock(&h->lock);
+    int last = --t->refs == 0;
+    pthread_mutex_unlock(&h->lock);
+    if (last)
+        topology_free(t);
+}
+
+void mr_topology_publish(mr_topology_holder *h, mr_topology *t)
+{
+    pthread_mutex_lock(&h->lock);
+    mr_topology *old = h->current;
+    h->current = t;
+    int last = --old->refs == 0;
+    pthread_mutex_unlock(&h->lock);
+    if (last)
+        topology_free(old);
+}

@@ -1,0 +1,93 @@
+/* topology.h: indexes, their shards and replica placements, as one immutable snapshot.
+ *
+ * Ownership: a snapshot is built by one writer (the meta follower), published into an
+ * mr_topology_holder, and read by any thread through acquire/release. A reader never sees a
+ * snapshot change under it; the writer swaps in a new one. Who serves shard k is then a pure
+ * function of the snapshot. */
+#ifndef MIROIR_TOPOLOGY_H
+#define MIROIR_TOPOLOGY_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "record.h"
+
+#define MR_MAX_REPLICAS 8 /* RF ≤ 3, plus replicas being built or retired during moves */
+#define MR_MAX_SHARDS 1024
+
+enum mr_replica_state {
+    MR_REPLICA_READY,    /* caught up: serves reads, counts for task completion */
+    MR_REPLICA_BUILDING, /* being filled; takes writes, no reads */
+    MR_REPLICA_RETIRING, /* leaving: no reads, no writes; its index is about to be dropped */
+};
+
+typedef struct mr_replica {
+    char node[MR_NODE_ID_MAX];
+    enum mr_replica_state state;
+} mr_replica;
+
+typedef struct mr_shard {
+    mr_replica replicas[MR_MAX_REPLICAS];
+    size_t count;
+} mr_shard;
+
+typedef struct mr_index {
+    char uid[MR_INDEX_UID_MAX + 1];
+    char primary_key[256]; /* "" until set or inferred */
+    uint32_t shard_count;
+    uint32_t rf;
+    long max_total_hits;
+    char created_at[40];
+    char updated_at[40];
+    mr_shard *shards; /* shard_count entries, owned */
+} mr_index;
+
+typedef struct mr_topology {
+    mr_index *indexes; /* owned, sorted by uid */
+    size_t count;
+    int refs;          /* guarded by the holder's mutex */
+} mr_topology;
+
+/* Index definitions travel as JSON in the meta topic. Returns a new reference. */
+json_t *mr_index_to_json(const mr_index *ix);
+/* Fills ix from JSON (ix->shards is allocated; free with mr_index_clear). Returns 0 or -1. */
+int mr_index_from_json(const json_t *j, mr_index *ix);
+void mr_index_clear(mr_index *ix);
+/* Deep copy into dst (which must be cleared/uninitialised). */
+void mr_index_copy(mr_index *dst, const mr_index *src);
+
+/* Builds the placement of a new index: HRW over nodes, state ready (an empty index is caught up).
+ * ix->uid, shard_count and rf must be set; allocates ix->shards. */
+void mr_index_place(mr_index *ix, const mr_node *nodes, size_t node_count);
+
+/* Lookup in a snapshot; NULL if absent. */
+const mr_index *mr_topology_find(const mr_topology *t, const char *uid);
+
+/* Returns a new snapshot equal to t with ix inserted or replaced (ix is copied), or with uid
+ * removed when ix is NULL. t itself is untouched. */
+mr_topology *mr_topology_with(const mr_topology *t, const char *uid, const mr_index *ix);
+mr_topology *mr_topology_new(void);
+
+typedef struct mr_topology_holder {
+    pthread_mutex_t lock;
+    mr_topology *current;
+} mr_topology_holder;
+
+void mr_topology_holder_init(mr_topology_holder *h);
+void mr_topology_holder_destroy(mr_topology_holder *h);
+/* Takes a reference to the current snapshot; give it back with mr_topology_release. */
+mr_topology *mr_topology_acquire(mr_topology_holder *h);
+void mr_topology_release(mr_topology_holder *h, mr_topology *t);
+/* Publishes t (the holder takes the caller's reference). */
+void mr_topology_publish(mr_topology_holder *h, mr_topology *t);
+
+/* "<index>__s<k>": the Meilisearch index that holds one shard on a node. */
+void mr_shard_index_name(char *out, size_t outlen, const char *index, uint32_t shard);
+
+const char *mr_replica_state_name(enum mr_replica_state s);
+
+#endif

@@ -1,0 +1,17 @@
+/* util.h: clocks, timestamps and logfmt logging. */
+#ifndef MIROIR_UTIL_H
+#define MIROIR_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Monotonic milliseconds, for timeouts and durations. */
+int64_t mr_now_ms(void);
+
+/* Wall-clock time as RFC 3339 with nanoseconds, like Meilisearch's "2024-01-01T00:00:00.123456789Z". */
+void mr_now_rfc3339(char *out, size_t outlen);
+
+/* One logfmt line on stderr: ts=… level=… comp=… msg="…". Thread-safe (one write per line). */
+void mr_log(const char *level, const char *component, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif
