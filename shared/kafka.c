@@ -76,7 +76,9 @@ rd_kafka_t *mr_kafka_consumer(const mr_config *cfg, const char *group_id, char *
     rd_kafka_conf_t *conf = base_conf(cfg, err, errlen);
     if (!conf)
         return NULL;
-    if ((group_id && conf_set(conf, "group.id", group_id, err, errlen)) ||
+    /* librdkafka's consumer poll wants a group.id even for assign()-only handles; such a handle
+     * never joins the group nor commits to it. */
+    if (conf_set(conf, "group.id", group_id ? group_id : "miroir.assign-only", err, errlen) ||
         conf_set(conf, "enable.auto.commit", "false", err, errlen) ||
         conf_set(conf, "enable.auto.offset.store", "false", err, errlen) ||
         conf_set(conf, "auto.offset.reset", "earliest", err, errlen) ||

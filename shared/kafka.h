@@ -13,7 +13,8 @@
  * Returns NULL with err on failure. Free with rd_kafka_destroy after rd_kafka_flush. */
 rd_kafka_t *mr_kafka_producer(const mr_config *cfg, char *err, size_t errlen);
 
-/* A consumer; group_id may be NULL for a handle that only uses assign(). Auto-commit is off. */
+/* A consumer; group_id may be NULL for a handle that only uses assign() and never commits.
+ * Auto-commit is off. */
 rd_kafka_t *mr_kafka_consumer(const mr_config *cfg, const char *group_id, char *err, size_t errlen);
 
 /* Creates a topic (an existing one is fine). config is a NULL-terminated name, value, … list.

@@ -172,10 +172,14 @@ int mr_meta_poll(mr_meta *m, int timeout_ms)
 int mr_meta_sync(mr_meta *m, int timeout_ms)
 {
     int64_t lo, meta_hi, tasks_hi;
-    if (rd_kafka_query_watermark_offsets(m->consumer, MR_TOPIC_META, 0, &lo, &meta_hi, timeout_ms) ||
-        rd_kafka_query_watermark_offsets(m->consumer, MR_TOPIC_TASKS, 0, &lo, &tasks_hi, timeout_ms))
-        return -1;
     int64_t deadline = mr_now_ms() + timeout_ms;
+    /* A topic created a moment ago may have no leader yet: ask again until the deadline. */
+    while (rd_kafka_query_watermark_offsets(m->consumer, MR_TOPIC_META, 0, &lo, &meta_hi, 1000) ||
+           rd_kafka_query_watermark_offsets(m->consumer, MR_TOPIC_TASKS, 0, &lo, &tasks_hi, 1000)) {
+        if (mr_now_ms() > deadline)
+            return -1;
+        mr_meta_poll(m, 100);
+    }
     for (;;) {
         pthread_mutex_lock(&m->lock);
         int done = m->meta_next >= meta_hi && m->tasks_next >= tasks_hi;

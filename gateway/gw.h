@@ -1,0 +1,105 @@
+/* gw.h: the gateway's context, its request and response, and the route handlers.
+ *
+ * Ownership: main owns the gw (config, Kafka producer, meta follower, HTTP client, node
+ * health) for the life of the process. Each HTTP request owns its gw_request (body bytes) and
+ * gw_response (body JSON) for the duration of one handler call. */
+#ifndef MIROIR_GW_H
+#define MIROIR_GW_H
+
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+#include <microhttpd.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "apierr.h"
+#include "config.h"
+#include "kafka.h"
+#include "meili.h"
+#include "meta.h"
+#include "topology.h"
+
+typedef struct gw_node_health {
+    atomic_llong down_until_ms; /* 0 or a time before now: up */
+    atomic_int consecutive_failures;
+} gw_node_health;
+
+typedef struct gw {
+    const mr_config *cfg;
+    rd_kafka_t *producer;
+    mr_meta *meta;
+    mr_http *http;
+    gw_node_health health[MR_MAX_NODES];
+    atomic_int stopping;
+} gw;
+
+#define GW_MAX_CAPTURES 3
+
+typedef struct gw_request {
+    struct MHD_Connection *conn;
+    const char *method;
+    const char *path;
+    const char *captures[GW_MAX_CAPTURES]; /* the "*" segments of the route, decoded */
+    const char *body;
+    size_t body_len;
+} gw_request;
+
+typedef struct gw_response {
+    int status;
+    json_t *body; /* owned; NULL for an empty body */
+} gw_response;
+
+/* Response helpers: each takes ownership of body. */
+void gw_reply(gw_response *res, int status, json_t *body);
+void gw_reply_error(gw_response *res, const mr_error *err);
+
+/* A query-string argument, or NULL. */
+const char *gw_arg(const gw_request *req, const char *name);
+/* The request body parsed as a JSON object; NULL with err set (bad_request / malformed). */
+json_t *gw_body_object(const gw_request *req, mr_error *err);
+
+/* Looks up an index; on failure sets err (index_not_found) and returns NULL. The returned index
+ * lives as long as topo. */
+const mr_index *gw_find_index(mr_topology *topo, const char *uid, mr_error *err);
+
+/* ---- nodes: health and replica choice (gw_nodes.c) ---- */
+const mr_node *gw_node(const gw *g, const char *id);
+int gw_node_is_up(gw *g, const char *id);
+void gw_node_report(gw *g, const char *id, int ok);
+/* Fills out with the ready replicas of shard, ranked for key: up nodes first, each group by
+ * rendezvous on key. Returns their number. */
+size_t gw_replica_order(gw *g, const mr_index *ix, uint32_t shard, uint64_t key, const char **out);
+/* Pings every node's /health; meant for a background thread. */
+void gw_nodes_check(gw *g);
+
+/* ---- writes (gw_documents.c) ---- */
+/* Produces records and records a task; answers 202 with the task summary or an error. */
+int gw_produce_task(gw *g, mr_produce_msg *msgs, size_t n, json_t *task, gw_response *res);
+/* Produces one control record per partition, so index-wide operations keep their order with
+ * documents, and answers with its task. */
+int gw_produce_control(gw *g, const mr_index *ix, enum mr_op op, const json_t *value, json_t *task,
+                       gw_response *res);
+/* Creates an index (used by POST /indexes and by a write to an unknown index). */
+int gw_create_index(gw *g, const char *uid, const char *primary_key, long shards, long rf, json_t **task_out,
+                    mr_error *err);
+
+/* ---- route handlers ---- */
+typedef void (*gw_handler)(gw *g, const gw_request *req, gw_response *res);
+void gw_route_health(gw *g, const gw_request *req, gw_response *res);
+void gw_route_version(gw *g, const gw_request *req, gw_response *res);
+void gw_route_topology(gw *g, const gw_request *req, gw_response *res);
+void gw_route_index_create(gw *g, const gw_request *req, gw_response *res);
+void gw_route_index_list(gw *g, const gw_request *req, gw_response *res);
+void gw_route_index_get(gw *g, const gw_request *req, gw_response *res);
+void gw_route_documents_add(gw *g, const gw_request *req, gw_response *res);
+void gw_route_documents_update(gw *g, const gw_request *req, gw_response *res);
+void gw_route_document_get(gw *g, const gw_request *req, gw_response *res);
+void gw_route_document_delete(gw *g, const gw_request *req, gw_response *res);
+void gw_route_search_get(gw *g, const gw_request *req, gw_response *res);
+void gw_route_search_post(gw *g, const gw_request *req, gw_response *res);
+void gw_route_task_get(gw *g, const gw_request *req, gw_response *res);
+
+/* Starts the HTTP daemon; NULL on failure. */
+struct MHD_Daemon *gw_http_start(gw *g, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,355 @@
+/* gw_documents.c: the write path (validate, produce to the shard partition, record a task),
+ * index creation, and single-document reads routed to the id's shard. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw.h"
+#include "hrw.h"
+#include "kafka.h"
+#include "payload.h"
+#include "record.h"
+#include "task.h"
+#include "util.h"
+
+static void topic_of(char *out, size_t outlen, const char *prefix, const char *uid)
+{
+    snprintf(out, outlen, "%s%s", prefix, uid);
+}
+
+int gw_produce_task(gw *g, mr_produce_msg *msgs, size_t n, json_t *task, gw_response *res)
+{
+    mr_error err;
+    if (n && mr_produce_all(g->producer, msgs, n, &err)) {
+        gw_reply_error(res, &err);
+        return -1;
+    }
+    /* The task covers, per partition, the range of offsets this write produced. */
+    int64_t first[MR_MAX_SHARDS], last[MR_MAX_SHARDS];
+    for (size_t s = 0; s < MR_MAX_SHARDS; s++)
+        first[s] = last[s] = -1;
+    for (size_t i = 0; i < n; i++) {
+        int32_t p = msgs[i].partition;
+        if (first[p] < 0 || msgs[i].offset < first[p])
+            first[p] = msgs[i].offset;
+        if (msgs[i].offset > last[p])
+            last[p] = msgs[i].offset;
+    }
+    for (uint32_t s = 0; s < MR_MAX_SHARDS; s++)
+        if (first[s] >= 0)
+            mr_task_add_part(task, s, first[s], last[s]);
+    int64_t uid;
+    if (mr_meta_add_task(g->meta, g->producer, task, &uid, &err)) {
+        gw_reply_error(res, &err);
+        return -1;
+    }
+    gw_reply(res, 202, mr_task_summary(uid, task));
+    return 0;
+}
+
+int gw_produce_control(gw *g, const mr_index *ix, enum mr_op op, const json_t *value, json_t *task,
+                           gw_response *res)
+{
+    char topic[256];
+    topic_of(topic, sizeof topic, MR_TOPIC_INDEX_PREFIX, ix->uid);
+    char *text = json_dumps(value, JSON_COMPACT);
+    mr_produce_msg *msgs = calloc(ix->shard_count, sizeof *msgs);
+    for (uint32_t s = 0; s < ix->shard_count; s++) {
+        msgs[s] = (mr_produce_msg){.topic = topic, .partition = (int32_t)s, .value = text, .value_len = strlen(text),
+                                   .headers = mr_headers_op(mr_op_name(op))};
+    }
+    int rc = gw_produce_task(g, msgs, ix->shard_count, task, res);
+    free(msgs);
+    free(text);
+    return rc;
+}
+
+int gw_create_index(gw *g, const char *uid, const char *primary_key, long shards, long rf, json_t **task_out,
+                    mr_error *err)
+{
+    *task_out = NULL;
+    if (!mr_index_uid_valid(uid)) {
+        mr_error_set(err, "invalid_index_uid",
+                     "`%.200s` is not a valid index uid. Index uid can be an integer or a string containing only "
+                     "alphanumeric characters, hyphens (-) and underscores (_), and can not be more than %d bytes.",
+                     uid, MR_INDEX_UID_MAX);
+        return -1;
+    }
+    if (shards < 1 || shards > MR_MAX_SHARDS) {
+        mr_error_set(err, "miroir_invalid_shards", "`shards` must be an integer from 1 to %d.", MR_MAX_SHARDS);
+        return -1;
+    }
+    if (rf < 1 || rf > 3 || (size_t)rf > g->cfg->node_count) {
+        mr_error_set(err, "miroir_invalid_replication_factor",
+                     "`replicationFactor` must be 1, 2 or 3 and at most the number of nodes (%zu).", g->cfg->node_count);
+        return -1;
+    }
+    json_t *details = json_pack("{s:s?}", "primaryKey", primary_key && *primary_key ? primary_key : NULL);
+    json_t *task = mr_task_new(uid, "indexCreation", details);
+    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
+    int exists = mr_topology_find(topo, uid) != NULL;
+    mr_topology_release(mr_meta_topology(g->meta), topo);
+    if (exists) {
+        /* Meilisearch enqueues the creation and fails the task; so do we. */
+        mr_error e;
+        mr_error_set(&e, "index_already_exists", "Index `%s` already exists.", uid);
+        json_object_set_new(task, "error", mr_error_json(&e));
+        *task_out = task;
+        return 0;
+    }
+    char topic[256], errbuf[512];
+    static const char *const retention[] = {"retention.ms", "-1", "cleanup.policy", "delete", NULL};
+    topic_of(topic, sizeof topic, MR_TOPIC_INDEX_PREFIX, uid);
+    int rc = mr_kafka_create_topic(g->producer, topic, (int)shards, retention, 10000, errbuf, sizeof errbuf);
+    topic_of(topic, sizeof topic, MR_TOPIC_INBOX_PREFIX, uid);
+    if (!rc)
+        rc = mr_kafka_create_topic(g->producer, topic, (int)shards, retention, 10000, errbuf, sizeof errbuf);
+    topic_of(topic, sizeof topic, MR_TOPIC_DLQ_PREFIX, uid);
+    if (!rc)
+        rc = mr_kafka_create_topic(g->producer, topic, 1, retention, 10000, errbuf, sizeof errbuf);
+    if (rc) {
+        mr_error_set(err, "miroir_kafka_unavailable", "%s", errbuf);
+        json_decref(task);
+        return -1;
+    }
+    mr_index ix = {.shard_count = (uint32_t)shards, .rf = (uint32_t)rf, .max_total_hits = g->cfg->default_max_total_hits};
+    snprintf(ix.uid, sizeof ix.uid, "%s", uid);
+    snprintf(ix.primary_key, sizeof ix.primary_key, "%s", primary_key ? primary_key : "");
+    mr_now_rfc3339(ix.created_at, sizeof ix.created_at);
+    snprintf(ix.updated_at, sizeof ix.updated_at, "%s", ix.created_at);
+    mr_index_place(&ix, g->cfg->nodes, g->cfg->node_count);
+    json_t *def = mr_index_to_json(&ix);
+    char key[300];
+    snprintf(key, sizeof key, "index/%s", uid);
+    rc = mr_meta_put(g->meta, g->producer, key, def, 1, err);
+    json_decref(def);
+    mr_index_clear(&ix);
+    if (rc) {
+        json_decref(task);
+        return -1;
+    }
+    *task_out = task;
+    return 0;
+}
+
+/* Sets the primary key of an index that has none yet (first write decides, as in Meilisearch). */
+static int set_primary_key(gw *g, const mr_index *ix, const char *pk, mr_error *err)
+{
+    mr_index copy;
+    mr_index_copy(&copy, ix);
+    snprintf(copy.primary_key, sizeof copy.primary_key, "%s", pk);
+    mr_now_rfc3339(copy.updated_at, sizeof copy.updated_at);
+    json_t *def = mr_index_to_json(&copy);
+    char key[300];
+    snprintf(key, sizeof key, "index/%s", ix->uid);
+    int rc = mr_meta_put(g->meta, g->producer, key, def, 1, err);
+    json_decref(def);
+    mr_index_clear(&copy);
+    return rc;
+}
+
+/* Resolves the index of a write, creating it with defaults if needed (Meilisearch does too). */
+static const mr_index *write_target(gw *g, const char *uid, mr_topology **topo, mr_error *err)
+{
+    *topo = mr_topology_acquire(mr_meta_topology(g->meta));
+    const mr_index *ix = mr_topology_find(*topo, uid);
+    if (ix)
+        return ix;
+    mr_topology_release(mr_meta_topology(g->meta), *topo);
+    *topo = NULL;
+    json_t *task = NULL;
+    long rf = g->cfg->node_count >= 2 ? 2 : 1;
+    if (gw_create_index(g, uid, NULL, 4, rf, &task, err))
+        return NULL;
+    gw_response res = {0};
+    mr_topology *t = mr_topology_acquire(mr_meta_topology(g->meta));
+    ix = mr_topology_find(t, uid);
+    json_t *payload = json_object();
+    int rc = ix ? gw_produce_control(g, ix, MR_OP_CREATE_INDEX, payload, task, &res) : -1;
+    json_decref(payload);
+    json_decref(task);
+    if (rc) {
+        if (res.body)
+            mr_error_from_json(err, res.status, res.body);
+        else
+            mr_error_set(err, "internal", "index `%s` vanished while being created", uid);
+        json_decref(res.body);
+        mr_topology_release(mr_meta_topology(g->meta), t);
+        return NULL;
+    }
+    json_decref(res.body);
+    *topo = t;
+    return ix;
+}
+
+static void documents_write(gw *g, const gw_request *req, gw_response *res, enum mr_op op)
+{
+    mr_error err = {0};
+    enum mr_payload_format fmt;
+    const char *ctype = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Content-Type");
+    if (mr_payload_format_of(ctype, &fmt, &err)) {
+        gw_reply_error(res, &err);
+        return;
+    }
+    json_t *docs = mr_payload_parse(req->body, req->body_len, fmt, &err);
+    if (!docs) {
+        gw_reply_error(res, &err);
+        return;
+    }
+    const char *uid = req->captures[0];
+    const char *pk_param = gw_arg(req, "primaryKey");
+    mr_topology *topo = NULL;
+    const mr_index *ix = write_target(g, uid, &topo, &err);
+    char pk[256] = "";
+    mr_produce_msg *msgs = NULL;
+    char **ids = NULL;
+    char **values = NULL;
+    size_t n = json_array_size(docs);
+    if (!ix)
+        goto fail;
+    if (ix->primary_key[0]) {
+        if (pk_param && strcmp(pk_param, ix->primary_key) != 0) {
+            mr_error_set(&err, "invalid_index_primary_key",
+                         "The primary key inference failed: index `%s` already has the primary key `%s`, not `%.100s`.",
+                         ix->uid, ix->primary_key, pk_param);
+            goto fail;
+        }
+        snprintf(pk, sizeof pk, "%s", ix->primary_key);
+    } else if (pk_param) {
+        snprintf(pk, sizeof pk, "%s", pk_param);
+    } else if (n > 0 && mr_primary_key_infer(docs, pk, sizeof pk, &err)) {
+        goto fail;
+    }
+    if (n > 0 && mr_documents_validate(docs, pk, &err))
+        goto fail;
+    if (n > 0 && !ix->primary_key[0] && set_primary_key(g, ix, pk, &err))
+        goto fail;
+    char topic[256];
+    topic_of(topic, sizeof topic, MR_TOPIC_INDEX_PREFIX, ix->uid);
+    msgs = calloc(n ? n : 1, sizeof *msgs);
+    ids = calloc(n ? n : 1, sizeof *ids);
+    values = calloc(n ? n : 1, sizeof *values);
+    for (size_t i = 0; i < n; i++) {
+        json_t *doc = json_array_get(docs, i);
+        char id[MR_DOCID_MAX + 1];
+        int idlen = mr_docid_from_json(json_object_get(doc, pk), id, sizeof id, &err);
+        ids[i] = strdup(id);
+        values[i] = json_dumps(doc, JSON_COMPACT);
+        msgs[i] = (mr_produce_msg){.topic = topic,
+                                   .partition = (int32_t)mr_shard_of(id, (size_t)idlen, ix->shard_count),
+                                   .key = ids[i],
+                                   .key_len = (size_t)idlen,
+                                   .value = values[i],
+                                   .value_len = strlen(values[i]),
+                                   .headers = mr_headers_op(mr_op_name(op))};
+    }
+    json_t *task = mr_task_new(ix->uid, "documentAdditionOrUpdate",
+                               json_pack("{s:I, s:n}", "receivedDocuments", (json_int_t)n, "indexedDocuments"));
+    gw_produce_task(g, msgs, n, task, res);
+    json_decref(task);
+    goto done;
+fail:
+    gw_reply_error(res, &err);
+done:
+    for (size_t i = 0; ids && i < n; i++) {
+        free(ids[i]);
+        free(values[i]);
+    }
+    free(ids);
+    free(values);
+    free(msgs);
+    if (topo)
+        mr_topology_release(mr_meta_topology(g->meta), topo);
+    json_decref(docs);
+}
+
+void gw_route_documents_add(gw *g, const gw_request *req, gw_response *res)
+{
+    documents_write(g, req, res, MR_OP_REPLACE);
+}
+
+void gw_route_documents_update(gw *g, const gw_request *req, gw_response *res)
+{
+    documents_write(g, req, res, MR_OP_UPDATE);
+}
+
+void gw_route_document_delete(gw *g, const gw_request *req, gw_response *res)
+{
+    mr_error err;
+    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
+    const mr_index *ix = gw_find_index(topo, req->captures[0], &err);
+    const char *id = req->captures[1];
+    if (ix && !mr_docid_valid(id, strlen(id)))
+        mr_error_set(&err, "invalid_document_id", "Document identifier `%.200s` is invalid.", id);
+    else if (ix) {
+        char topic[256];
+        topic_of(topic, sizeof topic, MR_TOPIC_INDEX_PREFIX, ix->uid);
+        mr_produce_msg msg = {.topic = topic,
+                              .partition = (int32_t)mr_shard_of(id, strlen(id), ix->shard_count),
+                              .key = id,
+                              .key_len = strlen(id),
+                              .headers = mr_headers_op(mr_op_name(MR_OP_DELETE))};
+        json_t *task = mr_task_new(ix->uid, "documentDeletion",
+                                   json_pack("{s:i, s:n, s:n}", "providedIds", 1, "deletedDocuments", "originalFilter"));
+        gw_produce_task(g, &msg, 1, task, res);
+        json_decref(task);
+        mr_topology_release(mr_meta_topology(g->meta), topo);
+        return;
+    }
+    gw_reply_error(res, &err);
+    mr_topology_release(mr_meta_topology(g->meta), topo);
+}
+
+void gw_route_document_get(gw *g, const gw_request *req, gw_response *res)
+{
+    mr_error err;
+    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
+    const mr_index *ix = gw_find_index(topo, req->captures[0], &err);
+    if (!ix) {
+        gw_reply_error(res, &err);
+        mr_topology_release(mr_meta_topology(g->meta), topo);
+        return;
+    }
+    const char *id = req->captures[1];
+    uint32_t shard = mr_shard_of(id, strlen(id), ix->shard_count);
+    const char *order[MR_MAX_REPLICAS];
+    size_t n = gw_replica_order(g, ix, shard, 0, order);
+    char shard_index[300], *eid = curl_easy_escape(NULL, id, 0);
+    const char *fields = gw_arg(req, "fields");
+    char *efields = fields ? curl_easy_escape(NULL, fields, 0) : NULL;
+    mr_shard_index_name(shard_index, sizeof shard_index, ix->uid, shard);
+    mr_error_set(&err, "miroir_shard_unavailable", "No replica of shard %u of index `%s` answered.", shard, ix->uid);
+    for (size_t i = 0; i < n; i++) {
+        mr_http_req r = {0};
+        char url[2048];
+        snprintf(url, sizeof url, "%s/indexes/%s/documents/%s%s%s", gw_node(g, order[i])->url, shard_index, eid,
+                 efields ? "?fields=" : "", efields ? efields : "");
+        mr_http_one(g->http, &r, "GET", url, NULL, 0);
+        json_t *body = mr_http_json(&r);
+        int answered = r.status > 0 && r.status < 500 && body;
+        gw_node_report(g, order[i], r.status > 0 && r.status < 500);
+        if (answered && r.status == 200) {
+            gw_reply(res, 200, body);
+            mr_http_req_reset(&r);
+            goto out;
+        }
+        const char *code = json_string_value(json_object_get(body, "code"));
+        /* a replica whose shard index is not created yet holds no document either */
+        if (answered && r.status == 404 && code &&
+            (strcmp(code, "document_not_found") == 0 || strcmp(code, "index_not_found") == 0)) {
+            mr_error_set(&err, "document_not_found", "Document `%.200s` not found.", id);
+            json_decref(body);
+            mr_http_req_reset(&r);
+            break;
+        }
+        if (answered)
+            mr_error_from_json(&err, (int)r.status, body);
+        json_decref(body);
+        mr_http_req_reset(&r);
+    }
+    gw_reply_error(res, &err);
+out:
+    curl_free(eid);
+    curl_free(efields);
+    mr_topology_release(mr_meta_topology(g->meta), topo);
+}

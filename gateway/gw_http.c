@@ -1,0 +1,251 @@
+/* gw_http.c: the HTTP front: libmicrohttpd glue, body limits, the route table, replies. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw.h"
+#include "util.h"
+
+struct route {
+    const char *method;
+    const char *pattern; /* segments separated by '/', "*" captures one segment */
+    gw_handler handler;
+};
+
+static const struct route routes[] = {
+    {"GET", "health", gw_route_health},
+    {"GET", "version", gw_route_version},
+    {"GET", "_miroir/topology", gw_route_topology},
+    {"POST", "indexes", gw_route_index_create},
+    {"GET", "indexes", gw_route_index_list},
+    {"GET", "indexes/*", gw_route_index_get},
+    {"POST", "indexes/*/documents", gw_route_documents_add},
+    {"PUT", "indexes/*/documents", gw_route_documents_update},
+    {"GET", "indexes/*/documents/*", gw_route_document_get},
+    {"DELETE", "indexes/*/documents/*", gw_route_document_delete},
+    {"GET", "indexes/*/search", gw_route_search_get},
+    {"POST", "indexes/*/search", gw_route_search_post},
+    {"GET", "tasks/*", gw_route_task_get},
+};
+
+/* Per-connection request state across libmicrohttpd's calls. */
+struct upload {
+    char *body;
+    size_t len, cap;
+    int too_large;
+    int64_t started_ms;
+};
+
+void gw_reply(gw_response *res, int status, json_t *body)
+{
+    json_decref(res->body);
+    res->status = status;
+    res->body = body;
+}
+
+void gw_reply_error(gw_response *res, const mr_error *err)
+{
+    gw_reply(res, err->status, mr_error_json(err));
+}
+
+const char *gw_arg(const gw_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+json_t *gw_body_object(const gw_request *req, mr_error *err)
+{
+    if (req->body_len == 0) {
+        mr_error_set(err, "missing_payload", "A json payload is missing.");
+        return NULL;
+    }
+    json_error_t jerr;
+    json_t *v = json_loadb(req->body, req->body_len, 0, &jerr);
+    if (!v) {
+        mr_error_set(err, "malformed_payload", "The json payload provided is malformed. `%s at line %d column %d`.",
+                     jerr.text, jerr.line, jerr.column);
+        return NULL;
+    }
+    if (!json_is_object(v)) {
+        json_decref(v);
+        mr_error_set(err, "bad_request", "Invalid value type: expected an object");
+        return NULL;
+    }
+    return v;
+}
+
+const mr_index *gw_find_index(mr_topology *topo, const char *uid, mr_error *err)
+{
+    const mr_index *ix = mr_topology_find(topo, uid);
+    if (!ix)
+        mr_error_set(err, "index_not_found", "Index `%.200s` not found.", uid);
+    return ix;
+}
+
+/* Matches path against pattern; fills captures (pointers into buf, which holds a copy of path). */
+static int match(const char *pattern, const char *path, char *buf, size_t buflen, const char **captures)
+{
+    snprintf(buf, buflen, "%s", path);
+    char *p = buf;
+    const char *pat = pattern;
+    int ncap = 0;
+    for (;;) {
+        size_t plen = strcspn(pat, "/");
+        char *slash = strchr(p, '/');
+        size_t seglen = slash ? (size_t)(slash - p) : strlen(p);
+        if (plen == 1 && pat[0] == '*') {
+            if (seglen == 0 || ncap == GW_MAX_CAPTURES)
+                return 0;
+            captures[ncap++] = p;
+        } else if (plen != seglen || strncmp(pat, p, plen) != 0) {
+            return 0;
+        }
+        int pat_more = pat[plen] == '/';
+        if (!pat_more && !slash)
+            break;
+        if (pat_more != (slash != NULL))
+            return 0;
+        *slash = '\0';
+        p = slash + 1;
+        pat += plen + 1;
+    }
+    for (int i = 0; i < ncap; i++)
+        MHD_http_unescape((char *)captures[i]);
+    return 1;
+}
+
+static void dispatch(gw *g, gw_request *req, gw_response *res)
+{
+    char buf[4096];
+    const char *path = req->path;
+    while (*path == '/')
+        path++;
+    size_t len = strlen(path);
+    char trimmed[4096];
+    snprintf(trimmed, sizeof trimmed, "%s", path);
+    while (len > 0 && trimmed[len - 1] == '/')
+        trimmed[--len] = '\0';
+    int path_known = 0;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (!match(routes[i].pattern, trimmed, buf, sizeof buf, req->captures))
+            continue;
+        path_known = 1;
+        if (strcmp(routes[i].method, req->method) != 0)
+            continue;
+        routes[i].handler(g, req, res);
+        return;
+    }
+    mr_error e;
+    if (path_known)
+        mr_error_set(&e, "method_not_allowed", "Method `%s` is not allowed on `%.200s`.", req->method, req->path);
+    else
+        mr_error_set(&e, "not_found", "Route `%s %.200s` does not exist.", req->method, req->path);
+    gw_reply_error(res, &e);
+}
+
+static enum MHD_Result send_response(struct MHD_Connection *conn, const gw_response *res)
+{
+    char *text = res->body ? json_dumps(res->body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    size_t len = text ? strlen(text) : 0;
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, text ? text : (char *)"", text ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (text)
+        MHD_add_response_header(r, "Content-Type", "application/json");
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)res->status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    (void)version;
+    gw *g = cls;
+    struct upload *up = *con_cls;
+    if (!up) {
+        up = calloc(1, sizeof *up);
+        up->started_ms = mr_now_ms();
+        *con_cls = up;
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (up->too_large || up->len + n > (size_t)g->cfg->max_body_bytes) {
+            up->too_large = 1; /* keep reading so the client gets the answer, but drop the bytes */
+            return MHD_YES;
+        }
+        if (up->len + n + 1 > up->cap) {
+            size_t cap = up->cap ? up->cap : 65536;
+            while (cap < up->len + n + 1)
+                cap *= 2;
+            char *grown = realloc(up->body, cap);
+            if (!grown)
+                return MHD_NO;
+            up->body = grown;
+            up->cap = cap;
+        }
+        memcpy(up->body + up->len, upload_data, n);
+        up->len += n;
+        up->body[up->len] = '\0';
+        return MHD_YES;
+    }
+    gw_response res = {.status = 200};
+    if (up->too_large) {
+        mr_error e;
+        mr_error_set(&e, "payload_too_large", "The provided payload reached the size limit. The maximum accepted payload size is %ld bytes.",
+                     g->cfg->max_body_bytes);
+        gw_reply_error(&res, &e);
+    } else {
+        gw_request req = {.conn = conn, .method = method, .path = url, .body = up->body ? up->body : "", .body_len = up->len};
+        dispatch(g, &req, &res);
+    }
+    enum MHD_Result ret = send_response(conn, &res);
+    if (res.status >= 500)
+        mr_log("warn", "gateway", "%s %s -> %d %s", method, url, res.status,
+               json_string_value(json_object_get(res.body, "message")));
+    json_decref(res.body);
+    return ret;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    struct upload *up = *con_cls;
+    if (up) {
+        free(up->body);
+        free(up);
+        *con_cls = NULL;
+    }
+}
+
+struct MHD_Daemon *gw_http_start(gw *g, char *err, size_t errlen)
+{
+    char host[128];
+    snprintf(host, sizeof host, "%s", g->cfg->gateway_listen);
+    char *colon = strrchr(host, ':');
+    if (!colon) {
+        snprintf(err, errlen, "gateway_listen: expected host:port, got '%s'", g->cfg->gateway_listen);
+        return NULL;
+    }
+    *colon = '\0';
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
+        snprintf(err, errlen, "gateway_listen: '%s' is not an IPv4 address", host);
+        return NULL;
+    }
+    /* A thread per connection: handlers block on Kafka acks and node fan-out, and a slow one
+     * must not hold up other clients. */
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+        on_request, g, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)g->cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)g->cfg->connection_timeout_s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+    if (!d)
+        snprintf(err, errlen, "cannot listen on %s", g->cfg->gateway_listen);
+    return d;
+}

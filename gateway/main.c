@@ -1,0 +1,95 @@
+/* main.c: miroir-gateway: wires config, Kafka, the meta follower and the HTTP front together. */
+#include <curl/curl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gw.h"
+#include "kafka.h"
+#include "util.h"
+
+static void *follow_meta(void *arg)
+{
+    gw *g = arg;
+    while (!atomic_load(&g->stopping))
+        mr_meta_poll(g->meta, 100);
+    return NULL;
+}
+
+static void *check_nodes(void *arg)
+{
+    gw *g = arg;
+    while (!atomic_load(&g->stopping)) {
+        gw_nodes_check(g);
+        for (int i = 0; i < 10 && !atomic_load(&g->stopping); i++)
+            usleep(100 * 1000);
+    }
+    return NULL;
+}
+
+int main(void)
+{
+    mr_config cfg;
+    char err[512];
+    if (mr_config_load(&cfg, getenv("MIROIR_CONFIG"), err, sizeof err)) {
+        fprintf(stderr, "miroir-gateway: %s\n", err);
+        return 2;
+    }
+    if (cfg.node_count == 0) {
+        fprintf(stderr, "miroir-gateway: no nodes configured (nodes = id=url,…)\n");
+        return 2;
+    }
+    snprintf(cfg.worker_id, sizeof cfg.worker_id, "gateway");
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* every thread inherits this; main waits below */
+    signal(SIGPIPE, SIG_IGN);
+
+    gw g = {.cfg = &cfg};
+    int rc = 1;
+    pthread_t meta_thread, health_thread;
+    struct MHD_Daemon *daemon = NULL;
+    g.producer = mr_kafka_producer(&cfg, err, sizeof err);
+    if (!g.producer)
+        goto fail;
+    g.meta = mr_meta_new(&cfg, err, sizeof err);
+    if (!g.meta)
+        goto fail;
+    if (mr_meta_sync(g.meta, 30000)) {
+        snprintf(err, sizeof err, "could not read the metadata topics within 30 s");
+        goto fail;
+    }
+    g.http = mr_http_new(cfg.node_key, cfg.upstream_timeout_ms, cfg.connect_timeout_ms);
+    pthread_create(&meta_thread, NULL, follow_meta, &g);
+    pthread_create(&health_thread, NULL, check_nodes, &g);
+    daemon = gw_http_start(&g, err, sizeof err);
+    if (daemon) {
+        mr_log("info", "gateway", "listening on %s with %zu nodes", cfg.gateway_listen, cfg.node_count);
+        int sig;
+        sigwait(&sigs, &sig);
+        mr_log("info", "gateway", "signal %d: shutting down", sig);
+        MHD_stop_daemon(daemon);
+        rc = 0;
+    }
+    atomic_store(&g.stopping, 1);
+    pthread_join(meta_thread, NULL);
+    pthread_join(health_thread, NULL);
+fail:
+    if (rc)
+        fprintf(stderr, "miroir-gateway: %s\n", err);
+    mr_http_free(g.http);
+    mr_meta_free(g.meta);
+    if (g.producer) {
+        rd_kafka_flush(g.producer, 5000);
+        rd_kafka_destroy(g.producer);
+    }
+    curl_global_cleanup();
+    return rc;
+}
