@@ -97,6 +97,9 @@ void gw_route_document_get(gw *g, const gw_request *req, gw_response *res);
 void gw_route_document_delete(gw *g, const gw_request *req, gw_response *res);
 void gw_route_search_get(gw *g, const gw_request *req, gw_response *res);
 void gw_route_search_post(gw *g, const gw_request *req, gw_response *res);
+void gw_route_settings_get(gw *g, const gw_request *req, gw_response *res);
+void gw_route_settings_update(gw *g, const gw_request *req, gw_response *res);
+void gw_route_settings_reset(gw *g, const gw_request *req, gw_response *res);
 void gw_route_task_get(gw *g, const gw_request *req, gw_response *res);
 
 /* Starts the HTTP daemon; NULL on failure. */

@@ -27,6 +27,9 @@ static const struct route routes[] = {
     {"DELETE", "indexes/*/documents/*", gw_route_document_delete},
     {"GET", "indexes/*/search", gw_route_search_get},
     {"POST", "indexes/*/search", gw_route_search_post},
+    {"GET", "indexes/*/settings", gw_route_settings_get},
+    {"PATCH", "indexes/*/settings", gw_route_settings_update},
+    {"DELETE", "indexes/*/settings", gw_route_settings_reset},
     {"GET", "tasks/*", gw_route_task_get},
 };
 

@@ -230,12 +230,7 @@ void gw_route_search_get(gw *g, const gw_request *req, gw_response *res)
                 }
             }
             code[k] = '\0';
-            mr_error_set(&err, code, "Invalid value in parameter `%s`: could not parse `%.100s`", p->name, v);
-            if (strcmp(err.code, "internal") == 0) { /* a code our table lacks: keep Meilisearch's name */
-                snprintf(err.code, sizeof err.code, "%s", code);
-                err.status = 400;
-                snprintf(err.type, sizeof err.type, "invalid_request");
-            }
+            mr_error_invalid(&err, code, "Invalid value in parameter `%s`: could not parse `%.100s`", p->name, v);
             gw_reply_error(res, &err);
             json_decref(body);
             return;

@@ -51,6 +51,7 @@ static void batch_reset(struct stream *s)
 
 static void inflight_pop(struct stream *s)
 {
+    json_decref(s->inflight[0].error);
     free(s->inflight[0].key);
     free(s->inflight[0].value);
     memmove(&s->inflight[0], &s->inflight[1], (s->inflight_count - 1) * sizeof s->inflight[0]);
@@ -461,7 +462,7 @@ static int send_batches(ingest *in, int64_t now)
         if (!batch_due(in, s, now))
             continue;
         if (s->batch_docs == 0) { /* only poison records: nothing to send */
-            push_inflight(s, -1);
+            push_inflight(s, TASK_NONE);
             release_held(in, s);
             continue;
         }
@@ -477,6 +478,12 @@ static int send_batches(ingest *in, int64_t now)
         json_t *uid = json_object_get(answer, "taskUid");
         if (reqs[i].status == 202 && json_is_integer(uid)) {
             push_inflight(s, json_integer_value(uid));
+            release_held(in, s);
+        } else if (reqs[i].status >= 400 && reqs[i].status < 500 && reqs[i].status != 408 && reqs[i].status != 429 &&
+                   json_object_get(answer, "code")) {
+            /* The node refused the batch itself (e.g. invalid settings): settle it like a failed task. */
+            push_inflight(s, TASK_REJECTED);
+            s->inflight[s->inflight_count - 1].error = json_incref(answer);
             release_held(in, s);
         } else {
             char why[300];
@@ -526,13 +533,13 @@ static void stream_settle(ingest *in, struct stream *s, json_t *statuses)
     while (s->inflight_count) {
         struct inflight *head = &s->inflight[0];
         json_t *task = NULL;
-        if (head->task_uid >= 0) {
+        if (head->task_uid != TASK_NONE) {
             char key[32];
             snprintf(key, sizeof key, "%" PRId64, head->task_uid);
-            task = json_object_get(statuses, key);
-            if (!task)
+            task = head->task_uid == TASK_REJECTED ? NULL : json_object_get(statuses, key);
+            if (!task && head->task_uid != TASK_REJECTED)
                 break;
-            const char *status = json_string_value(json_object_get(task, "status"));
+            const char *status = task ? json_string_value(json_object_get(task, "status")) : "failed";
             if (!status || strcmp(status, "enqueued") == 0 || strcmp(status, "processing") == 0)
                 break;
             if (strcmp(status, "canceled") == 0) {
@@ -540,7 +547,7 @@ static void stream_settle(ingest *in, struct stream *s, json_t *statuses)
                 return;
             }
             if (strcmp(status, "failed") == 0) {
-                json_t *error = json_object_get(task, "error");
+                json_t *error = task ? json_object_get(task, "error") : head->error;
                 const char *code = json_string_value(json_object_get(error, "code"));
                 if (!benign(head->op, code)) {
                     if (node_level(code)) {
@@ -588,7 +595,7 @@ static int poll_tasks(ingest *in, int64_t now)
             struct stream *s = &in->streams[i];
             if (s->node_slot != (int)slot)
                 continue;
-            if (s->inflight_count && s->inflight[0].task_uid < 0) {
+            if (s->inflight_count && s->inflight[0].task_uid < 0) { /* settles without asking the node */
                 stream_settle(in, s, NULL);
                 work = 1;
             }

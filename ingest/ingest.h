@@ -8,6 +8,7 @@
 #ifndef MIROIR_INGEST_H
 #define MIROIR_INGEST_H
 
+#include <jansson.h>
 #include <librdkafka/rdkafka.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -26,8 +27,12 @@ struct buf {
 enum batch_kind { BATCH_NONE, BATCH_REPLACE, BATCH_UPDATE, BATCH_DELETE, BATCH_CONTROL };
 
 /* A batch sent to Meilisearch, waiting for its task. */
+#define TASK_NONE -1     /* nothing was sent (every record was poison): done once it is at the head */
+#define TASK_REJECTED -2 /* the node refused the request itself; the reason is in error */
+
 struct inflight {
-    int64_t task_uid; /* -1: nothing to send (every record was poison): done once reached */
+    int64_t task_uid; /* a Meilisearch task uid, or TASK_NONE / TASK_REJECTED */
+    json_t *error;    /* owned; for TASK_REJECTED */
     int64_t first, last;
     size_t count;
     enum mr_op op;

@@ -74,6 +74,15 @@ void mr_error_set(mr_error *e, const char *code, const char *fmt, ...)
     va_end(ap);
 }
 
+void mr_error_invalid(mr_error *e, const char *code, const char *fmt, ...)
+{
+    set_code(e, 400, code, "invalid_request");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+}
+
 int mr_error_from_json(mr_error *e, int status, const json_t *body)
 {
     const char *code = json_string_value(json_object_get(body, "code"));

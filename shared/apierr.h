@@ -18,6 +18,10 @@ typedef struct mr_error {
 void mr_error_set(mr_error *e, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Sets e to a 400 invalid_request error with any code, for Meilisearch's many
+ * invalid_<route>_<parameter> codes that the table doesn't list. */
+void mr_error_invalid(mr_error *e, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Copies a Meilisearch error body (a node's answer) into e, keeping its code, type and message.
  * Returns 0, or -1 if body is not an error object (e is then untouched). */
 int mr_error_from_json(mr_error *e, int status, const json_t *body);

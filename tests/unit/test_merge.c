@@ -1,0 +1,171 @@
+/* test_merge.c: the shard request and the merge of shard answers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "merge.h"
+
+static json_t *answer(const char *hits_json, int estimated)
+{
+    json_t *a = json_pack("{s:o, s:i}", "hits", json_loads(hits_json, 0, NULL), "estimatedTotalHits", estimated);
+    return a;
+}
+
+static void shard_body_asks_for_the_window(void **state)
+{
+    (void)state;
+    mr_search_req req;
+    mr_error err;
+    json_t *body = json_pack("{s:s, s:i, s:i}", "q", "x", "offset", 10, "limit", 5);
+    assert_int_equal(mr_search_req_init(&req, body, &err), 0);
+    json_t *shard = mr_search_shard_body(&req, 1000);
+    assert_int_equal(json_integer_value(json_object_get(shard, "offset")), 0);
+    assert_int_equal(json_integer_value(json_object_get(shard, "limit")), 15);
+    assert_true(json_is_true(json_object_get(shard, "showRankingScore")));
+    json_decref(shard);
+    shard = mr_search_shard_body(&req, 12); /* capped at maxTotalHits */
+    assert_int_equal(json_integer_value(json_object_get(shard, "limit")), 12);
+    /* paging doesn't change which replicas a query meets */
+    json_t *other = json_pack("{s:s, s:i}", "q", "x", "offset", 500);
+    mr_search_req req2;
+    assert_int_equal(mr_search_req_init(&req2, other, &err), 0);
+    json_t *shard2 = mr_search_shard_body(&req2, 1000);
+    assert_true(mr_search_affinity(shard) == mr_search_affinity(shard2));
+    json_object_set_new(shard2, "q", json_string("y"));
+    assert_false(mr_search_affinity(shard) == mr_search_affinity(shard2));
+    json_decref(shard);
+    json_decref(shard2);
+    mr_search_req_clear(&req);
+    mr_search_req_clear(&req2);
+    json_decref(body);
+    json_decref(other);
+}
+
+static void bad_paging_is_rejected(void **state)
+{
+    (void)state;
+    mr_search_req req;
+    mr_error err;
+    json_t *body = json_pack("{s:s}", "limit", "x");
+    assert_int_equal(mr_search_req_init(&req, body, &err), -1);
+    assert_string_equal(err.code, "invalid_search_limit");
+    json_decref(body);
+    body = json_pack("{s:i}", "page", 0);
+    assert_int_equal(mr_search_req_init(&req, body, &err), -1);
+    assert_string_equal(err.code, "invalid_search_page");
+    json_decref(body);
+    body = json_pack("{s:i}", "offset", -1);
+    assert_int_equal(mr_search_req_init(&req, body, &err), -1);
+    assert_string_equal(err.code, "invalid_search_offset");
+    json_decref(body);
+}
+
+static void hits_merge_by_score_then_shard_then_position(void **state)
+{
+    (void)state;
+    mr_search_req req;
+    mr_error err;
+    json_t *body = json_pack("{s:i, s:i}", "offset", 1, "limit", 4);
+    mr_search_req_init(&req, body, &err);
+    json_t *a[3] = {
+        answer("[{\"id\":\"a1\",\"_rankingScore\":0.9},{\"id\":\"a2\",\"_rankingScore\":0.5}]", 700),
+        answer("[{\"id\":\"b1\",\"_rankingScore\":0.95},{\"id\":\"b2\",\"_rankingScore\":0.5},{\"id\":\"b3\",\"_rankingScore\":0.1}]", 600),
+        answer("[]", 0),
+    };
+    json_t *out = mr_search_merge(&req, a, 3, 1000, 3);
+    json_t *hits = json_object_get(out, "hits");
+    /* order: b1 .95, a1 .9, a2 .5 (shard 0 before 1), b2 .5, b3 .1; offset 1 limit 4 */
+    const char *want[] = {"a1", "a2", "b2", "b3"};
+    assert_int_equal(json_array_size(hits), 4);
+    for (size_t i = 0; i < 4; i++) {
+        json_t *h = json_array_get(hits, i);
+        assert_string_equal(json_string_value(json_object_get(h, "id")), want[i]);
+        assert_null(json_object_get(h, "_rankingScore")); /* not asked for */
+    }
+    assert_int_equal(json_integer_value(json_object_get(out, "estimatedTotalHits")), 1000); /* 1300 capped */
+    assert_int_equal(json_integer_value(json_object_get(out, "offset")), 1);
+    assert_int_equal(json_integer_value(json_object_get(out, "limit")), 4);
+    json_decref(out);
+    for (int i = 0; i < 3; i++)
+        json_decref(a[i]);
+    mr_search_req_clear(&req);
+    json_decref(body);
+}
+
+static void facets_add_up(void **state)
+{
+    (void)state;
+    mr_search_req req;
+    mr_error err;
+    json_t *body = json_pack("{s:i, s:b}", "limit", 1, "showRankingScore", 1);
+    mr_search_req_init(&req, body, &err);
+    json_t *a = json_loads("{\"hits\":[{\"id\":1,\"_rankingScore\":1.0}],\"estimatedTotalHits\":3,"
+                           "\"facetDistribution\":{\"registry\":{\"pypi\":2,\"npm\":1}},"
+                           "\"facetStats\":{\"n\":{\"min\":2.0,\"max\":5.0}}}",
+                           0, NULL);
+    json_t *b = json_loads("{\"hits\":[],\"estimatedTotalHits\":4,"
+                           "\"facetDistribution\":{\"registry\":{\"npm\":4},\"other\":{\"x\":1}},"
+                           "\"facetStats\":{\"n\":{\"min\":1.0,\"max\":3.0}}}",
+                           0, NULL);
+    json_t *answers[2] = {a, b};
+    json_t *out = mr_search_merge(&req, answers, 2, 1000, 1);
+    json_t *reg = json_object_get(json_object_get(out, "facetDistribution"), "registry");
+    assert_int_equal(json_integer_value(json_object_get(reg, "npm")), 5);
+    assert_int_equal(json_integer_value(json_object_get(reg, "pypi")), 2);
+    assert_string_equal(json_object_iter_key(json_object_iter(reg)), "npm"); /* alphabetical */
+    json_t *n = json_object_get(json_object_get(out, "facetStats"), "n");
+    assert_true(json_real_value(json_object_get(n, "min")) == 1.0);
+    assert_true(json_real_value(json_object_get(n, "max")) == 5.0);
+    assert_int_equal(json_integer_value(json_object_get(out, "estimatedTotalHits")), 7);
+    assert_non_null(json_object_get(json_array_get(json_object_get(out, "hits"), 0), "_rankingScore"));
+    json_decref(out);
+    json_decref(a);
+    json_decref(b);
+    mr_search_req_clear(&req);
+    json_decref(body);
+}
+
+static void page_mode_totals(void **state)
+{
+    (void)state;
+    mr_search_req req;
+    mr_error err;
+    json_t *body = json_pack("{s:i, s:i}", "page", 2, "hitsPerPage", 2);
+    mr_search_req_init(&req, body, &err);
+    json_t *shard = mr_search_shard_body(&req, 1000);
+    assert_int_equal(json_integer_value(json_object_get(shard, "hitsPerPage")), 4);
+    assert_int_equal(json_integer_value(json_object_get(shard, "page")), 1);
+    json_decref(shard);
+    json_t *a = json_loads("{\"hits\":[{\"id\":1,\"_rankingScore\":0.9},{\"id\":2,\"_rankingScore\":0.8},"
+                           "{\"id\":3,\"_rankingScore\":0.7}],\"totalHits\":3}", 0, NULL);
+    json_t *b = json_loads("{\"hits\":[{\"id\":4,\"_rankingScore\":0.85}],\"totalHits\":1}", 0, NULL);
+    json_t *answers[2] = {a, b};
+    json_t *out = mr_search_merge(&req, answers, 2, 1000, 1);
+    json_t *hits = json_object_get(out, "hits");
+    assert_int_equal(json_array_size(hits), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(hits, 0), "id")), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(hits, 1), "id")), 3);
+    assert_int_equal(json_integer_value(json_object_get(out, "totalHits")), 4);
+    assert_int_equal(json_integer_value(json_object_get(out, "totalPages")), 2);
+    json_decref(out);
+    json_decref(a);
+    json_decref(b);
+    mr_search_req_clear(&req);
+    json_decref(body);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(shard_body_asks_for_the_window),
+        cmocka_unit_test(bad_paging_is_rejected),
+        cmocka_unit_test(hits_merge_by_score_then_shard_then_position),
+        cmocka_unit_test(facets_add_up),
+        cmocka_unit_test(page_mode_totals),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,94 @@
+/* test_topology.c: index definitions in JSON, placement, and snapshots. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "topology.h"
+
+static mr_index make_index(const char *uid)
+{
+    mr_node nodes[3] = {{"n1", "http://a"}, {"n2", "http://b"}, {"n3", "http://c"}};
+    mr_index ix = {.shard_count = 4, .rf = 2, .max_total_hits = 1000};
+    strcpy(ix.uid, uid);
+    strcpy(ix.primary_key, "id");
+    strcpy(ix.created_at, "2026-01-01T00:00:00Z");
+    strcpy(ix.updated_at, "2026-01-01T00:00:00Z");
+    mr_index_place(&ix, nodes, 3);
+    return ix;
+}
+
+static void json_round_trip(void **state)
+{
+    (void)state;
+    mr_index ix = make_index("packages");
+    json_t *j = mr_index_to_json(&ix);
+    mr_index back;
+    assert_int_equal(mr_index_from_json(j, &back), 0);
+    assert_string_equal(back.uid, "packages");
+    assert_int_equal(back.shard_count, 4);
+    for (uint32_t s = 0; s < 4; s++) {
+        assert_int_equal(back.shards[s].count, 2);
+        assert_string_equal(back.shards[s].replicas[0].node, ix.shards[s].replicas[0].node);
+        assert_int_equal(back.shards[s].replicas[1].state, MR_REPLICA_READY);
+    }
+    json_object_set_new(j, "shards", json_integer(0));
+    mr_index bad;
+    assert_int_equal(mr_index_from_json(j, &bad), -1);
+    json_decref(j);
+    mr_index_clear(&back);
+    mr_index_clear(&ix);
+}
+
+static void snapshots_are_immutable(void **state)
+{
+    (void)state;
+    mr_topology_holder h;
+    mr_topology_holder_init(&h);
+    mr_index a = make_index("a"), c = make_index("c"), b = make_index("b");
+    mr_topology *t0 = mr_topology_acquire(&h);
+    mr_topology *t1 = mr_topology_with(t0, "c", &c);
+    mr_topology *t2 = mr_topology_with(t1, "a", &a);
+    mr_topology *t3 = mr_topology_with(t2, "b", &b);
+    mr_topology_publish(&h, t3);
+    assert_int_equal(t0->count, 0); /* a reader's snapshot did not change */
+    mr_topology_release(&h, t0);
+    mr_topology *now = mr_topology_acquire(&h);
+    assert_int_equal(now->count, 3);
+    assert_string_equal(now->indexes[0].uid, "a"); /* sorted */
+    assert_string_equal(now->indexes[2].uid, "c");
+    assert_non_null(mr_topology_find(now, "b"));
+    assert_null(mr_topology_find(now, "d"));
+    mr_topology *gone = mr_topology_with(now, "b", NULL);
+    assert_int_equal(gone->count, 2);
+    assert_null(mr_topology_find(gone, "b"));
+    mr_topology_release(&h, now);
+    mr_topology_publish(&h, gone);
+    mr_topology_release(&h, t1);
+    mr_topology_release(&h, t2);
+    mr_topology_holder_destroy(&h);
+    mr_index_clear(&a);
+    mr_index_clear(&b);
+    mr_index_clear(&c);
+}
+
+static void shard_index_names(void **state)
+{
+    (void)state;
+    char name[64];
+    mr_shard_index_name(name, sizeof name, "movies", 12);
+    assert_string_equal(name, "movies__s12");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(json_round_trip),
+        cmocka_unit_test(snapshots_are_immutable),
+        cmocka_unit_test(shard_index_names),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
