@@ -175,9 +175,23 @@ start_nodes() {
   done
 }
 
+port_busy() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+# A port already taken by something this state directory didn't start would make the health
+# checks below pass against the wrong process.
+check_ports() {
+  local p i ports=("$KAFKA_PORT" "$((KAFKA_PORT + 1))" "$GATEWAY_PORT")
+  for ((i = 0; i < NODE_COUNT; i++)); do ports+=("$((NODE_PORT_BASE + i))"); done
+  for p in "${ports[@]}"; do
+    port_busy "$p" && die "port $HOST:$p is already in use (another cluster? ./miroir.sh status)"
+  done
+  return 0
+}
+
 cmd_start() {
   mkdir -p "$STATE/logs" "$STATE/pids"
   [ -x "$BUILD/gateway/miroir-gateway" ] || die "not built: run ./miroir.sh build"
+  running kafka || running gateway || check_ports
   write_config
   start_kafka
   start_nodes

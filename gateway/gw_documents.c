@@ -112,7 +112,8 @@ int gw_create_index(gw *g, const char *uid, const char *primary_key, long shards
         json_decref(task);
         return -1;
     }
-    mr_index ix = {.shard_count = (uint32_t)shards, .rf = (uint32_t)rf, .max_total_hits = g->cfg->default_max_total_hits};
+    mr_index ix = {.shard_count = (uint32_t)shards, .rf = (uint32_t)rf, .max_total_hits = g->cfg->default_max_total_hits,
+                   .max_values_per_facet = 100};
     snprintf(ix.uid, sizeof ix.uid, "%s", uid);
     snprintf(ix.primary_key, sizeof ix.primary_key, "%s", primary_key ? primary_key : "");
     mr_now_rfc3339(ix.created_at, sizeof ix.created_at);

@@ -116,8 +116,8 @@ static void search(gw *g, const gw_request *req, json_t *body, gw_response *res)
                      missing, ix->shard_count, ix->uid);
         gw_reply_error(res, &err);
     } else {
-        gw_reply(res, 200, mr_search_merge(&sreq, answers, ix->shard_count, ix->max_total_hits,
-                                           (long)(mr_now_ms() - started)));
+        mr_merge_limits limits = {ix->max_total_hits, ix->max_values_per_facet};
+        gw_reply(res, 200, mr_search_merge(&sreq, answers, ix->shard_count, &limits, (long)(mr_now_ms() - started)));
     }
     for (uint32_t s = 0; s < ix->shard_count; s++)
         json_decref(frags[s].answer);

@@ -38,17 +38,36 @@ static int validate_on_node(gw *g, const char *body, size_t len, mr_error *err)
     return -1;
 }
 
-/* Stores what the gateway itself needs from the settings (maxTotalHits) in the index definition. */
+/* Reads settings.<group>.<name>: 1 and *out set for an integer, 1 and *out = def for a reset
+ * (the group or the value is null), 0 when the settings don't touch it. */
+static int setting_long(const json_t *settings, const char *group, const char *name, long def, long *out)
+{
+    json_t *g = json_object_get(settings, group);
+    json_t *v = json_object_get(g, name);
+    if (json_is_integer(v)) {
+        *out = (long)json_integer_value(v);
+        return 1;
+    }
+    if ((g && json_is_null(g)) || (v && json_is_null(v))) {
+        *out = def;
+        return 1;
+    }
+    return 0;
+}
+
+/* Stores what the gateway itself needs from the settings (the merge limits) in the index
+ * definition. */
 static int remember_settings(gw *g, const mr_index *ix, const json_t *settings, mr_error *err)
 {
-    json_t *pagination = json_object_get(settings, "pagination");
-    json_t *mth = json_object_get(pagination, "maxTotalHits");
-    int reset = json_is_null(pagination) || json_is_null(mth);
-    if (!json_is_integer(mth) && !(reset && json_object_get(settings, "pagination")))
+    long mth = ix->max_total_hits, mvpf = ix->max_values_per_facet;
+    int touched = setting_long(settings, "pagination", "maxTotalHits", g->cfg->default_max_total_hits, &mth);
+    touched |= setting_long(settings, "faceting", "maxValuesPerFacet", 100, &mvpf);
+    if (!touched)
         return 0;
     mr_index copy;
     mr_index_copy(&copy, ix);
-    copy.max_total_hits = json_is_integer(mth) ? (long)json_integer_value(mth) : g->cfg->default_max_total_hits;
+    copy.max_total_hits = mth;
+    copy.max_values_per_facet = mvpf;
     mr_now_rfc3339(copy.updated_at, sizeof copy.updated_at);
     json_t *def = mr_index_to_json(&copy);
     char key[300];

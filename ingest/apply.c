@@ -347,7 +347,9 @@ static void stream_take(ingest *in, struct stream *s, rd_kafka_message_t *m)
 
 static int batch_due(const ingest *in, const struct stream *s, int64_t now)
 {
-    if (s->batch_first < 0 || s->inflight_count >= (size_t)in->cfg->ingest_inflight || now < s->resume_at_ms)
+    /* while bisecting, one task at a time, so that Meilisearch can't batch it with another */
+    size_t max_inflight = s->split_until >= 0 ? 1 : (size_t)in->cfg->ingest_inflight;
+    if (s->batch_first < 0 || s->inflight_count >= max_inflight || now < s->resume_at_ms)
         return 0;
     return s->held || s->kind == BATCH_CONTROL || s->batch_docs >= batch_limit(in, s, s->batch_first) ||
            now - s->batch_started_ms >= in->cfg->ingest_batch_ms;
@@ -526,6 +528,28 @@ static int node_level(const char *code)
     return 0;
 }
 
+/* Meilisearch batches queued tasks of an index together, and one bad document fails every task
+ * of the batch. A one-record task is proof of a bad record only if its batch held it alone.
+ * task is NULL when the node refused the request itself, which concerns that request alone. */
+static int failed_alone(ingest *in, const struct stream *s, json_t *task)
+{
+    json_t *batch_uid = json_object_get(task, "batchUid");
+    if (!task)
+        return 1;
+    if (!json_is_integer(batch_uid))
+        return 0;
+    mr_http_req r = {0};
+    char url[512];
+    snprintf(url, sizeof url, "%s/batches/%" JSON_INTEGER_FORMAT, s->node->url, json_integer_value(batch_uid));
+    mr_http_one(in->http, &r, "GET", url, NULL, 0);
+    json_t *batch = mr_http_json(&r);
+    json_t *tasks = json_object_get(json_object_get(batch, "stats"), "totalNbTasks");
+    int alone = r.status == 200 && json_is_integer(tasks) && json_integer_value(tasks) == 1;
+    json_decref(batch);
+    mr_http_req_reset(&r);
+    return alone;
+}
+
 /* Advances the stream over every finished task at the head of its queue. */
 static void stream_settle(ingest *in, struct stream *s, json_t *statuses)
 {
@@ -554,10 +578,11 @@ static void stream_settle(ingest *in, struct stream *s, json_t *statuses)
                         stream_node_failed(in, s, code);
                         return;
                     }
-                    if (head->count > 1) {
-                        /* One bad record fails the whole batch: bisect by re-reading the range in halves. */
+                    if (head->count > 1 || !failed_alone(in, s, task)) {
+                        /* One bad record fails its whole Meilisearch batch: bisect by reading the
+                         * range again in halves, one task at a time, down to single records. */
                         s->split_until = head->last;
-                        s->split_size = head->count / 2;
+                        s->split_size = head->count > 1 ? head->count / 2 : 1;
                         stream_rewind(in, s, head->first, 0);
                         return;
                     }

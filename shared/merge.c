@@ -170,8 +170,10 @@ static int cmp_keys(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Sums {attr: {value: count}} over shards; values sorted by name as Meilisearch's default. */
-static json_t *merge_facet_distribution(json_t *const *answers, size_t n)
+/* Sums {attr: {value: count}} over shards; values sorted by name as Meilisearch's default, and
+ * cut at max_values. That is exact: a value among the first max_values of the whole index is
+ * among the first max_values of every shard that has it. */
+static json_t *merge_facet_distribution(json_t *const *answers, size_t n, size_t max_values)
 {
     json_t *sum = NULL;
     for (size_t s = 0; s < n; s++) {
@@ -210,7 +212,7 @@ static json_t *merge_facet_distribution(json_t *const *answers, size_t n)
         json_object_foreach(acc, value, count) keys[i++] = value;
         qsort(keys, k, sizeof *keys, cmp_keys);
         json_t *ordered = json_object();
-        for (i = 0; i < k; i++)
+        for (i = 0; i < k && i < max_values; i++)
             json_object_set(ordered, keys[i], json_object_get(acc, keys[i]));
         json_object_set_new(sorted, attr, ordered);
         free(keys);
@@ -253,9 +255,10 @@ static json_int_t sum_field(json_t *const *answers, size_t n, const char *name)
     return total;
 }
 
-json_t *mr_search_merge(const mr_search_req *req, json_t *const *answers, size_t n, long max_total_hits,
+json_t *mr_search_merge(const mr_search_req *req, json_t *const *answers, size_t n, const mr_merge_limits *limits,
                         long elapsed_ms)
 {
+    long max_total_hits = limits->max_total_hits;
     json_t *q = json_object_get(req->body, "q");
     json_t *out = json_object();
     size_t cap = (size_t)max_total_hits;
@@ -284,7 +287,7 @@ json_t *mr_search_merge(const mr_search_req *req, json_t *const *answers, size_t
         json_int_t total = sum_field(answers, n, "estimatedTotalHits");
         json_object_set_new(out, "estimatedTotalHits", json_integer((size_t)total > cap ? (json_int_t)cap : total));
     }
-    json_t *fd = merge_facet_distribution(answers, n);
+    json_t *fd = merge_facet_distribution(answers, n, (size_t)limits->max_values_per_facet);
     if (fd)
         json_object_set_new(out, "facetDistribution", fd);
     json_t *fs = merge_facet_stats(answers, n);

@@ -32,9 +32,15 @@ json_t *mr_search_shard_body(const mr_search_req *req, long max_total_hits);
 /* A hash of the query without its paging: the same query meets the same replicas. */
 uint64_t mr_search_affinity(const json_t *shard_body);
 
+/* The index settings that bound a merged answer. */
+typedef struct mr_merge_limits {
+    long max_total_hits;       /* pagination.maxTotalHits */
+    long max_values_per_facet; /* faceting.maxValuesPerFacet */
+} mr_merge_limits;
+
 /* Merges n shard answers (each a parsed Meilisearch search answer; the merge may modify them)
  * into the client's answer, a new reference. */
-json_t *mr_search_merge(const mr_search_req *req, json_t *const *answers, size_t n, long max_total_hits,
+json_t *mr_search_merge(const mr_search_req *req, json_t *const *answers, size_t n, const mr_merge_limits *limits,
                         long elapsed_ms);
 
 #endif

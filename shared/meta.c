@@ -105,8 +105,15 @@ static void apply_dlq(mr_meta *m, const char *rest, json_t *value)
         list = json_array();
         json_object_set_new(m->dlq, group, list);
     }
-    json_array_append_new(list, json_pack("[I, O]", (json_int_t)strtoll(slash + 1, NULL, 10),
-                                          json_object_get(value, "error")));
+    /* Every replica of the shard marks the same record; keep one mark per offset. */
+    json_int_t offset = (json_int_t)strtoll(slash + 1, NULL, 10);
+    size_t i;
+    json_t *entry;
+    json_array_foreach(list, i, entry) {
+        if (json_integer_value(json_array_get(entry, 0)) == offset)
+            return;
+    }
+    json_array_append_new(list, json_pack("[I, O]", offset, json_object_get(value, "error")));
 }
 
 static void apply_meta_record(mr_meta *m, const rd_kafka_message_t *msg)

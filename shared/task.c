@@ -84,7 +84,7 @@ json_t *mr_task_view(mr_meta *m, const json_t *task)
 {
     json_t *error = json_deep_copy(json_object_get(task, "error"));
     size_t dead = 0;
-    char finished[48];
+    char finished[48] = "";
     enum progress p = error ? DONE : task_progress(m, task, &error, &dead, finished, sizeof finished);
     const char *status = error ? "failed" : p == DONE ? "succeeded" : p == STARTED ? "processing" : "enqueued";
     json_t *enq = json_object_get(task, "enqueuedAt");

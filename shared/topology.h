@@ -40,7 +40,8 @@ typedef struct mr_index {
     char primary_key[256]; /* "" until set or inferred */
     uint32_t shard_count;
     uint32_t rf;
-    long max_total_hits;
+    long max_total_hits;       /* pagination.maxTotalHits: caps hits and totals */
+    long max_values_per_facet; /* faceting.maxValuesPerFacet: caps merged facet values */
     char created_at[40];
     char updated_at[40];
     mr_shard *shards; /* shard_count entries, owned */

@@ -76,7 +76,8 @@ static void hits_merge_by_score_then_shard_then_position(void **state)
         answer("[{\"id\":\"b1\",\"_rankingScore\":0.95},{\"id\":\"b2\",\"_rankingScore\":0.5},{\"id\":\"b3\",\"_rankingScore\":0.1}]", 600),
         answer("[]", 0),
     };
-    json_t *out = mr_search_merge(&req, a, 3, 1000, 3);
+    mr_merge_limits limits = {1000, 100};
+    json_t *out = mr_search_merge(&req, a, 3, &limits, 3);
     json_t *hits = json_object_get(out, "hits");
     /* order: b1 .95, a1 .9, a2 .5 (shard 0 before 1), b2 .5, b3 .1; offset 1 limit 4 */
     const char *want[] = {"a1", "a2", "b2", "b3"};
@@ -112,7 +113,8 @@ static void facets_add_up(void **state)
                            "\"facetStats\":{\"n\":{\"min\":1.0,\"max\":3.0}}}",
                            0, NULL);
     json_t *answers[2] = {a, b};
-    json_t *out = mr_search_merge(&req, answers, 2, 1000, 1);
+    mr_merge_limits limits = {1000, 100};
+    json_t *out = mr_search_merge(&req, answers, 2, &limits, 1);
     json_t *reg = json_object_get(json_object_get(out, "facetDistribution"), "registry");
     assert_int_equal(json_integer_value(json_object_get(reg, "npm")), 5);
     assert_int_equal(json_integer_value(json_object_get(reg, "pypi")), 2);
@@ -122,6 +124,13 @@ static void facets_add_up(void **state)
     assert_true(json_real_value(json_object_get(n, "max")) == 5.0);
     assert_int_equal(json_integer_value(json_object_get(out, "estimatedTotalHits")), 7);
     assert_non_null(json_object_get(json_array_get(json_object_get(out, "hits"), 0), "_rankingScore"));
+    json_decref(out);
+    /* maxValuesPerFacet cuts the merged values, first ones by name */
+    limits.max_values_per_facet = 1;
+    out = mr_search_merge(&req, answers, 2, &limits, 1);
+    reg = json_object_get(json_object_get(out, "facetDistribution"), "registry");
+    assert_int_equal(json_object_size(reg), 1);
+    assert_int_equal(json_integer_value(json_object_get(reg, "npm")), 5);
     json_decref(out);
     json_decref(a);
     json_decref(b);
@@ -144,7 +153,8 @@ static void page_mode_totals(void **state)
                            "{\"id\":3,\"_rankingScore\":0.7}],\"totalHits\":3}", 0, NULL);
     json_t *b = json_loads("{\"hits\":[{\"id\":4,\"_rankingScore\":0.85}],\"totalHits\":1}", 0, NULL);
     json_t *answers[2] = {a, b};
-    json_t *out = mr_search_merge(&req, answers, 2, 1000, 1);
+    mr_merge_limits limits = {1000, 100};
+    json_t *out = mr_search_merge(&req, answers, 2, &limits, 1);
     json_t *hits = json_object_get(out, "hits");
     assert_int_equal(json_array_size(hits), 2);
     assert_int_equal(json_integer_value(json_object_get(json_array_get(hits, 0), "id")), 2);
