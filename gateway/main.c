@@ -75,6 +75,7 @@ int main(void)
         int sig;
         sigwait(&sigs, &sig);
         mr_log("info", "gateway", "signal %d: shutting down", sig);
+        alarm(10); /* closing Kafka handles can wait on an unreachable broker; no state is lost */
         MHD_stop_daemon(daemon);
         rc = 0;
     }

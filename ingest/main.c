@@ -168,6 +168,9 @@ int main(void)
             usleep(2000);
     }
     mr_log("info", "ingest", "shutting down");
+    /* Closing Kafka handles can wait on an unreachable broker; all state is in Kafka, so a
+     * shutdown that takes too long may end here without losing anything. */
+    alarm(10);
     rc = 0;
 out:
     if (rc)
