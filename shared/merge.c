@@ -40,6 +40,11 @@ int mr_search_req_init(mr_search_req *req, json_t *body, mr_error *err)
         return -1;
     }
     req->show_ranking_score = json_is_true(score);
+    json_t *details = json_object_get(body, "showRankingScoreDetails");
+    req->show_details = json_is_true(details);
+    /* With `sort`, the order is no longer the score's: a sort rule sits among the ranking rules,
+     * and only the per-rule details say where a hit falls. */
+    req->by_details = json_array_size(json_object_get(body, "sort")) > 0;
     req->page_mode = (json_object_get(body, "page") && !json_is_null(json_object_get(body, "page"))) ||
                      (json_object_get(body, "hitsPerPage") && !json_is_null(json_object_get(body, "hitsPerPage")));
     req->body = json_incref(body);
@@ -75,6 +80,8 @@ json_t *mr_search_shard_body(const mr_search_req *req, long max_total_hits)
         json_object_set_new(b, "limit", json_integer((json_int_t)want));
     }
     json_object_set_new(b, "showRankingScore", json_true());
+    if (req->by_details)
+        json_object_set_new(b, "showRankingScoreDetails", json_true());
     return b;
 }
 
@@ -96,20 +103,80 @@ uint64_t mr_search_affinity(const json_t *shard_body)
 
 struct cursor {
     json_t *hits;
+    json_t *hit; /* hits[pos] */
     size_t pos, shard;
     double score;
+    int by_details;
 };
 
-static double hit_score(json_t *hits, size_t pos)
+static void cursor_at(struct cursor *c, size_t pos)
 {
-    return json_number_value(json_object_get(json_array_get(hits, pos), "_rankingScore"));
+    c->pos = pos;
+    c->hit = json_array_get(c->hits, pos);
+    c->score = json_number_value(json_object_get(c->hit, "_rankingScore"));
+}
+
+/* Sort values: numbers before strings before missing, in both directions, as Meilisearch. */
+static int sort_value_rank(const json_t *v)
+{
+    return json_is_number(v) ? 0 : json_is_string(v) ? 1 : 2;
+}
+
+static int compare_sort_values(const json_t *a, const json_t *b, int descending)
+{
+    int ra = sort_value_rank(a), rb = sort_value_rank(b);
+    if (ra != rb)
+        return ra < rb ? -1 : 1;
+    int c = 0;
+    if (ra == 0) {
+        double x = json_number_value(a), y = json_number_value(b);
+        c = x < y ? -1 : x > y;
+    } else if (ra == 1) {
+        c = strcmp(json_string_value(a), json_string_value(b));
+    }
+    return descending ? -c : c;
+}
+
+/* Compares two hits rule by rule from their _rankingScoreDetails (rules come in ranking order):
+ * scored rules by score, descending; sort rules by value (geo: by distance) in the rule's
+ * direction. Negative: a ranks first. */
+static int compare_details(const json_t *a, const json_t *b)
+{
+    json_t *da = json_object_get(a, "_rankingScoreDetails");
+    json_t *db = json_object_get(b, "_rankingScoreDetails");
+    const char *rule;
+    json_t *ea;
+    json_object_foreach(da, rule, ea) {
+        json_t *eb = json_object_get(db, rule);
+        if (!eb)
+            continue;
+        json_t *sa = json_object_get(ea, "score"), *sb = json_object_get(eb, "score");
+        if (sa && sb) {
+            double x = json_number_value(sa), y = json_number_value(sb);
+            if (x != y)
+                return x > y ? -1 : 1;
+            continue;
+        }
+        size_t len = strlen(rule);
+        int descending = len > 5 && strcmp(rule + len - 5, ":desc") == 0;
+        const char *field = json_object_get(ea, "distance") ? "distance" : "value";
+        int c = compare_sort_values(json_object_get(ea, field), json_object_get(eb, field), descending);
+        if (c)
+            return c;
+    }
+    return 0;
 }
 
 /* a ranks before b */
 static int before(const struct cursor *a, const struct cursor *b)
 {
-    if (a->score != b->score)
+    if (a->by_details) {
+        int c = compare_details(a->hit, b->hit);
+        if (c)
+            return c < 0;
+    } else if (a->score != b->score) {
         return a->score > b->score;
+    }
     if (a->shard != b->shard)
         return a->shard < b->shard;
     return a->pos < b->pos;
@@ -140,28 +207,34 @@ static json_t *merge_hits(const mr_search_req *req, json_t *const *answers, size
         json_t *hits = answers[s] ? json_object_get(answers[s], "hits") : NULL;
         if (json_array_size(hits) == 0)
             continue;
-        heap[len] = (struct cursor){.hits = hits, .pos = 0, .shard = s, .score = hit_score(hits, 0)};
-        len++;
+        heap[len] = (struct cursor){.hits = hits, .shard = s, .by_details = req->by_details};
+        cursor_at(&heap[len++], 0);
     }
     for (size_t i = len; i-- > 0;)
         sift_down(heap, len, i);
     json_t *out = json_array();
     for (size_t taken = 0; len > 0 && taken < skip + take; taken++) {
         struct cursor *top = &heap[0];
-        json_t *hit = json_array_get(top->hits, top->pos);
-        if (taken >= skip) {
-            if (!req->show_ranking_score)
-                json_object_del(hit, "_rankingScore");
+        json_t *hit = top->hit;
+        if (taken >= skip)
             json_array_append(out, hit);
-        }
-        if (++top->pos < json_array_size(top->hits)) {
-            top->score = hit_score(top->hits, top->pos);
+        if (top->pos + 1 < json_array_size(top->hits)) {
+            cursor_at(top, top->pos + 1);
         } else {
             heap[0] = heap[--len];
         }
         sift_down(heap, len, 0);
     }
     free(heap);
+    /* only now: the comparisons above needed the scores and details */
+    size_t i;
+    json_t *hit;
+    json_array_foreach(out, i, hit) {
+        if (!req->show_ranking_score)
+            json_object_del(hit, "_rankingScore");
+        if (!req->show_details)
+            json_object_del(hit, "_rankingScoreDetails");
+    }
     return out;
 }
 

@@ -1,7 +1,8 @@
 /* merge.h: a search over S shards: the per-shard request, and the one merge of their answers.
  *
  * The gateway asks every shard for the first offset+limit hits (capped at maxTotalHits) with
- * their ranking score, then k-way merges them: score descending, ties by shard then position,
+ * their ranking score, then k-way merges them: score descending (with `sort`, rule by rule as
+ * the index ranks them, from the ranking score details), ties by shard then position,
  * so the merged order is a pure function of the shard answers. Counts add up (capped at
  * maxTotalHits), facet counts add up, facet stats take min and max. */
 #ifndef MIROIR_MERGE_H
@@ -19,6 +20,8 @@ typedef struct mr_search_req {
     size_t offset, limit;
     size_t page, hits_per_page;
     int show_ranking_score;
+    int show_details;   /* showRankingScoreDetails, as the client asked */
+    int by_details;     /* merge rule by rule (needed with `sort`), from the shards' score details */
 } mr_search_req;
 
 /* Takes a reference to body (a JSON object) and validates the paging parameters.

@@ -168,6 +168,39 @@ static void page_mode_totals(void **state)
     json_decref(body);
 }
 
+static void sort_merges_rule_by_rule(void **state)
+{
+    (void)state;
+    mr_search_req req;
+    mr_error err;
+    json_t *body = json_loads("{\"q\":\"\",\"sort\":[\"v:asc\"],\"limit\":10}", 0, NULL);
+    assert_int_equal(mr_search_req_init(&req, body, &err), 0);
+    json_t *shard = mr_search_shard_body(&req, 1000);
+    assert_true(json_is_true(json_object_get(shard, "showRankingScoreDetails")));
+    json_decref(shard);
+#define HIT(id, v) "{\"id\":" #id ",\"_rankingScore\":1.0,\"_rankingScoreDetails\":{\"v:asc\":{\"order\":0,\"value\":" v "}}}"
+    json_t *a = answer("[" HIT(1, "1.0") "," HIT(2, "\"a\"") "," HIT(3, "null") "]", 3);
+    json_t *b = answer("[" HIT(4, "0.5") "," HIT(5, "7") "," HIT(6, "\"B\"") "," HIT(7, "null") "]", 4);
+#undef HIT
+    json_t *answers[2] = {a, b};
+    mr_merge_limits limits = {1000, 100};
+    json_t *out = mr_search_merge(&req, answers, 2, &limits, 1);
+    json_t *hits = json_object_get(out, "hits");
+    /* numbers ascending, then strings, then missing values; ties by shard */
+    const int want[] = {4, 1, 5, 6, 2, 3, 7};
+    assert_int_equal(json_array_size(hits), 7);
+    for (size_t i = 0; i < 7; i++) {
+        json_t *h = json_array_get(hits, i);
+        assert_int_equal(json_integer_value(json_object_get(h, "id")), want[i]);
+        assert_null(json_object_get(h, "_rankingScoreDetails"));
+    }
+    json_decref(out);
+    json_decref(a);
+    json_decref(b);
+    mr_search_req_clear(&req);
+    json_decref(body);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -176,6 +209,7 @@ int main(void)
         cmocka_unit_test(hits_merge_by_score_then_shard_then_position),
         cmocka_unit_test(facets_add_up),
         cmocka_unit_test(page_mode_totals),
+        cmocka_unit_test(sort_merges_rule_by_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
