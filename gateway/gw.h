@@ -72,6 +72,25 @@ size_t gw_replica_order(gw *g, const mr_index *ix, uint32_t shard, uint64_t key,
 /* Pings every node's /health; meant for a background thread. */
 void gw_nodes_check(gw *g);
 
+/* ---- fan-out (gw_scatter.c) ---- */
+typedef struct gw_shard_call {
+    const mr_index *ix;
+    uint32_t shard;
+    const char *method;
+    char path[1700];  /* appended to the node's URL (at most 256 bytes) */
+    const char *body; /* may be NULL; owned by the caller */
+    json_t *answer;   /* out: the parsed 2xx answer, owned by the call (gw_scatter_clear) */
+    mr_error error;   /* out: a node's 4xx, passed through */
+} gw_shard_call;
+
+/* Runs every call on a replica of its shard (rendezvous order on key, up nodes first), in
+ * parallel, failing over to the next replica when a node doesn't answer. Returns 0 when every
+ * call has an answer; else -1 with err: the first node 4xx, or miroir_shard_unavailable. */
+int gw_scatter(gw *g, uint64_t key, gw_shard_call *calls, size_t n, mr_error *err);
+void gw_scatter_clear(gw_shard_call *calls, size_t n);
+/* "/indexes/<index>__s<shard><suffix>" */
+void gw_shard_path(char *out, size_t outlen, const mr_index *ix, uint32_t shard, const char *suffix);
+
 /* ---- writes (gw_documents.c) ---- */
 /* Produces records and records a task; answers 202 with the task summary or an error. */
 int gw_produce_task(gw *g, mr_produce_msg *msgs, size_t n, json_t *task, gw_response *res);
@@ -93,6 +112,13 @@ void gw_route_index_list(gw *g, const gw_request *req, gw_response *res);
 void gw_route_index_get(gw *g, const gw_request *req, gw_response *res);
 void gw_route_documents_add(gw *g, const gw_request *req, gw_response *res);
 void gw_route_documents_update(gw *g, const gw_request *req, gw_response *res);
+void gw_route_documents_browse(gw *g, const gw_request *req, gw_response *res);
+void gw_route_documents_fetch(gw *g, const gw_request *req, gw_response *res);
+void gw_route_documents_delete_batch(gw *g, const gw_request *req, gw_response *res);
+void gw_route_documents_delete_filter(gw *g, const gw_request *req, gw_response *res);
+void gw_route_documents_clear(gw *g, const gw_request *req, gw_response *res);
+void gw_route_index_stats(gw *g, const gw_request *req, gw_response *res);
+void gw_route_stats(gw *g, const gw_request *req, gw_response *res);
 void gw_route_document_get(gw *g, const gw_request *req, gw_response *res);
 void gw_route_document_delete(gw *g, const gw_request *req, gw_response *res);
 void gw_route_search_get(gw *g, const gw_request *req, gw_response *res);

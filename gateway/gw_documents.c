@@ -301,56 +301,111 @@ void gw_route_document_delete(gw *g, const gw_request *req, gw_response *res)
     mr_topology_release(mr_meta_topology(g->meta), topo);
 }
 
-void gw_route_document_get(gw *g, const gw_request *req, gw_response *res)
+static json_t *deletion_details(json_int_t provided, const json_t *filter)
+{
+    char *text = filter ? json_dumps(filter, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+    json_t *d = json_pack("{s:I, s:n, s:s?}", "providedIds", provided, "deletedDocuments", "originalFilter", text);
+    free(text);
+    return d;
+}
+
+void gw_route_documents_delete_batch(gw *g, const gw_request *req, gw_response *res)
+{
+    mr_error err;
+    json_error_t jerr;
+    json_t *ids = req->body_len ? json_loadb(req->body, req->body_len, 0, &jerr) : NULL;
+    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
+    const mr_index *ix = gw_find_index(topo, req->captures[0], &err);
+    size_t n = json_array_size(ids);
+    char (*keys)[MR_DOCID_MAX + 1] = calloc(n ? n : 1, sizeof *keys);
+    mr_produce_msg *msgs = calloc(n ? n : 1, sizeof *msgs);
+    if (!ix)
+        goto fail;
+    if (!json_is_array(ids)) {
+        mr_error_set(&err, req->body_len ? "malformed_payload" : "missing_payload",
+                     "The json payload provided is malformed: expected an array of document ids.");
+        goto fail;
+    }
+    char topic[256];
+    topic_of(topic, sizeof topic, MR_TOPIC_INDEX_PREFIX, ix->uid);
+    for (size_t i = 0; i < n; i++) {
+        int len = mr_docid_from_json(json_array_get(ids, i), keys[i], sizeof keys[i], &err);
+        if (len < 0)
+            goto fail;
+        msgs[i] = (mr_produce_msg){.topic = topic, .partition = (int32_t)mr_shard_of(keys[i], (size_t)len, ix->shard_count),
+                                   .key = keys[i], .key_len = (size_t)len,
+                                   .headers = mr_headers_op(mr_op_name(MR_OP_DELETE))};
+    }
+    json_t *task = mr_task_new(ix->uid, "documentDeletion", deletion_details((json_int_t)n, NULL));
+    gw_produce_task(g, msgs, n, task, res);
+    json_decref(task);
+    goto done;
+fail:
+    for (size_t i = 0; i < n; i++)
+        if (msgs[i].headers)
+            rd_kafka_headers_destroy(msgs[i].headers);
+    gw_reply_error(res, &err);
+done:
+    free(keys);
+    free(msgs);
+    json_decref(ids);
+    mr_topology_release(mr_meta_topology(g->meta), topo);
+}
+
+/* A filter is checked synchronously, as one node checks it, by a zero-hit search on a replica. */
+static int check_filter(gw *g, const mr_index *ix, const json_t *filter, mr_error *err)
+{
+    json_t *probe = json_pack("{s:O, s:i}", "filter", filter, "limit", 0);
+    char *text = json_dumps(probe, JSON_COMPACT);
+    gw_shard_call call = {.ix = ix, .shard = 0, .method = "POST", .body = text};
+    gw_shard_path(call.path, sizeof call.path, ix, 0, "/search");
+    int rc = gw_scatter(g, 0, &call, 1, err);
+    if (rc && strcmp(err->code, "invalid_search_filter") == 0) {
+        char message[sizeof err->message];
+        snprintf(message, sizeof message, "%s", err->message);
+        mr_error_invalid(err, "invalid_document_filter", "%s", message);
+    }
+    gw_scatter_clear(&call, 1);
+    free(text);
+    json_decref(probe);
+    return rc;
+}
+
+void gw_route_documents_delete_filter(gw *g, const gw_request *req, gw_response *res)
+{
+    mr_error err;
+    json_t *body = gw_body_object(req, &err);
+    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
+    const mr_index *ix = body ? gw_find_index(topo, req->captures[0], &err) : NULL;
+    json_t *filter = json_object_get(body, "filter");
+    if (ix && (!filter || json_is_null(filter)))
+        mr_error_set(&err, "missing_document_filter", "Missing field `filter`");
+    if (ix && filter && !json_is_null(filter) && check_filter(g, ix, filter, &err) == 0) {
+        json_t *task = mr_task_new(ix->uid, "documentDeletion", deletion_details(0, filter));
+        json_t *payload = json_pack("{s:O}", "filter", filter);
+        gw_produce_control(g, ix, MR_OP_DELETE_BY_FILTER, payload, task, res);
+        json_decref(payload);
+        json_decref(task);
+    } else {
+        gw_reply_error(res, &err);
+    }
+    json_decref(body);
+    mr_topology_release(mr_meta_topology(g->meta), topo);
+}
+
+void gw_route_documents_clear(gw *g, const gw_request *req, gw_response *res)
 {
     mr_error err;
     mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
     const mr_index *ix = gw_find_index(topo, req->captures[0], &err);
-    if (!ix) {
+    if (ix) {
+        json_t *task = mr_task_new(ix->uid, "documentDeletion", deletion_details(0, NULL));
+        json_t *payload = json_object();
+        gw_produce_control(g, ix, MR_OP_CLEAR, payload, task, res);
+        json_decref(payload);
+        json_decref(task);
+    } else {
         gw_reply_error(res, &err);
-        mr_topology_release(mr_meta_topology(g->meta), topo);
-        return;
     }
-    const char *id = req->captures[1];
-    uint32_t shard = mr_shard_of(id, strlen(id), ix->shard_count);
-    const char *order[MR_MAX_REPLICAS];
-    size_t n = gw_replica_order(g, ix, shard, 0, order);
-    char shard_index[300], *eid = curl_easy_escape(NULL, id, 0);
-    const char *fields = gw_arg(req, "fields");
-    char *efields = fields ? curl_easy_escape(NULL, fields, 0) : NULL;
-    mr_shard_index_name(shard_index, sizeof shard_index, ix->uid, shard);
-    mr_error_set(&err, "miroir_shard_unavailable", "No replica of shard %u of index `%s` answered.", shard, ix->uid);
-    for (size_t i = 0; i < n; i++) {
-        mr_http_req r = {0};
-        char url[2048];
-        snprintf(url, sizeof url, "%s/indexes/%s/documents/%s%s%s", gw_node(g, order[i])->url, shard_index, eid,
-                 efields ? "?fields=" : "", efields ? efields : "");
-        mr_http_one(g->http, &r, "GET", url, NULL, 0);
-        json_t *body = mr_http_json(&r);
-        int answered = r.status > 0 && r.status < 500 && body;
-        gw_node_report(g, order[i], r.status > 0 && r.status < 500);
-        if (answered && r.status == 200) {
-            gw_reply(res, 200, body);
-            mr_http_req_reset(&r);
-            goto out;
-        }
-        const char *code = json_string_value(json_object_get(body, "code"));
-        /* a replica whose shard index is not created yet holds no document either */
-        if (answered && r.status == 404 && code &&
-            (strcmp(code, "document_not_found") == 0 || strcmp(code, "index_not_found") == 0)) {
-            mr_error_set(&err, "document_not_found", "Document `%.200s` not found.", id);
-            json_decref(body);
-            mr_http_req_reset(&r);
-            break;
-        }
-        if (answered)
-            mr_error_from_json(&err, (int)r.status, body);
-        json_decref(body);
-        mr_http_req_reset(&r);
-    }
-    gw_reply_error(res, &err);
-out:
-    curl_free(eid);
-    curl_free(efields);
     mr_topology_release(mr_meta_topology(g->meta), topo);
 }

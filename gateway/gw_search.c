@@ -7,71 +7,6 @@
 #include "merge.h"
 #include "util.h"
 
-/* One shard's part of a scatter: its replicas in the order to try, and the request in flight. */
-struct fragment {
-    uint32_t shard;
-    const char *order[MR_MAX_REPLICAS];
-    size_t replicas, tried;
-    mr_http_req http;
-    json_t *answer; /* owned */
-    mr_error error;
-};
-
-static void fragment_send_next(gw *g, const mr_index *ix, struct fragment *f, const char *body)
-{
-    const char *node = f->order[f->tried++];
-    char shard_index[300];
-    mr_shard_index_name(shard_index, sizeof shard_index, ix->uid, f->shard);
-    f->http.method = "POST";
-    snprintf(f->http.url, sizeof f->http.url, "%s/indexes/%s/search", gw_node(g, node)->url, shard_index);
-    f->http.body = body;
-    f->http.body_len = strlen(body);
-}
-
-/* Runs the scatter until every shard has an answer or has run out of replicas. */
-static void scatter(gw *g, const mr_index *ix, struct fragment *frags, const char *body)
-{
-    mr_http_req *batch = calloc(ix->shard_count, sizeof *batch);
-    struct fragment **owners = calloc(ix->shard_count, sizeof *owners);
-    for (;;) {
-        size_t n = 0;
-        for (uint32_t s = 0; s < ix->shard_count; s++) {
-            struct fragment *f = &frags[s];
-            if (f->answer || f->error.status || f->tried == f->replicas)
-                continue;
-            fragment_send_next(g, ix, f, body);
-            batch[n] = f->http;
-            owners[n++] = f;
-        }
-        if (n == 0)
-            break;
-        mr_http_run(g->http, batch, n);
-        for (size_t i = 0; i < n; i++) {
-            struct fragment *f = owners[i];
-            mr_http_req *r = &batch[i];
-            const char *node = f->order[f->tried - 1];
-            json_t *body_json = mr_http_json(r);
-            if (r->status == 200 && json_is_object(body_json)) {
-                f->answer = body_json;
-                gw_node_report(g, node, 1);
-            } else if (r->status >= 400 && r->status < 500 && body_json &&
-                       mr_error_from_json(&f->error, (int)r->status, body_json) == 0) {
-                /* the node judged the query itself: every replica would say the same */
-                gw_node_report(g, node, 1);
-                json_decref(body_json);
-            } else {
-                mr_log("warn", "gateway", "search on %s shard %u failed on node %s: %ld %s", ix->uid, f->shard, node,
-                       r->status, r->status ? "" : r->curl_error);
-                gw_node_report(g, node, 0);
-                json_decref(body_json);
-            }
-            mr_http_req_reset(r);
-        }
-    }
-    free(batch);
-    free(owners);
-}
-
 static void search(gw *g, const gw_request *req, json_t *body, gw_response *res)
 {
     int64_t started = mr_now_ms();
@@ -89,40 +24,23 @@ static void search(gw *g, const gw_request *req, json_t *body, gw_response *res)
     }
     json_t *shard_body = mr_search_shard_body(&sreq, ix->max_total_hits);
     char *text = json_dumps(shard_body, JSON_COMPACT);
-    uint64_t affinity = mr_search_affinity(shard_body);
-    struct fragment *frags = calloc(ix->shard_count, sizeof *frags);
+    gw_shard_call *calls = calloc(ix->shard_count, sizeof *calls);
     for (uint32_t s = 0; s < ix->shard_count; s++) {
-        frags[s].shard = s;
-        frags[s].replicas = gw_replica_order(g, ix, s, affinity, frags[s].order);
+        calls[s] = (gw_shard_call){.ix = ix, .shard = s, .method = "POST", .body = text};
+        gw_shard_path(calls[s].path, sizeof calls[s].path, ix, s, "/search");
     }
-    scatter(g, ix, frags, text);
-    json_t **answers = calloc(ix->shard_count, sizeof *answers);
-    const mr_error *first_error = NULL;
-    uint32_t missing = 0;
-    for (uint32_t s = 0; s < ix->shard_count; s++) {
-        answers[s] = frags[s].answer;
-        if (frags[s].error.status && !first_error)
-            first_error = &frags[s].error;
-        if (!frags[s].answer && !frags[s].error.status)
-            missing++;
-    }
-    if (first_error) {
-        gw_reply_error(res, first_error);
-    } else if (missing) {
-        /* Documented choice: no partial answers. A result that silently lacks a shard would look
-         * complete to the client. */
-        mr_error_set(&err, "miroir_shard_unavailable",
-                     "%u of %u shards of index `%s` have no reachable ready replica; the search was not answered.",
-                     missing, ix->shard_count, ix->uid);
-        gw_reply_error(res, &err);
-    } else {
+    if (gw_scatter(g, mr_search_affinity(shard_body), calls, ix->shard_count, &err) == 0) {
+        json_t **answers = calloc(ix->shard_count, sizeof *answers);
+        for (uint32_t s = 0; s < ix->shard_count; s++)
+            answers[s] = calls[s].answer;
         mr_merge_limits limits = {ix->max_total_hits, ix->max_values_per_facet};
         gw_reply(res, 200, mr_search_merge(&sreq, answers, ix->shard_count, &limits, (long)(mr_now_ms() - started)));
+        free(answers);
+    } else {
+        gw_reply_error(res, &err);
     }
-    for (uint32_t s = 0; s < ix->shard_count; s++)
-        json_decref(frags[s].answer);
-    free(answers);
-    free(frags);
+    gw_scatter_clear(calls, ix->shard_count);
+    free(calls);
     free(text);
     json_decref(shard_body);
 out:

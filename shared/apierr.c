@@ -35,6 +35,7 @@ static const struct code_info codes[] = {
     {"invalid_document_id", 400, "invalid_request"},
     {"invalid_document_fields", 400, "invalid_request"},
     {"document_not_found", 404, "invalid_request"},
+    {"missing_document_filter", 400, "invalid_request"},
     {"task_not_found", 404, "invalid_request"},
     {"invalid_task_uids", 400, "invalid_request"},
     {"invalid_search_offset", 400, "invalid_request"},

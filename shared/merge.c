@@ -116,13 +116,41 @@ static void cursor_at(struct cursor *c, size_t pos)
     c->score = json_number_value(json_object_get(c->hit, "_rankingScore"));
 }
 
-/* Sort values: numbers before strings before missing, in both directions, as Meilisearch. */
 static int sort_value_rank(const json_t *v)
 {
     return json_is_number(v) ? 0 : json_is_string(v) ? 1 : 2;
 }
 
-static int compare_sort_values(const json_t *a, const json_t *b, int descending)
+/* Next code point of a UTF-8 string, folded the way Meilisearch normalizes sort values: case
+ * and Latin-1 diacritics ignored (é → e, Ä → a). Other scripts compare by code point. */
+static unsigned fold_next(const unsigned char **p)
+{
+    static const char latin1[] = "aaaaaaaceeeeiiiidnooooo*ouuuuyts" /* U+00C0..U+00DF */
+                                 "aaaaaaaceeeeiiiidnooooo/ouuuuyty"; /* U+00E0..U+00FF */
+    unsigned c = *(*p)++;
+    if (c < 0x80)
+        return c >= 'A' && c <= 'Z' ? c + 32 : c;
+    int extra = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : c >= 0xC0 ? 1 : 0;
+    c &= 0x3F >> extra;
+    for (int i = 0; i < extra && (**p & 0xC0) == 0x80; i++)
+        c = (c << 6) | (*(*p)++ & 0x3F);
+    if (c >= 0xC0 && c <= 0xFF)
+        return (unsigned char)latin1[c - 0xC0];
+    return c;
+}
+
+static int compare_text(const char *a, const char *b)
+{
+    const unsigned char *x = (const unsigned char *)a, *y = (const unsigned char *)b;
+    while (*x && *y) {
+        unsigned cx = fold_next(&x), cy = fold_next(&y);
+        if (cx != cy)
+            return cx < cy ? -1 : 1;
+    }
+    return *x ? 1 : *y ? -1 : 0;
+}
+
+int mr_compare_sort_values(const json_t *a, const json_t *b, int descending)
 {
     int ra = sort_value_rank(a), rb = sort_value_rank(b);
     if (ra != rb)
@@ -132,7 +160,7 @@ static int compare_sort_values(const json_t *a, const json_t *b, int descending)
         double x = json_number_value(a), y = json_number_value(b);
         c = x < y ? -1 : x > y;
     } else if (ra == 1) {
-        c = strcmp(json_string_value(a), json_string_value(b));
+        c = compare_text(json_string_value(a), json_string_value(b));
     }
     return descending ? -c : c;
 }
@@ -160,7 +188,7 @@ static int compare_details(const json_t *a, const json_t *b)
         size_t len = strlen(rule);
         int descending = len > 5 && strcmp(rule + len - 5, ":desc") == 0;
         const char *field = json_object_get(ea, "distance") ? "distance" : "value";
-        int c = compare_sort_values(json_object_get(ea, field), json_object_get(eb, field), descending);
+        int c = mr_compare_sort_values(json_object_get(ea, field), json_object_get(eb, field), descending);
         if (c)
             return c;
     }

@@ -32,6 +32,10 @@ void mr_search_req_clear(mr_search_req *req);
 /* The body sent to every shard (new reference). */
 json_t *mr_search_shard_body(const mr_search_req *req, long max_total_hits);
 
+/* Orders two sort values as Meilisearch does: numbers before strings before anything else
+ * (missing, null), in both directions. Negative: a first. */
+int mr_compare_sort_values(const json_t *a, const json_t *b, int descending);
+
 /* A hash of the query without its paging: the same query meets the same replicas. */
 uint64_t mr_search_affinity(const json_t *shard_body);
 
