@@ -126,6 +126,10 @@ void gw_route_search_post(gw *g, const gw_request *req, gw_response *res);
 void gw_route_settings_get(gw *g, const gw_request *req, gw_response *res);
 void gw_route_settings_update(gw *g, const gw_request *req, gw_response *res);
 void gw_route_settings_reset(gw *g, const gw_request *req, gw_response *res);
+void gw_route_setting_get(gw *g, const gw_request *req, gw_response *res);
+void gw_route_setting_update(gw *g, const gw_request *req, gw_response *res);
+void gw_route_setting_reset(gw *g, const gw_request *req, gw_response *res);
+void gw_route_facet_search(gw *g, const gw_request *req, gw_response *res);
 void gw_route_task_get(gw *g, const gw_request *req, gw_response *res);
 
 /* Starts the HTTP daemon; NULL on failure. */

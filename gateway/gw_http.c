@@ -37,6 +37,11 @@ static const struct route routes[] = {
     {"GET", "indexes/*/settings", gw_route_settings_get},
     {"PATCH", "indexes/*/settings", gw_route_settings_update},
     {"DELETE", "indexes/*/settings", gw_route_settings_reset},
+    {"GET", "indexes/*/settings/*", gw_route_setting_get},
+    {"PUT", "indexes/*/settings/*", gw_route_setting_update},
+    {"PATCH", "indexes/*/settings/*", gw_route_setting_update},
+    {"DELETE", "indexes/*/settings/*", gw_route_setting_reset},
+    {"POST", "indexes/*/facet-search", gw_route_facet_search},
     {"GET", "tasks/*", gw_route_task_get},
 };
 

@@ -158,3 +158,43 @@ void gw_route_search_get(gw *g, const gw_request *req, gw_response *res)
     search(g, req, body, res);
     json_decref(body);
 }
+
+/* Facet search: every shard's facet hits, counts added up per value. Values are merged by their
+ * folded form (a shard may show "Apple" where another shows "apple"). Ordered by name and cut at
+ * 100, as one node answers. */
+void gw_route_facet_search(gw *g, const gw_request *req, gw_response *res)
+{
+    int64_t started = mr_now_ms();
+    mr_error err;
+    json_t *body = gw_body_object(req, &err);
+    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
+    const mr_index *ix = body ? gw_find_index(topo, req->captures[0], &err) : NULL;
+    if (!ix) {
+        gw_reply_error(res, &err);
+        goto out;
+    }
+    char *text = json_dumps(body, JSON_COMPACT);
+    gw_shard_call *calls = calloc(ix->shard_count, sizeof *calls);
+    for (uint32_t s = 0; s < ix->shard_count; s++) {
+        calls[s] = (gw_shard_call){.ix = ix, .shard = s, .method = "POST", .body = text};
+        gw_shard_path(calls[s].path, sizeof calls[s].path, ix, s, "/facet-search");
+    }
+    if (gw_scatter(g, mr_search_affinity(body), calls, ix->shard_count, &err) == 0) {
+        json_t **answers = calloc(ix->shard_count, sizeof *answers);
+        for (uint32_t s = 0; s < ix->shard_count; s++)
+            answers[s] = calls[s].answer;
+        json_t *hits = mr_merge_facet_hits(answers, ix->shard_count, 100);
+        json_t *q = json_object_get(body, "facetQuery");
+        gw_reply(res, 200, json_pack("{s:o, s:O, s:I}", "facetHits", hits, "facetQuery", q ? q : json_null(),
+                                     "processingTimeMs", (json_int_t)(mr_now_ms() - started)));
+        free(answers);
+    } else {
+        gw_reply_error(res, &err);
+    }
+    gw_scatter_clear(calls, ix->shard_count);
+    free(calls);
+    free(text);
+out:
+    json_decref(body);
+    mr_topology_release(mr_meta_topology(g->meta), topo);
+}

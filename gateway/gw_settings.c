@@ -12,6 +12,33 @@
  * index on a live node: its answer is Meilisearch's own validation, errors included. */
 #define SCRATCH_INDEX "miroir-settings-check"
 
+/* Every setting of Meilisearch 1.21, in its JSON name; sub-routes use the kebab-case form. */
+static const char *const setting_keys[] = {
+    "displayedAttributes", "searchableAttributes", "filterableAttributes", "sortableAttributes", "rankingRules",
+    "stopWords", "nonSeparatorTokens", "separatorTokens", "dictionary", "synonyms", "distinctAttribute",
+    "proximityPrecision", "typoTolerance", "faceting", "pagination", "embedders", "searchCutoffMs",
+    "localizedAttributes", "facetSearch", "prefixSearch"};
+
+/* "filterable-attributes" -> "filterableAttributes" if it names a setting; NULL otherwise. */
+static const char *setting_of_route(const char *kebab)
+{
+    char camel[64];
+    size_t n = 0;
+    for (const char *p = kebab; *p && n + 1 < sizeof camel; p++) {
+        if (*p == '-' && p[1]) {
+            p++;
+            camel[n++] = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+        } else {
+            camel[n++] = *p;
+        }
+    }
+    camel[n] = '\0';
+    for (size_t i = 0; i < sizeof setting_keys / sizeof setting_keys[0]; i++)
+        if (strcmp(setting_keys[i], camel) == 0)
+            return setting_keys[i];
+    return NULL;
+}
+
 static int validate_on_node(gw *g, const char *body, size_t len, mr_error *err)
 {
     for (size_t i = 0; i < g->cfg->node_count; i++) {
@@ -110,16 +137,22 @@ void gw_route_settings_update(gw *g, const gw_request *req, gw_response *res)
 void gw_route_settings_reset(gw *g, const gw_request *req, gw_response *res)
 {
     /* Resetting is setting every key to null, which Meilisearch reads as "back to the default". */
-    static const char *const keys[] = {
-        "displayedAttributes", "searchableAttributes", "filterableAttributes", "sortableAttributes", "rankingRules",
-        "stopWords", "nonSeparatorTokens", "separatorTokens", "dictionary", "synonyms", "distinctAttribute",
-        "proximityPrecision", "typoTolerance", "faceting", "pagination", "embedders", "searchCutoffMs",
-        "localizedAttributes", "facetSearch", "prefixSearch"};
     json_t *settings = json_object();
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        json_object_set_new(settings, keys[i], json_null());
+    for (size_t i = 0; i < sizeof setting_keys / sizeof setting_keys[0]; i++)
+        json_object_set_new(settings, setting_keys[i], json_null());
     settings_write(g, req, res, settings);
     json_decref(settings);
+}
+
+/* The settings as one replica holds them (every replica holds the same once applied): a new
+ * reference, or NULL with err. */
+static json_t *read_settings(gw *g, const mr_index *ix, mr_error *err)
+{
+    gw_shard_call call = {.ix = ix, .shard = 0, .method = "GET"};
+    gw_shard_path(call.path, sizeof call.path, ix, 0, "/settings");
+    json_t *out = gw_scatter(g, 0, &call, 1, err) == 0 ? json_incref(call.answer) : NULL;
+    gw_scatter_clear(&call, 1);
+    return out;
 }
 
 void gw_route_settings_get(gw *g, const gw_request *req, gw_response *res)
@@ -127,33 +160,69 @@ void gw_route_settings_get(gw *g, const gw_request *req, gw_response *res)
     mr_error err;
     mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
     const mr_index *ix = gw_find_index(topo, req->captures[0], &err);
-    if (!ix) {
+    json_t *settings = ix ? read_settings(g, ix, &err) : NULL;
+    if (settings)
+        gw_reply(res, 200, settings);
+    else
         gw_reply_error(res, &err);
-        mr_topology_release(mr_meta_topology(g->meta), topo);
+    mr_topology_release(mr_meta_topology(g->meta), topo);
+}
+
+static const char *sub_route_setting(const gw_request *req, gw_response *res)
+{
+    const char *name = setting_of_route(req->captures[1]);
+    if (!name) {
+        mr_error err;
+        mr_error_set(&err, "not_found", "Route `%s %.200s` does not exist.", req->method, req->path);
+        gw_reply_error(res, &err);
+    }
+    return name;
+}
+
+void gw_route_setting_get(gw *g, const gw_request *req, gw_response *res)
+{
+    const char *name = sub_route_setting(req, res);
+    if (!name)
+        return;
+    mr_error err;
+    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
+    const mr_index *ix = gw_find_index(topo, req->captures[0], &err);
+    json_t *settings = ix ? read_settings(g, ix, &err) : NULL;
+    if (settings)
+        gw_reply(res, 200, json_incref(json_object_get(settings, name)));
+    else
+        gw_reply_error(res, &err);
+    json_decref(settings);
+    mr_topology_release(mr_meta_topology(g->meta), topo);
+}
+
+void gw_route_setting_update(gw *g, const gw_request *req, gw_response *res)
+{
+    const char *name = sub_route_setting(req, res);
+    if (!name)
+        return;
+    mr_error err;
+    json_error_t jerr;
+    json_t *value = req->body_len ? json_loadb(req->body, req->body_len, JSON_DECODE_ANY, &jerr) : NULL;
+    if (!value) {
+        mr_error_set(&err, req->body_len ? "malformed_payload" : "missing_payload", "The json payload provided is %s.",
+                     req->body_len ? "malformed" : "missing");
+        gw_reply_error(res, &err);
         return;
     }
-    /* Every replica holds the same settings once applied; shard 0's first live replica answers. */
-    const char *order[MR_MAX_REPLICAS];
-    size_t n = gw_replica_order(g, ix, 0, 0, order);
-    char shard_index[300];
-    mr_shard_index_name(shard_index, sizeof shard_index, ix->uid, 0);
-    mr_error_set(&err, "miroir_shard_unavailable", "No replica of index `%s` answered.", ix->uid);
-    for (size_t i = 0; i < n; i++) {
-        mr_http_req r = {0};
-        char url[2048];
-        snprintf(url, sizeof url, "%s/indexes/%s/settings", gw_node(g, order[i])->url, shard_index);
-        mr_http_one(g->http, &r, "GET", url, NULL, 0);
-        json_t *body = mr_http_json(&r);
-        gw_node_report(g, order[i], r.status > 0 && r.status < 500);
-        int ok = r.status == 200 && json_is_object(body);
-        mr_http_req_reset(&r);
-        if (ok) {
-            gw_reply(res, 200, body);
-            mr_topology_release(mr_meta_topology(g->meta), topo);
-            return;
-        }
-        json_decref(body);
-    }
-    gw_reply_error(res, &err);
-    mr_topology_release(mr_meta_topology(g->meta), topo);
+    json_t *settings = json_object();
+    json_object_set_new(settings, name, value);
+    settings_write(g, req, res, settings);
+    json_decref(settings);
+}
+
+void gw_route_setting_reset(gw *g, const gw_request *req, gw_response *res)
+{
+    const char *name = sub_route_setting(req, res);
+    if (!name)
+        return;
+    json_t *settings = json_object();
+    json_object_set_new(settings, name, json_null());
+    settings_write(g, req, res, settings);
+    json_decref(settings);
 }

@@ -266,6 +266,48 @@ static json_t *merge_hits(const mr_search_req *req, json_t *const *answers, size
     return out;
 }
 
+struct facet_hit {
+    const char *value; /* borrowed from an answer */
+    json_int_t count;
+};
+
+static int facet_hit_order(const void *a, const void *b)
+{
+    const char *x = ((const struct facet_hit *)a)->value, *y = ((const struct facet_hit *)b)->value;
+    int c = compare_text(x, y);
+    return c ? c : strcmp(x, y); /* equal when folded: the byte-wise first spelling is kept */
+}
+
+json_t *mr_merge_facet_hits(json_t *const *answers, size_t n, size_t max_values)
+{
+    size_t total = 0;
+    for (size_t s = 0; s < n; s++)
+        total += json_array_size(json_object_get(answers[s], "facetHits"));
+    struct facet_hit *all = calloc(total ? total : 1, sizeof *all);
+    size_t k = 0;
+    for (size_t s = 0; s < n; s++) {
+        size_t i;
+        json_t *h;
+        json_array_foreach(json_object_get(answers[s], "facetHits"), i, h) {
+            const char *v = json_string_value(json_object_get(h, "value"));
+            if (v)
+                all[k++] = (struct facet_hit){v, json_integer_value(json_object_get(h, "count"))};
+        }
+    }
+    qsort(all, k, sizeof *all, facet_hit_order);
+    json_t *out = json_array();
+    for (size_t i = 0; i < k && json_array_size(out) < max_values;) {
+        size_t j = i + 1;
+        json_int_t count = all[i].count;
+        while (j < k && compare_text(all[i].value, all[j].value) == 0)
+            count += all[j++].count;
+        json_array_append_new(out, json_pack("{s:s, s:I}", "value", all[i].value, "count", count));
+        i = j;
+    }
+    free(all);
+    return out;
+}
+
 static int cmp_keys(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);

@@ -36,6 +36,10 @@ json_t *mr_search_shard_body(const mr_search_req *req, long max_total_hits);
  * (missing, null), in both directions. Negative: a first. */
 int mr_compare_sort_values(const json_t *a, const json_t *b, int descending);
 
+/* Merges the "facetHits" of n facet-search answers: counts added per value (compared folded),
+ * ordered by name, at most max_values. Returns a new array. */
+json_t *mr_merge_facet_hits(json_t *const *answers, size_t n, size_t max_values);
+
 /* A hash of the query without its paging: the same query meets the same replicas. */
 uint64_t mr_search_affinity(const json_t *shard_body);
 
