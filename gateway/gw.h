@@ -16,6 +16,7 @@
 #include "config.h"
 #include "kafka.h"
 #include "meili.h"
+#include "merge.h"
 #include "meta.h"
 #include "topology.h"
 
@@ -76,6 +77,7 @@ void gw_nodes_check(gw *g);
 typedef struct gw_shard_call {
     const mr_index *ix;
     uint32_t shard;
+    uint64_t key;     /* ranks the shard's replicas (rendezvous): equal keys meet equal replicas */
     const char *method;
     char path[1700];  /* appended to the node's URL (at most 256 bytes) */
     const char *body; /* may be NULL; owned by the caller */
@@ -83,13 +85,31 @@ typedef struct gw_shard_call {
     mr_error error;   /* out: a node's 4xx, passed through */
 } gw_shard_call;
 
-/* Runs every call on a replica of its shard (rendezvous order on key, up nodes first), in
+/* Runs every call on a replica of its shard (rendezvous order on its key, up nodes first), in
  * parallel, failing over to the next replica when a node doesn't answer. Returns 0 when every
- * call has an answer; else -1 with err: the first node 4xx, or miroir_shard_unavailable. */
-int gw_scatter(gw *g, uint64_t key, gw_shard_call *calls, size_t n, mr_error *err);
+ * call has an answer; else -1 with err: the first node 4xx (*failed, if not NULL, is its index),
+ * or miroir_shard_unavailable. */
+int gw_scatter(gw *g, gw_shard_call *calls, size_t n, mr_error *err, size_t *failed);
 void gw_scatter_clear(gw_shard_call *calls, size_t n);
 /* "/indexes/<index>__s<shard><suffix>" */
 void gw_shard_path(char *out, size_t outlen, const mr_index *ix, uint32_t shard, const char *suffix);
+
+/* ---- one search over the shards of one index (gw_search.c) ---- */
+typedef struct gw_query {
+    const mr_index *ix;
+    mr_search_req sreq;
+    json_t *shard_body; /* what every shard is asked */
+    char *text;         /* shard_body as text */
+    uint64_t key;       /* replica affinity */
+} gw_query;
+
+/* Validates body (borrowed; the query keeps a reference) for ix. Returns 0 or -1 with err. */
+int gw_query_prepare(gw_query *q, const mr_index *ix, json_t *body, mr_error *err);
+/* Fills ix->shard_count calls, one per shard. */
+void gw_query_calls(const gw_query *q, gw_shard_call *calls);
+/* Merges the answered calls into the client's answer (new reference). */
+json_t *gw_query_merge(const gw_query *q, gw_shard_call *calls, int64_t started_ms);
+void gw_query_clear(gw_query *q);
 
 /* ---- writes (gw_documents.c) ---- */
 /* Produces records and records a task; answers 202 with the task summary or an error. */
@@ -130,6 +150,10 @@ void gw_route_setting_get(gw *g, const gw_request *req, gw_response *res);
 void gw_route_setting_update(gw *g, const gw_request *req, gw_response *res);
 void gw_route_setting_reset(gw *g, const gw_request *req, gw_response *res);
 void gw_route_facet_search(gw *g, const gw_request *req, gw_response *res);
+void gw_route_tasks_list(gw *g, const gw_request *req, gw_response *res);
+void gw_route_tasks_cancel(gw *g, const gw_request *req, gw_response *res);
+void gw_route_tasks_delete(gw *g, const gw_request *req, gw_response *res);
+void gw_route_multi_search(gw *g, const gw_request *req, gw_response *res);
 void gw_route_task_get(gw *g, const gw_request *req, gw_response *res);
 
 /* Starts the HTTP daemon; NULL on failure. */

@@ -27,7 +27,7 @@ void gw_route_document_get(gw *g, const gw_request *req, gw_response *res)
     snprintf(suffix, sizeof suffix, "/documents/%s%s%s", eid, efields ? "?fields=" : "", efields ? efields : "");
     gw_shard_call call = {.ix = ix, .shard = mr_shard_of(id, strlen(id), ix->shard_count), .method = "GET"};
     gw_shard_path(call.path, sizeof call.path, ix, call.shard, suffix);
-    if (gw_scatter(g, 0, &call, 1, &err) == 0) {
+    if (gw_scatter(g, &call, 1, &err, NULL) == 0) {
         gw_reply(res, 200, json_incref(call.answer));
     } else {
         /* a replica whose shard index is not created yet holds no document either */
@@ -141,10 +141,10 @@ static json_t *browse_in_shard_order(gw *g, const mr_index *ix, struct browse *b
     json_object_set_new(b->body, "limit", json_integer(0));
     char *count_body = json_dumps(b->body, JSON_COMPACT);
     for (uint32_t s = 0; s < n; s++) {
-        calls[s] = (gw_shard_call){.ix = ix, .shard = s, .method = "POST", .body = count_body};
+        calls[s] = (gw_shard_call){.ix = ix, .shard = s, .key = key, .method = "POST", .body = count_body};
         gw_shard_path(calls[s].path, sizeof calls[s].path, ix, s, "/documents/fetch");
     }
-    if (gw_scatter(g, key, calls, n, err))
+    if (gw_scatter(g, calls, n, err, NULL))
         goto done;
     size_t *totals = calloc(n, sizeof *totals), total = 0;
     for (uint32_t s = 0; s < n; s++) {
@@ -163,12 +163,12 @@ static json_t *browse_in_shard_order(gw *g, const mr_index *ix, struct browse *b
         json_object_set_new(b->body, "offset", json_integer((json_int_t)from));
         json_object_set_new(b->body, "limit", json_integer((json_int_t)(to - from)));
         bodies[m] = json_dumps(b->body, JSON_COMPACT);
-        calls[m] = (gw_shard_call){.ix = ix, .shard = s, .method = "POST", .body = bodies[m]};
+        calls[m] = (gw_shard_call){.ix = ix, .shard = s, .key = key, .method = "POST", .body = bodies[m]};
         gw_shard_path(calls[m].path, sizeof calls[m].path, ix, s, "/documents/fetch");
         m++;
     }
     free(totals);
-    if (gw_scatter(g, key, calls, m, err) == 0) {
+    if (gw_scatter(g, calls, m, err, NULL) == 0) {
         json_t *results = json_array();
         for (size_t i = 0; i < m; i++)
             json_array_extend(results, json_object_get(calls[i].answer, "results"));
@@ -194,11 +194,11 @@ static json_t *browse_sorted(gw *g, const mr_index *ix, struct browse *b, uint64
     char *text = json_dumps(b->body, JSON_COMPACT);
     gw_shard_call *calls = calloc(n, sizeof *calls);
     for (uint32_t s = 0; s < n; s++) {
-        calls[s] = (gw_shard_call){.ix = ix, .shard = s, .method = "POST", .body = text};
+        calls[s] = (gw_shard_call){.ix = ix, .shard = s, .key = key, .method = "POST", .body = text};
         gw_shard_path(calls[s].path, sizeof calls[s].path, ix, s, "/documents/fetch");
     }
     json_t *out = NULL;
-    if (gw_scatter(g, key, calls, n, err) == 0) {
+    if (gw_scatter(g, calls, n, err, NULL) == 0) {
         size_t *pos = calloc(n, sizeof *pos), total = 0;
         json_t *results = json_array();
         for (uint32_t s = 0; s < n; s++)

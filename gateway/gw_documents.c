@@ -359,7 +359,7 @@ static int check_filter(gw *g, const mr_index *ix, const json_t *filter, mr_erro
     char *text = json_dumps(probe, JSON_COMPACT);
     gw_shard_call call = {.ix = ix, .shard = 0, .method = "POST", .body = text};
     gw_shard_path(call.path, sizeof call.path, ix, 0, "/search");
-    int rc = gw_scatter(g, 0, &call, 1, err);
+    int rc = gw_scatter(g, &call, 1, err, NULL);
     if (rc && strcmp(err->code, "invalid_search_filter") == 0) {
         char message[sizeof err->message];
         snprintf(message, sizeof message, "%s", err->message);

@@ -42,6 +42,10 @@ static const struct route routes[] = {
     {"PATCH", "indexes/*/settings/*", gw_route_setting_update},
     {"DELETE", "indexes/*/settings/*", gw_route_setting_reset},
     {"POST", "indexes/*/facet-search", gw_route_facet_search},
+    {"POST", "multi-search", gw_route_multi_search},
+    {"GET", "tasks", gw_route_tasks_list},
+    {"POST", "tasks/cancel", gw_route_tasks_cancel},
+    {"DELETE", "tasks", gw_route_tasks_delete},
     {"GET", "tasks/*", gw_route_task_get},
 };
 

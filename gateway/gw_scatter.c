@@ -7,7 +7,7 @@
 #include "gw.h"
 #include "util.h"
 
-int gw_scatter(gw *g, uint64_t key, gw_shard_call *calls, size_t n, mr_error *err)
+int gw_scatter(gw *g, gw_shard_call *calls, size_t n, mr_error *err, size_t *failed)
 {
     const char *(*order)[MR_MAX_REPLICAS] = calloc(n ? n : 1, sizeof *order);
     size_t *replicas = calloc(n ? n : 1, sizeof *replicas);
@@ -17,7 +17,7 @@ int gw_scatter(gw *g, uint64_t key, gw_shard_call *calls, size_t n, mr_error *er
     for (size_t i = 0; i < n; i++) {
         calls[i].answer = NULL;
         calls[i].error.status = 0;
-        replicas[i] = gw_replica_order(g, calls[i].ix, calls[i].shard, key, order[i]);
+        replicas[i] = gw_replica_order(g, calls[i].ix, calls[i].shard, calls[i].key, order[i]);
     }
     for (;;) {
         size_t m = 0;
@@ -63,6 +63,8 @@ int gw_scatter(gw *g, uint64_t key, gw_shard_call *calls, size_t n, mr_error *er
     for (size_t i = 0; i < n; i++) {
         if (calls[i].error.status && !rc) {
             *err = calls[i].error;
+            if (failed)
+                *failed = i;
             rc = -1;
         }
         missing += !calls[i].answer && !calls[i].error.status;

@@ -7,45 +7,66 @@
 #include "merge.h"
 #include "util.h"
 
+int gw_query_prepare(gw_query *q, const mr_index *ix, json_t *body, mr_error *err)
+{
+    memset(q, 0, sizeof *q);
+    if (mr_search_req_init(&q->sreq, body, err))
+        return -1;
+    q->ix = ix;
+    q->shard_body = mr_search_shard_body(&q->sreq, ix->max_total_hits);
+    q->text = json_dumps(q->shard_body, JSON_COMPACT);
+    q->key = mr_search_affinity(q->shard_body);
+    return 0;
+}
+
+void gw_query_calls(const gw_query *q, gw_shard_call *calls)
+{
+    for (uint32_t s = 0; s < q->ix->shard_count; s++) {
+        calls[s] = (gw_shard_call){.ix = q->ix, .shard = s, .key = q->key, .method = "POST", .body = q->text};
+        gw_shard_path(calls[s].path, sizeof calls[s].path, q->ix, s, "/search");
+    }
+}
+
+json_t *gw_query_merge(const gw_query *q, gw_shard_call *calls, int64_t started)
+{
+    json_t **answers = calloc(q->ix->shard_count, sizeof *answers);
+    for (uint32_t s = 0; s < q->ix->shard_count; s++)
+        answers[s] = calls[s].answer;
+    mr_merge_limits limits = {q->ix->max_total_hits, q->ix->max_values_per_facet};
+    json_t *out = mr_search_merge(&q->sreq, answers, q->ix->shard_count, &limits, (long)(mr_now_ms() - started));
+    free(answers);
+    return out;
+}
+
+void gw_query_clear(gw_query *q)
+{
+    mr_search_req_clear(&q->sreq);
+    json_decref(q->shard_body);
+    free(q->text);
+    memset(q, 0, sizeof *q);
+}
+
 static void search(gw *g, const gw_request *req, json_t *body, gw_response *res)
 {
     int64_t started = mr_now_ms();
     mr_error err = {0};
-    mr_search_req sreq;
-    if (mr_search_req_init(&sreq, body, &err)) {
-        gw_reply_error(res, &err);
-        return;
-    }
+    gw_query q = {0};
     mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
     const mr_index *ix = gw_find_index(topo, req->captures[0], &err);
-    if (!ix) {
+    if (!ix || gw_query_prepare(&q, ix, body, &err)) {
         gw_reply_error(res, &err);
-        goto out;
-    }
-    json_t *shard_body = mr_search_shard_body(&sreq, ix->max_total_hits);
-    char *text = json_dumps(shard_body, JSON_COMPACT);
-    gw_shard_call *calls = calloc(ix->shard_count, sizeof *calls);
-    for (uint32_t s = 0; s < ix->shard_count; s++) {
-        calls[s] = (gw_shard_call){.ix = ix, .shard = s, .method = "POST", .body = text};
-        gw_shard_path(calls[s].path, sizeof calls[s].path, ix, s, "/search");
-    }
-    if (gw_scatter(g, mr_search_affinity(shard_body), calls, ix->shard_count, &err) == 0) {
-        json_t **answers = calloc(ix->shard_count, sizeof *answers);
-        for (uint32_t s = 0; s < ix->shard_count; s++)
-            answers[s] = calls[s].answer;
-        mr_merge_limits limits = {ix->max_total_hits, ix->max_values_per_facet};
-        gw_reply(res, 200, mr_search_merge(&sreq, answers, ix->shard_count, &limits, (long)(mr_now_ms() - started)));
-        free(answers);
     } else {
-        gw_reply_error(res, &err);
+        gw_shard_call *calls = calloc(ix->shard_count, sizeof *calls);
+        gw_query_calls(&q, calls);
+        if (gw_scatter(g, calls, ix->shard_count, &err, NULL) == 0)
+            gw_reply(res, 200, gw_query_merge(&q, calls, started));
+        else
+            gw_reply_error(res, &err);
+        gw_scatter_clear(calls, ix->shard_count);
+        free(calls);
     }
-    gw_scatter_clear(calls, ix->shard_count);
-    free(calls);
-    free(text);
-    json_decref(shard_body);
-out:
+    gw_query_clear(&q);
     mr_topology_release(mr_meta_topology(g->meta), topo);
-    mr_search_req_clear(&sreq);
 }
 
 void gw_route_search_post(gw *g, const gw_request *req, gw_response *res)
@@ -174,12 +195,13 @@ void gw_route_facet_search(gw *g, const gw_request *req, gw_response *res)
         goto out;
     }
     char *text = json_dumps(body, JSON_COMPACT);
+    uint64_t key = mr_search_affinity(body);
     gw_shard_call *calls = calloc(ix->shard_count, sizeof *calls);
     for (uint32_t s = 0; s < ix->shard_count; s++) {
-        calls[s] = (gw_shard_call){.ix = ix, .shard = s, .method = "POST", .body = text};
+        calls[s] = (gw_shard_call){.ix = ix, .shard = s, .key = key, .method = "POST", .body = text};
         gw_shard_path(calls[s].path, sizeof calls[s].path, ix, s, "/facet-search");
     }
-    if (gw_scatter(g, mr_search_affinity(body), calls, ix->shard_count, &err) == 0) {
+    if (gw_scatter(g, calls, ix->shard_count, &err, NULL) == 0) {
         json_t **answers = calloc(ix->shard_count, sizeof *answers);
         for (uint32_t s = 0; s < ix->shard_count; s++)
             answers[s] = calls[s].answer;

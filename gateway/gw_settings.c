@@ -150,7 +150,7 @@ static json_t *read_settings(gw *g, const mr_index *ix, mr_error *err)
 {
     gw_shard_call call = {.ix = ix, .shard = 0, .method = "GET"};
     gw_shard_path(call.path, sizeof call.path, ix, 0, "/settings");
-    json_t *out = gw_scatter(g, 0, &call, 1, err) == 0 ? json_incref(call.answer) : NULL;
+    json_t *out = gw_scatter(g, &call, 1, err, NULL) == 0 ? json_incref(call.answer) : NULL;
     gw_scatter_clear(&call, 1);
     return out;
 }

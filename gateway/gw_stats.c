@@ -20,7 +20,7 @@ static json_t *index_stats(gw *g, const mr_index *ix, mr_error *err)
         gw_shard_path(calls[s].path, sizeof calls[s].path, ix, s, "/stats");
     }
     json_t *out = NULL;
-    if (gw_scatter(g, 0, calls, ix->shard_count, err) == 0) {
+    if (gw_scatter(g, calls, ix->shard_count, err, NULL) == 0) {
         out = json_pack("{s:i, s:i, s:i, s:b, s:i, s:i, s:{}}", "numberOfDocuments", 0, "rawDocumentDbSize", 0,
                         "avgDocumentSize", 0, "isIndexing", 0, "numberOfEmbeddings", 0, "numberOfEmbeddedDocuments", 0,
                         "fieldDistribution");

@@ -5,6 +5,7 @@
 
 #include "gw.h"
 #include "task.h"
+#include "util.h"
 
 void gw_route_task_get(gw *g, const gw_request *req, gw_response *res)
 {
@@ -97,4 +98,206 @@ void gw_route_topology(gw *g, const gw_request *req, gw_response *res)
     }
     mr_topology_release(mr_meta_topology(g->meta), topo);
     gw_reply(res, 200, json_pack("{s:o, s:o, s:s}", "nodes", nodes, "indexes", indexes, "health", cluster_health(g, NULL)));
+}
+
+/* ---- GET /tasks ---- */
+
+struct task_filter {
+    json_t *uids, *statuses, *types, *index_uids; /* arrays of strings, or NULL */
+    int64_t after[3], before[3];                  /* enqueued, started, finished; -1: no bound */
+};
+
+static const char *const time_fields[3] = {"enqueuedAt", "startedAt", "finishedAt"};
+
+static int in_list(const json_t *list, const char *value)
+{
+    if (!list)
+        return 1;
+    size_t i;
+    json_t *v;
+    json_array_foreach(list, i, v) {
+        const char *s = json_string_value(v);
+        if (strcmp(s, "*") == 0 || (value && strcmp(s, value) == 0))
+            return 1;
+    }
+    return 0;
+}
+
+static int task_matches(const struct task_filter *f, const json_t *view)
+{
+    char uid[32];
+    snprintf(uid, sizeof uid, "%" JSON_INTEGER_FORMAT, json_integer_value(json_object_get(view, "uid")));
+    if (!in_list(f->uids, uid) || !in_list(f->statuses, json_string_value(json_object_get(view, "status"))) ||
+        !in_list(f->types, json_string_value(json_object_get(view, "type"))) ||
+        !in_list(f->index_uids, json_string_value(json_object_get(view, "indexUid"))))
+        return 0;
+    for (int i = 0; i < 3; i++) {
+        if (f->after[i] < 0 && f->before[i] < 0)
+            continue;
+        const char *t = json_string_value(json_object_get(view, time_fields[i]));
+        int64_t ns;
+        if (!t || mr_parse_time(t, &ns))
+            return 0;
+        if ((f->after[i] >= 0 && ns <= f->after[i]) || (f->before[i] >= 0 && ns >= f->before[i]))
+            return 0;
+    }
+    return 1;
+}
+
+static json_t *list_arg(const gw_request *req, const char *name)
+{
+    const char *v = gw_arg(req, name);
+    if (!v)
+        return NULL;
+    json_t *arr = json_array();
+    char *copy = strdup(v), *save = NULL;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
+        json_array_append_new(arr, json_string(t));
+    free(copy);
+    return arr;
+}
+
+/* Checks every value of a list against the allowed ones (NULL: any integer). */
+static int check_list(const json_t *list, const char *const *allowed, const char *param, const char *code, mr_error *err)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(list, i, v) {
+        const char *s = json_string_value(v);
+        int ok = strcmp(s, "*") == 0;
+        if (allowed) {
+            for (const char *const *a = allowed; *a && !ok; a++)
+                ok = strcmp(*a, s) == 0;
+        } else {
+            char *end;
+            long long n = strtoll(s, &end, 10);
+            ok |= *s && !*end && n >= 0;
+        }
+        if (!ok) {
+            mr_error_invalid(err, code, "Invalid value in parameter `%s`: `%.100s` is not a valid value.", param, s);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int task_filter_parse(const gw_request *req, struct task_filter *f, mr_error *err)
+{
+    static const char *const statuses[] = {"enqueued", "processing", "succeeded", "failed", "canceled", NULL};
+    static const char *const types[] = {"documentAdditionOrUpdate", "documentEdition", "documentDeletion",
+                                        "settingsUpdate", "indexCreation", "indexDeletion", "indexUpdate",
+                                        "indexSwap", "taskCancelation", "taskDeletion", "dumpCreation",
+                                        "snapshotCreation", "upgradeDatabase", NULL};
+    memset(f, 0, sizeof *f);
+    f->uids = list_arg(req, "uids");
+    f->statuses = list_arg(req, "statuses");
+    f->types = list_arg(req, "types");
+    f->index_uids = list_arg(req, "indexUids");
+    if (check_list(f->uids, NULL, "uids", "invalid_task_uids", err) ||
+        check_list(f->statuses, statuses, "statuses", "invalid_task_statuses", err) ||
+        check_list(f->types, types, "types", "invalid_task_types", err))
+        return -1;
+    static const char *const names[3] = {"EnqueuedAt", "StartedAt", "FinishedAt"};
+    static const char *const codes[2][3] = {
+        {"invalid_task_after_enqueued_at", "invalid_task_after_started_at", "invalid_task_after_finished_at"},
+        {"invalid_task_before_enqueued_at", "invalid_task_before_started_at", "invalid_task_before_finished_at"}};
+    for (int i = 0; i < 3; i++) {
+        for (int b = 0; b < 2; b++) {
+            char param[32];
+            snprintf(param, sizeof param, "%s%s", b ? "before" : "after", names[i]);
+            const char *v = gw_arg(req, param);
+            int64_t *slot = b ? &f->before[i] : &f->after[i];
+            *slot = -1;
+            if (v && mr_parse_time(v, slot)) {
+                mr_error_invalid(err, codes[b][i], "`%.100s` is an invalid date-time. It should follow the RFC 3339 format "
+                                                   "to represents a date or datetime.", v);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static void task_filter_clear(struct task_filter *f)
+{
+    json_decref(f->uids);
+    json_decref(f->statuses);
+    json_decref(f->types);
+    json_decref(f->index_uids);
+}
+
+static int count_arg(const gw_request *req, const char *name, long long def, long long *out, const char *code,
+                     mr_error *err)
+{
+    const char *v = gw_arg(req, name);
+    *out = def;
+    if (!v)
+        return 0;
+    char *end;
+    *out = strtoll(v, &end, 10);
+    if (!*v || *end || *out < 0) {
+        mr_error_invalid(err, code, "Invalid value in parameter `%s`: could not parse `%.50s` as a positive integer", name, v);
+        return -1;
+    }
+    return 0;
+}
+
+void gw_route_tasks_list(gw *g, const gw_request *req, gw_response *res)
+{
+    mr_error err;
+    struct task_filter f;
+    long long limit, from;
+    int64_t count = mr_meta_task_count(g->meta);
+    if (task_filter_parse(req, &f, &err) || count_arg(req, "limit", 20, &limit, "invalid_task_limit", &err) ||
+        count_arg(req, "from", count - 1, &from, "invalid_task_from", &err)) {
+        gw_reply_error(res, &err);
+        task_filter_clear(&f);
+        return;
+    }
+    int reverse = gw_arg(req, "reverse") && strcmp(gw_arg(req, "reverse"), "true") == 0;
+    json_t *results = json_array();
+    json_int_t total = 0, next = -1;
+    /* Uids are dense (task offsets), newest first unless reversed; "total" counts every match. */
+    for (int64_t k = 0; k < count; k++) {
+        int64_t uid = reverse ? k : count - 1 - k;
+        json_t *task = mr_meta_task(g->meta, uid);
+        json_t *view = task ? mr_task_view(g->meta, task) : NULL;
+        json_decref(task);
+        if (view && task_matches(&f, view)) {
+            total++;
+            int in_range = reverse ? !gw_arg(req, "from") || uid >= from : uid <= from;
+            if (in_range && json_array_size(results) < (size_t)limit)
+                json_array_append(results, view);
+            else if (in_range && next < 0)
+                next = uid;
+        }
+        json_decref(view);
+    }
+    json_t *first = json_array_get(results, 0);
+    gw_reply(res, 200, json_pack("{s:o, s:I, s:I, s:O, s:o}", "results", results, "total", total, "limit",
+                                 (json_int_t)limit, "from", first ? json_object_get(first, "uid") : json_null(), "next",
+                                 next >= 0 ? json_integer(next) : json_null()));
+    task_filter_clear(&f);
+}
+
+void gw_route_tasks_cancel(gw *g, const gw_request *req, gw_response *res)
+{
+    (void)g;
+    (void)req;
+    mr_error err;
+    mr_error_set(&err, "miroir_not_supported",
+                 "Tasks can't be canceled in Miroir: a task's records are already in Kafka, the source of truth, and "
+                 "every replica will apply them. Undo a write with another write.");
+    gw_reply_error(res, &err);
+}
+
+void gw_route_tasks_delete(gw *g, const gw_request *req, gw_response *res)
+{
+    (void)g;
+    (void)req;
+    mr_error err;
+    mr_error_set(&err, "miroir_not_supported",
+                 "Task history can't be deleted in Miroir: it is the Kafka topic miroir.tasks, kept by its retention "
+                 "settings.");
+    gw_reply_error(res, &err);
 }

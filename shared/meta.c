@@ -237,6 +237,14 @@ int64_t mr_meta_applied(mr_meta *m, const char *index, uint32_t shard, const cha
     return off;
 }
 
+int64_t mr_meta_task_count(mr_meta *m)
+{
+    pthread_mutex_lock(&m->lock);
+    int64_t n = m->tasks_next;
+    pthread_mutex_unlock(&m->lock);
+    return n;
+}
+
 json_t *mr_meta_task(mr_meta *m, int64_t uid)
 {
     char key[32];

@@ -41,6 +41,9 @@ mr_topology_holder *mr_meta_topology(mr_meta *m);
  * it receives the time of the last applied batch ("" if none). */
 int64_t mr_meta_applied(mr_meta *m, const char *index, uint32_t shard, const char *node, char *at, size_t atlen);
 
+/* How many task records exist: their uids are 0 … count-1. */
+int64_t mr_meta_task_count(mr_meta *m);
+
 /* A new reference to task uid's record, or NULL if unknown. */
 json_t *mr_meta_task(mr_meta *m, int64_t uid);
 

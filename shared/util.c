@@ -2,6 +2,7 @@
 #include "util.h"
 
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -23,6 +24,39 @@ void mr_now_rfc3339(char *out, size_t outlen)
     char base[32];
     strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(out, outlen, "%s.%09ldZ", base, ts.tv_nsec);
+}
+
+int mr_parse_time(const char *s, int64_t *ns)
+{
+    struct tm tm = {0};
+    const char *rest = strptime(s, "%Y-%m-%d", &tm);
+    if (!rest)
+        return -1;
+    int64_t frac = 0;
+    long offset = 0;
+    if (*rest == 'T' || *rest == 't' || *rest == ' ') {
+        rest = strptime(rest + 1, "%H:%M:%S", &tm);
+        if (!rest)
+            return -1;
+        if (*rest == '.') {
+            int64_t scale = 100000000;
+            for (rest++; *rest >= '0' && *rest <= '9'; rest++, scale /= 10)
+                frac += (*rest - '0') * scale;
+        }
+        if (*rest == 'Z' || *rest == 'z') {
+            rest++;
+        } else if ((*rest == '+' || *rest == '-') && strlen(rest) == 6 && rest[3] == ':') {
+            int h = atoi(rest + 1), mi = atoi(rest + 4);
+            offset = (rest[0] == '+' ? 1 : -1) * (h * 3600L + mi * 60L);
+            rest += 6;
+        } else {
+            return -1;
+        }
+    }
+    if (*rest)
+        return -1;
+    *ns = ((int64_t)timegm(&tm) - offset) * 1000000000 + frac;
+    return 0;
 }
 
 void mr_log(const char *level, const char *component, const char *fmt, ...)

@@ -11,6 +11,10 @@ int64_t mr_now_ms(void);
 /* Wall-clock time as RFC 3339 with nanoseconds, like Meilisearch's "2024-01-01T00:00:00.123456789Z". */
 void mr_now_rfc3339(char *out, size_t outlen);
 
+/* Parses an RFC 3339 time ("2024-01-31T10:00:00.5Z", "+01:00" offsets too) or a date
+ * ("2024-01-31") into nanoseconds since the epoch. Returns 0, or -1 if s is neither. */
+int mr_parse_time(const char *s, int64_t *ns);
+
 /* One logfmt line on stderr: ts=… level=… comp=… msg="…". Thread-safe (one write per line). */
 void mr_log(const char *level, const char *component, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

@@ -1,0 +1,239 @@
+/* gw_multi.c: POST /multi-search: every query of every index in one fan-out round, answered one
+ * by one (plain) or merged into one list by weighted ranking score (federation). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw.h"
+#include "util.h"
+
+struct multi {
+    size_t count;
+    gw_query *queries;
+    json_t **bodies;   /* each query's body without indexUid and federationOptions */
+    double *weights;
+    size_t *first_call; /* index of each query's first call */
+    gw_shard_call *calls;
+    size_t call_count;
+};
+
+static void multi_clear(struct multi *m)
+{
+    for (size_t i = 0; i < m->count; i++) {
+        gw_query_clear(&m->queries[i]);
+        json_decref(m->bodies[i]);
+    }
+    gw_scatter_clear(m->calls, m->call_count);
+    free(m->queries);
+    free(m->bodies);
+    free(m->weights);
+    free(m->first_call);
+    free(m->calls);
+}
+
+/* Meilisearch prefixes errors of one query with its position. */
+static void in_query(mr_error *err, size_t i)
+{
+    char message[sizeof err->message];
+    snprintf(message, sizeof message, "Inside `.queries[%zu]`: %.470s", i, err->message);
+    snprintf(err->message, sizeof err->message, "%s", message);
+}
+
+/* window: for a federated search, how many hits each query brings to the merge (offset + limit). */
+static int multi_prepare(struct multi *m, mr_topology *topo, json_t *queries, int federated, size_t window,
+                         mr_error *err)
+{
+    m->count = json_array_size(queries);
+    m->queries = calloc(m->count ? m->count : 1, sizeof *m->queries);
+    m->bodies = calloc(m->count ? m->count : 1, sizeof *m->bodies);
+    m->weights = calloc(m->count ? m->count : 1, sizeof *m->weights);
+    m->first_call = calloc(m->count ? m->count : 1, sizeof *m->first_call);
+    for (size_t i = 0; i < m->count; i++) {
+        json_t *q = json_array_get(queries, i);
+        const char *uid = json_string_value(json_object_get(q, "indexUid"));
+        if (!json_is_object(q) || !uid) {
+            mr_error_set(err, "missing_index_uid", "Missing field `indexUid`");
+            in_query(err, i);
+            return -1;
+        }
+        const mr_index *ix = gw_find_index(topo, uid, err);
+        if (!ix) {
+            in_query(err, i);
+            return -1;
+        }
+        m->bodies[i] = json_deep_copy(q);
+        json_object_del(m->bodies[i], "indexUid");
+        json_t *opts = json_object_get(q, "federationOptions");
+        m->weights[i] = 1.0;
+        if (opts) {
+            if (!federated) {
+                mr_error_invalid(err, "invalid_multi_search_federation_options",
+                                 "Using `federationOptions` is not allowed in a non-federated search.");
+                in_query(err, i);
+                return -1;
+            }
+            json_t *w = json_object_get(opts, "weight");
+            if (w && (!json_is_number(w) || json_number_value(w) < 0)) {
+                mr_error_invalid(err, "invalid_multi_search_weight", "Invalid value at `.federationOptions.weight`: "
+                                                                     "expected a positive number");
+                in_query(err, i);
+                return -1;
+            }
+            if (w)
+                m->weights[i] = json_number_value(w);
+            json_object_del(m->bodies[i], "federationOptions");
+        }
+        if (federated) {
+            static const char *const paging[] = {"offset", "limit", "page", "hitsPerPage"};
+            for (size_t k = 0; k < 4; k++)
+                if (json_object_get(m->bodies[i], paging[k])) {
+                    mr_error_invalid(err, "invalid_multi_search_query_pagination",
+                                     "Inside `.queries[%zu]`: Using pagination options is not allowed in federated "
+                                     "queries. Hint: remove `%s` from query #%zu or remove `federation` from the "
+                                     "request",
+                                     i, paging[k], i);
+                    return -1;
+                }
+            json_object_set_new(m->bodies[i], "limit", json_integer((json_int_t)window));
+        }
+        if (gw_query_prepare(&m->queries[i], ix, m->bodies[i], err)) {
+            in_query(err, i);
+            return -1;
+        }
+        m->first_call[i] = m->call_count;
+        m->call_count += ix->shard_count;
+    }
+    m->calls = calloc(m->call_count ? m->call_count : 1, sizeof *m->calls);
+    for (size_t i = 0; i < m->count; i++)
+        gw_query_calls(&m->queries[i], m->calls + m->first_call[i]);
+    return 0;
+}
+
+struct fed_hit {
+    json_t *hit;
+    double weighted;
+    size_t query, shard, pos;
+};
+
+static int fed_order(const void *a, const void *b)
+{
+    const struct fed_hit *x = a, *y = b;
+    if (x->weighted != y->weighted)
+        return x->weighted > y->weighted ? -1 : 1;
+    if (x->query != y->query)
+        return x->query < y->query ? -1 : 1;
+    if (x->shard != y->shard)
+        return x->shard < y->shard ? -1 : 1;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+static json_t *federated_answer(struct multi *m, size_t offset, size_t limit, int64_t started)
+{
+    size_t total_hits = 0;
+    json_int_t estimated = 0;
+    for (size_t c = 0; c < m->call_count; c++)
+        total_hits += json_array_size(json_object_get(m->calls[c].answer, "hits"));
+    struct fed_hit *all = calloc(total_hits ? total_hits : 1, sizeof *all);
+    size_t k = 0;
+    for (size_t i = 0; i < m->count; i++) {
+        const mr_index *ix = m->queries[i].ix;
+        json_int_t sum = 0;
+        for (uint32_t s = 0; s < ix->shard_count; s++) {
+            json_t *answer = m->calls[m->first_call[i] + s].answer;
+            sum += json_integer_value(json_object_get(answer, "estimatedTotalHits"));
+            size_t p;
+            json_t *hit;
+            json_array_foreach(json_object_get(answer, "hits"), p, hit) {
+                double score = json_number_value(json_object_get(hit, "_rankingScore"));
+                all[k++] = (struct fed_hit){hit, score * m->weights[i], i, s, p};
+            }
+        }
+        estimated += sum > ix->max_total_hits ? ix->max_total_hits : sum;
+    }
+    qsort(all, k, sizeof *all, fed_order);
+    json_t *hits = json_array();
+    for (size_t h = offset; h < k && h < offset + limit; h++) {
+        const struct fed_hit *f = &all[h];
+        json_object_set_new(f->hit, "_federation",
+                            json_pack("{s:s, s:I, s:f}", "indexUid", m->queries[f->query].ix->uid, "queriesPosition",
+                                      (json_int_t)f->query, "weightedRankingScore", f->weighted));
+        if (!m->queries[f->query].sreq.show_ranking_score)
+            json_object_del(f->hit, "_rankingScore");
+        if (!m->queries[f->query].sreq.show_details)
+            json_object_del(f->hit, "_rankingScoreDetails");
+        json_array_append(hits, f->hit);
+    }
+    free(all);
+    return json_pack("{s:o, s:I, s:I, s:I, s:I}", "hits", hits, "processingTimeMs", (json_int_t)(mr_now_ms() - started),
+                     "limit", (json_int_t)limit, "offset", (json_int_t)offset, "estimatedTotalHits", estimated);
+}
+
+void gw_route_multi_search(gw *g, const gw_request *req, gw_response *res)
+{
+    int64_t started = mr_now_ms();
+    mr_error err;
+    json_t *body = gw_body_object(req, &err);
+    if (!body) {
+        gw_reply_error(res, &err);
+        return;
+    }
+    json_t *queries = json_object_get(body, "queries");
+    json_t *federation = json_object_get(body, "federation");
+    if (!json_is_array(queries)) {
+        mr_error_set(&err, "bad_request", "Missing field `queries`");
+        gw_reply_error(res, &err);
+        json_decref(body);
+        return;
+    }
+    size_t fed_offset = 0, fed_limit = 20;
+    if (federation && !json_is_null(federation)) {
+        json_t *o = json_object_get(federation, "offset"), *l = json_object_get(federation, "limit");
+        if ((o && !json_is_integer(o)) || (l && !json_is_integer(l)) || json_integer_value(o) < 0 ||
+            json_integer_value(l) < 0 || json_object_get(federation, "facetsByIndex") ||
+            json_object_get(federation, "mergeFacets")) {
+            if (json_object_get(federation, "facetsByIndex") || json_object_get(federation, "mergeFacets"))
+                mr_error_set(&err, "miroir_not_supported",
+                             "`facetsByIndex` and `mergeFacets` in a federated multi-search are not supported by this "
+                             "gateway yet; ask each index for its facets in a plain multi-search.");
+            else
+                mr_error_invalid(&err, "invalid_multi_search_federation_options",
+                                 "`federation.offset` and `federation.limit` must be positive integers.");
+            gw_reply_error(res, &err);
+            json_decref(body);
+            return;
+        }
+        if (o)
+            fed_offset = (size_t)json_integer_value(o);
+        if (l)
+            fed_limit = (size_t)json_integer_value(l);
+    }
+    int federated = federation && !json_is_null(federation);
+    struct multi m = {0};
+    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
+    size_t failed = 0;
+    if (multi_prepare(&m, topo, queries, federated, fed_offset + fed_limit, &err)) {
+        gw_reply_error(res, &err);
+    } else {
+        if (gw_scatter(g, m.calls, m.call_count, &err, &failed)) {
+            for (size_t i = 0; i < m.count; i++)
+                if (failed >= m.first_call[i] && failed < m.first_call[i] + m.queries[i].ix->shard_count)
+                    in_query(&err, i);
+            gw_reply_error(res, &err);
+        } else if (federated) {
+            gw_reply(res, 200, federated_answer(&m, fed_offset, fed_limit, started));
+        } else {
+            json_t *results = json_array();
+            for (size_t i = 0; i < m.count; i++) {
+                json_t *one = json_pack("{s:s}", "indexUid", m.queries[i].ix->uid);
+                json_t *merged = gw_query_merge(&m.queries[i], m.calls + m.first_call[i], started);
+                json_object_update(one, merged);
+                json_decref(merged);
+                json_array_append_new(results, one);
+            }
+            gw_reply(res, 200, json_pack("{s:o}", "results", results));
+        }
+    }
+    multi_clear(&m);
+    mr_topology_release(mr_meta_topology(g->meta), topo);
+    json_decref(body);
+}
