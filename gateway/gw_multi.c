@@ -23,7 +23,8 @@ static void multi_clear(struct multi *m)
         gw_query_clear(&m->queries[i]);
         json_decref(m->bodies[i]);
     }
-    gw_scatter_clear(m->calls, m->call_count);
+    if (m->calls)
+        gw_scatter_clear(m->calls, m->call_count);
     free(m->queries);
     free(m->bodies);
     free(m->weights);

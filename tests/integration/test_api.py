@@ -121,3 +121,94 @@ def test_delete_errors(cluster, loaded):
     assert (status, err["code"]) == (400, "invalid_document_limit")
     status, err = gw.post("/indexes/nope/documents/fetch", {})
     assert (status, err["code"]) == (404, "index_not_found")
+
+
+def test_settings_sub_routes(cluster, loaded):
+    gw = cluster["gateway"]
+    status, value = gw.get("/indexes/packages/settings/filterable-attributes")
+    assert status == 200 and sorted(value) == ["month", "registry", "version"]
+    status, task = gw.req("PUT", "/indexes/packages/settings/stop-words", ["the", "a"])
+    assert status == 202 and task["type"] == "settingsUpdate"
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    assert sorted(gw.get("/indexes/packages/settings/stop-words")[1]) == ["a", "the"]
+    status, task = gw.req("DELETE", "/indexes/packages/settings/stop-words")
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    assert gw.get("/indexes/packages/settings/stop-words")[1] == []
+    # every replica of every shard has the same settings
+    for name, node in cluster["nodes"].items():
+        for shard in range(4):
+            status, s = node.get(f"/indexes/packages__s{shard}/settings/stop-words")
+            assert status in (200, 404) and (status == 404 or s == [])
+    status, err = gw.get("/indexes/packages/settings/no-such-setting")
+    assert (status, err["code"]) == (404, "not_found")
+    status, err = gw.req("PUT", "/indexes/packages/settings/stop-words", {"not": "a list"})
+    assert status == 400 and err["code"] == "invalid_settings_stop_words"
+
+
+def test_facet_search_like_a_single_node(cluster, loaded, baseline):
+    for body in [{"facetName": "month", "facetQuery": "2023"}, {"facetName": "registry"},
+                 {"facetName": "month", "q": "django", "filter": "registry = pypi"}]:
+        status, mine = cluster["gateway"].post("/indexes/packages/facet-search", body)
+        assert status == 200, mine
+        status, single = baseline.post("/indexes/packages/facet-search", body)
+        assert mine["facetHits"] == single["facetHits"], body
+    status, err = cluster["gateway"].post("/indexes/packages/facet-search", {"facetName": "summary"})
+    assert status == 400 and err["code"] == "invalid_facet_search_facet_name"
+
+
+def test_multi_search_plain_and_federated(cluster, loaded, baseline):
+    gw = cluster["gateway"]
+    queries = [{"indexUid": "packages", "q": "react", "limit": 5, "attributesToRetrieve": ["id"]},
+               {"indexUid": "packages", "q": "", "filter": "registry = pypi", "facets": ["month"], "limit": 0}]
+    status, mine = gw.post("/multi-search", {"queries": queries})
+    assert status == 200, mine
+    status, single = baseline.post("/multi-search", {"queries": queries})
+    assert [r["indexUid"] for r in mine["results"]] == ["packages", "packages"]
+    assert len(mine["results"][0]["hits"]) == 5
+    assert mine["results"][1]["facetDistribution"] == single["results"][1]["facetDistribution"]
+    assert mine["results"][1]["estimatedTotalHits"] == single["results"][1]["estimatedTotalHits"]
+
+    fed = {"federation": {"limit": 10, "offset": 2},
+           "queries": [{"indexUid": "packages", "q": "react router"},
+                       {"indexUid": "packages", "q": "django", "federationOptions": {"weight": 0.5}}]}
+    status, mine = gw.post("/multi-search", fed)
+    assert status == 200, mine
+    status, single = baseline.post("/multi-search", fed)
+    assert (mine["offset"], mine["limit"]) == (2, 10)
+    w_mine = [round(h["_federation"]["weightedRankingScore"], 6) for h in mine["hits"]]
+    w_single = [round(h["_federation"]["weightedRankingScore"], 6) for h in single["hits"]]
+    assert w_mine == sorted(w_mine, reverse=True)
+    assert w_mine == w_single
+    assert all(h["_federation"]["indexUid"] == "packages" for h in mine["hits"])
+
+    status, err = gw.post("/multi-search", {"queries": [{"indexUid": "packages"}, {"indexUid": "nope"}]})
+    assert (status, err["code"]) == (404, "index_not_found") and "queries[1]" in err["message"]
+    status, err = gw.post("/multi-search", {"federation": {}, "queries": [{"indexUid": "packages", "limit": 3}]})
+    assert (status, err["code"]) == (400, "invalid_multi_search_query_pagination")
+
+
+def test_task_list_and_filters(cluster, loaded):
+    gw = cluster["gateway"]
+    status, page = gw.get("/tasks", limit="3")
+    assert status == 200, page
+    assert len(page["results"]) == 3 and page["total"] >= 3
+    uids = [t["uid"] for t in page["results"]]
+    assert uids == sorted(uids, reverse=True) and page["next"] == uids[-1] - 1
+    status, more = gw.get("/tasks", limit="3", **{"from": str(page["next"])})
+    assert more["results"][0]["uid"] == page["next"]
+    status, created = gw.get("/tasks", types="indexCreation", indexUids="packages")
+    assert [t["type"] for t in created["results"]] and all(t["type"] == "indexCreation" and
+                                                           t["indexUid"] == "packages" for t in created["results"])
+    status, ok = gw.get("/tasks", statuses="succeeded", limit="1000")
+    assert all(t["status"] == "succeeded" for t in ok["results"])
+    status, old = gw.get("/tasks", beforeEnqueuedAt="2000-01-01T00:00:00Z")
+    assert old["total"] == 0
+    status, recent = gw.get("/tasks", afterEnqueuedAt="2000-01-01")
+    assert recent["total"] == page["total"]
+    for params, code in [({"statuses": "sleeping"}, "invalid_task_statuses"), ({"types": "nap"}, "invalid_task_types"),
+                         ({"uids": "x"}, "invalid_task_uids"), ({"limit": "-2"}, "invalid_task_limit"),
+                         ({"afterEnqueuedAt": "yesterday"}, "invalid_task_after_enqueued_at")]:
+        status, err = gw.get("/tasks", **params)
+        assert (status, err["code"]) == (400, code), params
+    status, err = gw.post("/tasks/cancel", {})
+    assert (status, err["code"]) == (501, "miroir_not_supported")
