@@ -107,8 +107,12 @@ typedef struct gw_query {
 int gw_query_prepare(gw_query *q, const mr_index *ix, json_t *body, mr_error *err);
 /* Fills ix->shard_count calls, one per shard. */
 void gw_query_calls(const gw_query *q, gw_shard_call *calls);
-/* Merges the answered calls into the client's answer (new reference). */
-json_t *gw_query_merge(const gw_query *q, gw_shard_call *calls, int64_t started_ms);
+/* Merges the answered calls into the client's answer (new reference); see mr_search_merge for
+ * short_answer (may be NULL). */
+json_t *gw_query_merge(const gw_query *q, gw_shard_call *calls, int64_t started_ms, int *short_answer);
+/* Scatters and merges, asking again for more when distinct left the page short. Returns the
+ * answer, or NULL with err. */
+json_t *gw_query_run(gw *g, gw_query *q, int64_t started_ms, mr_error *err);
 void gw_query_clear(gw_query *q);
 
 /* ---- writes (gw_documents.c) ---- */

@@ -192,7 +192,15 @@ static void documents_write(gw *g, const gw_request *req, gw_response *res, enum
         gw_reply_error(res, &err);
         return;
     }
-    json_t *docs = mr_payload_parse(req->body, req->body_len, fmt, &err);
+    const char *delimiter = gw_arg(req, "csvDelimiter");
+    if (delimiter && (strlen(delimiter) != 1 || (unsigned char)delimiter[0] > 127)) {
+        mr_error_invalid(&err, "invalid_document_csv_delimiter",
+                         "Invalid value in parameter `csvDelimiter`: expected a string of one character, but found `%.20s`",
+                         delimiter);
+        gw_reply_error(res, &err);
+        return;
+    }
+    json_t *docs = mr_payload_parse(req->body, req->body_len, fmt, delimiter ? delimiter[0] : ',', &err);
     if (!docs) {
         gw_reply_error(res, &err);
         return;

@@ -226,7 +226,19 @@ void gw_route_multi_search(gw *g, const gw_request *req, gw_response *res)
             json_t *results = json_array();
             for (size_t i = 0; i < m.count; i++) {
                 json_t *one = json_pack("{s:s}", "indexUid", m.queries[i].ix->uid);
-                json_t *merged = gw_query_merge(&m.queries[i], m.calls + m.first_call[i], started);
+                int short_answer = 0;
+                json_t *merged = gw_query_merge(&m.queries[i], m.calls + m.first_call[i], started, &short_answer);
+                if (short_answer) { /* distinct needs more from the shards: this query alone, again */
+                    json_decref(merged);
+                    merged = gw_query_run(g, &m.queries[i], started, &err);
+                    if (!merged) {
+                        in_query(&err, i);
+                        gw_reply_error(res, &err);
+                        json_decref(results);
+                        json_decref(one);
+                        goto done;
+                    }
+                }
                 json_object_update(one, merged);
                 json_decref(merged);
                 json_array_append_new(results, one);
@@ -234,6 +246,7 @@ void gw_route_multi_search(gw *g, const gw_request *req, gw_response *res)
             gw_reply(res, 200, json_pack("{s:o}", "results", results));
         }
     }
+done:
     multi_clear(&m);
     mr_topology_release(mr_meta_topology(g->meta), topo);
     json_decref(body);

@@ -10,7 +10,7 @@
 int gw_query_prepare(gw_query *q, const mr_index *ix, json_t *body, mr_error *err)
 {
     memset(q, 0, sizeof *q);
-    if (mr_search_req_init(&q->sreq, body, err))
+    if (mr_search_req_init(&q->sreq, body, ix->distinct_attribute, err))
         return -1;
     q->ix = ix;
     q->shard_body = mr_search_shard_body(&q->sreq, ix->max_total_hits);
@@ -27,14 +27,45 @@ void gw_query_calls(const gw_query *q, gw_shard_call *calls)
     }
 }
 
-json_t *gw_query_merge(const gw_query *q, gw_shard_call *calls, int64_t started)
+json_t *gw_query_merge(const gw_query *q, gw_shard_call *calls, int64_t started, int *short_answer)
 {
     json_t **answers = calloc(q->ix->shard_count, sizeof *answers);
     for (uint32_t s = 0; s < q->ix->shard_count; s++)
         answers[s] = calls[s].answer;
     mr_merge_limits limits = {q->ix->max_total_hits, q->ix->max_values_per_facet};
-    json_t *out = mr_search_merge(&q->sreq, answers, q->ix->shard_count, &limits, (long)(mr_now_ms() - started));
+    json_t *out = mr_search_merge(&q->sreq, answers, q->ix->shard_count, &limits, (long)(mr_now_ms() - started),
+                                  short_answer);
     free(answers);
+    return out;
+}
+
+/* With distinct, the same value can stand in several shards, so a page can come out short;
+ * ask the shards for more, doubling, a few times at most. */
+#define MAX_OVERFETCH 16
+
+json_t *gw_query_run(gw *g, gw_query *q, int64_t started, mr_error *err)
+{
+    gw_shard_call *calls = calloc(q->ix->shard_count, sizeof *calls);
+    json_t *out = NULL;
+    for (;;) {
+        gw_query_calls(q, calls);
+        if (gw_scatter(g, calls, q->ix->shard_count, err, NULL))
+            break;
+        int short_answer = 0;
+        out = gw_query_merge(q, calls, started, &short_answer);
+        gw_scatter_clear(calls, q->ix->shard_count);
+        if (!short_answer || q->sreq.overfetch >= MAX_OVERFETCH)
+            break;
+        json_decref(out);
+        out = NULL;
+        q->sreq.overfetch *= 2;
+        json_decref(q->shard_body);
+        free(q->text);
+        q->shard_body = mr_search_shard_body(&q->sreq, q->ix->max_total_hits);
+        q->text = json_dumps(q->shard_body, JSON_COMPACT);
+    }
+    gw_scatter_clear(calls, q->ix->shard_count);
+    free(calls);
     return out;
 }
 
@@ -53,18 +84,13 @@ static void search(gw *g, const gw_request *req, json_t *body, gw_response *res)
     gw_query q = {0};
     mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
     const mr_index *ix = gw_find_index(topo, req->captures[0], &err);
-    if (!ix || gw_query_prepare(&q, ix, body, &err)) {
+    json_t *out = NULL;
+    if (ix && gw_query_prepare(&q, ix, body, &err) == 0)
+        out = gw_query_run(g, &q, started, &err);
+    if (out)
+        gw_reply(res, 200, out);
+    else
         gw_reply_error(res, &err);
-    } else {
-        gw_shard_call *calls = calloc(ix->shard_count, sizeof *calls);
-        gw_query_calls(&q, calls);
-        if (gw_scatter(g, calls, ix->shard_count, &err, NULL) == 0)
-            gw_reply(res, 200, gw_query_merge(&q, calls, started));
-        else
-            gw_reply_error(res, &err);
-        gw_scatter_clear(calls, ix->shard_count);
-        free(calls);
-    }
     gw_query_clear(&q);
     mr_topology_release(mr_meta_topology(g->meta), topo);
 }

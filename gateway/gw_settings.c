@@ -89,10 +89,15 @@ static int remember_settings(gw *g, const mr_index *ix, const json_t *settings, 
     long mth = ix->max_total_hits, mvpf = ix->max_values_per_facet;
     int touched = setting_long(settings, "pagination", "maxTotalHits", g->cfg->default_max_total_hits, &mth);
     touched |= setting_long(settings, "faceting", "maxValuesPerFacet", 100, &mvpf);
+    json_t *distinct = json_object_get(settings, "distinctAttribute");
+    touched |= distinct != NULL;
     if (!touched)
         return 0;
     mr_index copy;
     mr_index_copy(&copy, ix);
+    if (distinct)
+        snprintf(copy.distinct_attribute, sizeof copy.distinct_attribute, "%s",
+                 json_is_string(distinct) ? json_string_value(distinct) : "");
     copy.max_total_hits = mth;
     copy.max_values_per_facet = mvpf;
     mr_now_rfc3339(copy.updated_at, sizeof copy.updated_at);

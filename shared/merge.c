@@ -22,9 +22,10 @@ static int read_count(json_t *body, const char *name, size_t *out, size_t min, c
     return 0;
 }
 
-int mr_search_req_init(mr_search_req *req, json_t *body, mr_error *err)
+int mr_search_req_init(mr_search_req *req, json_t *body, const char *distinct, mr_error *err)
 {
     memset(req, 0, sizeof *req);
+    req->overfetch = 1;
     req->limit = 20;
     req->page = 1;
     req->hits_per_page = 20;
@@ -47,6 +48,11 @@ int mr_search_req_init(mr_search_req *req, json_t *body, mr_error *err)
     req->by_details = json_array_size(json_object_get(body, "sort")) > 0;
     req->page_mode = (json_object_get(body, "page") && !json_is_null(json_object_get(body, "page"))) ||
                      (json_object_get(body, "hitsPerPage") && !json_is_null(json_object_get(body, "hitsPerPage")));
+    json_t *d = json_object_get(body, "distinct");
+    if (json_is_string(d))
+        snprintf(req->distinct, sizeof req->distinct, "%s", json_string_value(d));
+    else if (distinct && (!d || json_is_null(d)))
+        snprintf(req->distinct, sizeof req->distinct, "%s", distinct);
     req->body = json_incref(body);
     return 0;
 }
@@ -54,7 +60,9 @@ int mr_search_req_init(mr_search_req *req, json_t *body, mr_error *err)
 void mr_search_req_clear(mr_search_req *req)
 {
     json_decref(req->body);
+    json_decref(req->added);
     req->body = NULL;
+    req->added = NULL;
 }
 
 static size_t window(const mr_search_req *req, long max_total_hits)
@@ -63,10 +71,35 @@ static size_t window(const mr_search_req *req, long max_total_hits)
     return want > (size_t)max_total_hits ? (size_t)max_total_hits : want;
 }
 
-json_t *mr_search_shard_body(const mr_search_req *req, long max_total_hits)
+/* Makes sure the shards return attr in their hits, noting it in req->added if the client's
+ * attributesToRetrieve left it out. */
+static void retrieve_for_merge(mr_search_req *req, json_t *shard_body, const char *attr)
+{
+    json_t *atr = json_object_get(shard_body, "attributesToRetrieve");
+    if (!json_is_array(atr))
+        return;
+    size_t i;
+    json_t *a;
+    json_array_foreach(atr, i, a) {
+        const char *name = json_string_value(a);
+        if (name && (strcmp(name, "*") == 0 || strcmp(name, attr) == 0))
+            return;
+    }
+    json_array_append_new(atr, json_string(attr));
+    if (!req->added)
+        req->added = json_array();
+    json_array_append_new(req->added, json_string(attr));
+}
+
+json_t *mr_search_shard_body(mr_search_req *req, long max_total_hits)
 {
     json_t *b = json_deep_copy(req->body);
-    size_t want = window(req, max_total_hits);
+    size_t want = window(req, max_total_hits) * req->overfetch;
+    if (req->distinct[0]) {
+        json_decref(req->added);
+        req->added = NULL;
+        retrieve_for_merge(req, b, req->distinct);
+    }
     json_object_del(b, "offset");
     json_object_del(b, "limit");
     json_object_del(b, "page");
@@ -227,8 +260,24 @@ static void sift_down(struct cursor *heap, size_t n, size_t i)
     }
 }
 
+/* True if hit's distinct value was seen before (and remembers it). Hits without the attribute
+ * are all distinct, as in Meilisearch. */
+static int seen_distinct(json_t *seen, const json_t *hit, const char *attr)
+{
+    json_t *v = json_object_get(hit, attr);
+    if (!v || json_is_null(v))
+        return 0;
+    char *key = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    int dup = json_object_get(seen, key) != NULL;
+    if (!dup)
+        json_object_set_new(seen, key, json_true());
+    free(key);
+    return dup;
+}
+
 static json_t *merge_hits(const mr_search_req *req, json_t *const *answers, size_t n, size_t skip, size_t take)
 {
+    json_t *seen = req->distinct[0] ? json_object() : NULL;
     struct cursor *heap = calloc(n ? n : 1, sizeof *heap);
     size_t len = 0;
     for (size_t s = 0; s < n; s++) {
@@ -241,11 +290,14 @@ static json_t *merge_hits(const mr_search_req *req, json_t *const *answers, size
     for (size_t i = len; i-- > 0;)
         sift_down(heap, len, i);
     json_t *out = json_array();
-    for (size_t taken = 0; len > 0 && taken < skip + take; taken++) {
+    for (size_t taken = 0; len > 0 && taken < skip + take;) {
         struct cursor *top = &heap[0];
         json_t *hit = top->hit;
-        if (taken >= skip)
-            json_array_append(out, hit);
+        if (!seen || !seen_distinct(seen, hit, req->distinct)) {
+            if (taken >= skip)
+                json_array_append(out, hit);
+            taken++;
+        }
         if (top->pos + 1 < json_array_size(top->hits)) {
             cursor_at(top, top->pos + 1);
         } else {
@@ -254,14 +306,16 @@ static json_t *merge_hits(const mr_search_req *req, json_t *const *answers, size
         sift_down(heap, len, 0);
     }
     free(heap);
-    /* only now: the comparisons above needed the scores and details */
-    size_t i;
-    json_t *hit;
+    json_decref(seen);
+    /* only now: the comparisons above needed the scores, details and distinct values */
+    size_t i, k;
+    json_t *hit, *attr;
     json_array_foreach(out, i, hit) {
         if (!req->show_ranking_score)
             json_object_del(hit, "_rankingScore");
         if (!req->show_details)
             json_object_del(hit, "_rankingScoreDetails");
+        json_array_foreach(req->added, k, attr) json_object_del(hit, json_string_value(attr));
     }
     return out;
 }
@@ -398,9 +452,24 @@ static json_int_t sum_field(json_t *const *answers, size_t n, const char *name)
     return total;
 }
 
-json_t *mr_search_merge(const mr_search_req *req, json_t *const *answers, size_t n, const mr_merge_limits *limits,
-                        long elapsed_ms)
+/* With distinct, a page came out short if it has fewer hits than asked while some shard filled
+ * its whole window (so it may hold more). */
+static int came_out_short(const mr_search_req *req, const json_t *hits, size_t wanted, json_t *const *answers, size_t n,
+                          size_t shard_window)
 {
+    if (!req->distinct[0] || json_array_size(hits) >= wanted)
+        return 0;
+    for (size_t s = 0; s < n; s++)
+        if (answers[s] && json_array_size(json_object_get(answers[s], "hits")) >= shard_window)
+            return 1;
+    return 0;
+}
+
+json_t *mr_search_merge(const mr_search_req *req, json_t *const *answers, size_t n, const mr_merge_limits *limits,
+                        long elapsed_ms, int *short_answer)
+{
+    if (short_answer)
+        *short_answer = 0;
     long max_total_hits = limits->max_total_hits;
     json_t *q = json_object_get(req->body, "q");
     json_t *out = json_object();
@@ -408,7 +477,10 @@ json_t *mr_search_merge(const mr_search_req *req, json_t *const *answers, size_t
     if (req->page_mode) {
         size_t skip = (req->page - 1) * req->hits_per_page;
         size_t want = window(req, max_total_hits);
-        json_object_set_new(out, "hits", merge_hits(req, answers, n, skip, want > skip ? want - skip : 0));
+        json_t *hits = merge_hits(req, answers, n, skip, want > skip ? want - skip : 0);
+        if (short_answer)
+            *short_answer = came_out_short(req, hits, want > skip ? want - skip : 0, answers, n, want * req->overfetch);
+        json_object_set_new(out, "hits", hits);
         json_object_set_new(out, "query", json_string(json_is_string(q) ? json_string_value(q) : ""));
         json_object_set_new(out, "processingTimeMs", json_integer(elapsed_ms));
         json_int_t total = sum_field(answers, n, "totalHits");
@@ -422,7 +494,10 @@ json_t *mr_search_merge(const mr_search_req *req, json_t *const *answers, size_t
     } else {
         size_t want = window(req, max_total_hits);
         size_t take = want > req->offset ? want - req->offset : 0;
-        json_object_set_new(out, "hits", merge_hits(req, answers, n, req->offset, take));
+        json_t *hits = merge_hits(req, answers, n, req->offset, take);
+        if (short_answer)
+            *short_answer = came_out_short(req, hits, take, answers, n, want * req->overfetch);
+        json_object_set_new(out, "hits", hits);
         json_object_set_new(out, "query", json_string(json_is_string(q) ? json_string_value(q) : ""));
         json_object_set_new(out, "processingTimeMs", json_integer(elapsed_ms));
         json_object_set_new(out, "limit", json_integer((json_int_t)req->limit));

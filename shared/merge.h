@@ -22,15 +22,19 @@ typedef struct mr_search_req {
     int show_ranking_score;
     int show_details;   /* showRankingScoreDetails, as the client asked */
     int by_details;     /* merge rule by rule (needed with `sort`), from the shards' score details */
+    char distinct[256]; /* the distinct attribute ("" for none): deduplicated across shards too */
+    size_t overfetch;   /* each shard is asked for window × overfetch hits (≥ 1), see distinct */
+    json_t *added;      /* attributes added to attributesToRetrieve for the merge, removed after */
 } mr_search_req;
 
-/* Takes a reference to body (a JSON object) and validates the paging parameters.
+/* Takes a reference to body (a JSON object) and validates the paging parameters. distinct is the
+ * index's distinctAttribute ("" or NULL for none); the body's own "distinct" wins over it.
  * Returns 0, or -1 with err in Meilisearch's words (req then holds nothing). */
-int mr_search_req_init(mr_search_req *req, json_t *body, mr_error *err);
+int mr_search_req_init(mr_search_req *req, json_t *body, const char *distinct, mr_error *err);
 void mr_search_req_clear(mr_search_req *req);
 
 /* The body sent to every shard (new reference). */
-json_t *mr_search_shard_body(const mr_search_req *req, long max_total_hits);
+json_t *mr_search_shard_body(mr_search_req *req, long max_total_hits);
 
 /* Orders two sort values as Meilisearch does: numbers before strings before anything else
  * (missing, null), in both directions. Negative: a first. */
@@ -50,8 +54,10 @@ typedef struct mr_merge_limits {
 } mr_merge_limits;
 
 /* Merges n shard answers (each a parsed Meilisearch search answer; the merge may modify them)
- * into the client's answer, a new reference. */
+ * into the client's answer, a new reference. With distinct, *short_answer (if not NULL) is set
+ * when deduplication left the page short while some shard may hold more: ask again with a
+ * larger req->overfetch. */
 json_t *mr_search_merge(const mr_search_req *req, json_t *const *answers, size_t n, const mr_merge_limits *limits,
-                        long elapsed_ms);
+                        long elapsed_ms, int *short_answer);
 
 #endif

@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <strings.h>
 
 #include "record.h"
@@ -85,7 +86,162 @@ static json_t *parse_ndjson(const char *body, size_t len, mr_error *err)
     return arr;
 }
 
-json_t *mr_payload_parse(const char *body, size_t len, enum mr_payload_format fmt, mr_error *err)
+/* One CSV record: fields as NUL-terminated strings in *fields (malloc'd, freed by the caller).
+ * Returns the field count, 0 at the end of input, -1 on an unterminated quote. */
+static int csv_record(const char **p, const char *end, char delim, char ***fields, size_t *cap)
+{
+    if (*p >= end)
+        return 0;
+    int n = 0;
+    for (;;) {
+        char *field = malloc((size_t)(end - *p) + 1);
+        size_t flen = 0;
+        if (*p < end && **p == '"') {
+            (*p)++;
+            for (;;) {
+                if (*p >= end) { /* unterminated quote: nothing of this record survives */
+                    free(field);
+                    for (int i = 0; i < n; i++)
+                        free((*fields)[i]);
+                    return -1;
+                }
+                if (**p == '"') {
+                    if (*p + 1 < end && (*p)[1] == '"') {
+                        field[flen++] = '"';
+                        *p += 2;
+                        continue;
+                    }
+                    (*p)++;
+                    break;
+                }
+                field[flen++] = *(*p)++;
+            }
+        }
+        while (*p < end && **p != delim && **p != '\n' && **p != '\r')
+            field[flen++] = *(*p)++;
+        field[flen] = '\0';
+        if ((size_t)n == *cap) {
+            *cap = *cap ? *cap * 2 : 16;
+            *fields = realloc(*fields, *cap * sizeof **fields);
+        }
+        (*fields)[n++] = field;
+        if (*p < end && **p == delim) {
+            (*p)++;
+            continue;
+        }
+        if (*p < end && **p == '\r')
+            (*p)++;
+        if (*p < end && **p == '\n')
+            (*p)++;
+        return n;
+    }
+}
+
+enum csv_type { CSV_STRING, CSV_NUMBER, CSV_BOOLEAN };
+
+static json_t *csv_value(const char *text, enum csv_type type, size_t line, mr_error *err)
+{
+    if (!*text)
+        return json_null();
+    if (type == CSV_BOOLEAN) {
+        if (strcmp(text, "true") == 0 || strcmp(text, "false") == 0)
+            return json_boolean(text[0] == 't');
+        mr_error_set(err, "malformed_payload", "The `csv` payload provided is malformed: `Error parsing boolean \"%.100s\" at line %zu`.", text, line);
+        return NULL;
+    }
+    if (type == CSV_NUMBER) {
+        char *e;
+        long long i = strtoll(text, &e, 10);
+        if (!*e)
+            return json_integer(i);
+        double d = strtod(text, &e);
+        if (!*e)
+            return json_real(d);
+        mr_error_set(err, "malformed_payload", "The `csv` payload provided is malformed: `Error parsing number \"%.100s\" at line %zu`.", text, line);
+        return NULL;
+    }
+    return json_string(text);
+}
+
+static void free_fields(char **fields, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(fields[i]);
+}
+
+static json_t *parse_csv(const char *body, size_t len, char delim, mr_error *err)
+{
+    const char *p = body, *end = body + len;
+    char **fields = NULL;
+    size_t cap = 0;
+    int width = csv_record(&p, end, delim, &fields, &cap);
+    if (width <= 0) {
+        free_fields(fields, width);
+        free(fields);
+        mr_error_set(err, "malformed_payload", "The `csv` payload provided is malformed: `missing or bad header`.");
+        return NULL;
+    }
+    char **names = calloc((size_t)width, sizeof *names);
+    enum csv_type *types = calloc((size_t)width, sizeof *types);
+    static const char *const type_names[] = {"string", "number", "boolean"};
+    for (int i = 0; i < width; i++) {
+        char *colon = strrchr(fields[i], ':');
+        for (int t = 0; colon && t < 3; t++) {
+            if (strcmp(colon + 1, type_names[t]) == 0) {
+                *colon = '\0';
+                types[i] = (enum csv_type)t;
+            }
+        }
+        names[i] = fields[i];
+    }
+    json_t *docs = json_array();
+    size_t line = 1;
+    for (;;) {
+        int n = csv_record(&p, end, delim, &fields, &cap);
+        if (n == 0)
+            break;
+        line++;
+        if (n == 1 && !fields[0][0]) { /* a blank line */
+            free_fields(fields, n);
+            continue;
+        }
+        if (n != width) {
+            mr_error_set(err, "malformed_payload",
+                         n < 0 ? "The `csv` payload provided is malformed: `unterminated quoted field at line %zu`."
+                               : "The `csv` payload provided is malformed: `CSV error: record %zu has %d fields, but the "
+                                 "header has %d`.",
+                         line, n, width);
+            free_fields(fields, n < 0 ? 0 : n);
+            json_decref(docs);
+            docs = NULL;
+            break;
+        }
+        json_t *doc = json_object();
+        for (int i = 0; i < n; i++) {
+            json_t *v = csv_value(fields[i], types[i], line, err);
+            if (!v) {
+                json_decref(doc);
+                doc = NULL;
+                break;
+            }
+            json_object_set_new(doc, names[i], v);
+        }
+        free_fields(fields, n);
+        if (!doc) {
+            json_decref(docs);
+            docs = NULL;
+            break;
+        }
+        json_array_append_new(docs, doc);
+    }
+    free_fields(names, width);
+    free(names);
+    free(types);
+    free(fields);
+    return docs;
+}
+
+json_t *mr_payload_parse(const char *body, size_t len, enum mr_payload_format fmt, char csv_delimiter, mr_error *err)
 {
     if (len == 0) {
         mr_error_set(err, "missing_payload", "A %s payload is missing.",
@@ -101,8 +257,8 @@ json_t *mr_payload_parse(const char *body, size_t len, enum mr_payload_format fm
         docs = parse_ndjson(body, len, err);
         break;
     default:
-        mr_error_set(err, "invalid_content_type", "The Content-Type `text/csv` is not supported by this gateway yet.");
-        return NULL;
+        docs = parse_csv(body, len, csv_delimiter ? csv_delimiter : ',', err);
+        break;
     }
     if (!docs)
         return NULL;

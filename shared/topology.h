@@ -42,6 +42,7 @@ typedef struct mr_index {
     uint32_t rf;
     long max_total_hits;       /* pagination.maxTotalHits: caps hits and totals */
     long max_values_per_facet; /* faceting.maxValuesPerFacet: caps merged facet values */
+    char distinct_attribute[256]; /* distinctAttribute: deduplicated across shards; "" for none */
     char created_at[40];
     char updated_at[40];
     mr_shard *shards; /* shard_count entries, owned */

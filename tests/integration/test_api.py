@@ -212,3 +212,60 @@ def test_task_list_and_filters(cluster, loaded):
         assert (status, err["code"]) == (400, code), params
     status, err = gw.post("/tasks/cancel", {})
     assert (status, err["code"]) == (501, "miroir_not_supported")
+
+
+def _index_both(cluster, baseline, uid, settings, docs, shards=3):
+    gw = cluster["gateway"]
+    status, task = gw.post("/indexes", {"uid": uid, "primaryKey": "id", "shards": shards, "replicationFactor": 2})
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    status, task = gw.req("PATCH", f"/indexes/{uid}/settings", settings)
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    status, task = gw.post(f"/indexes/{uid}/documents", docs)
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    from conftest import node_wait_task
+    status, t = baseline.post("/indexes", {"uid": uid, "primaryKey": "id"})
+    node_wait_task(baseline, t["taskUid"])
+    status, t = baseline.req("PATCH", f"/indexes/{uid}/settings", settings)
+    node_wait_task(baseline, t["taskUid"])
+    status, t = baseline.post(f"/indexes/{uid}/documents", docs)
+    assert node_wait_task(baseline, t["taskUid"])["status"] == "succeeded"
+
+
+def test_distinct_across_shards_like_a_single_node(cluster, baseline):
+    docs = [{"id": i, "family": f"f{i % 7}", "rank": (i * 37) % 101, "text": "mirror glass"} for i in range(120)]
+    _index_both(cluster, baseline, "api_distinct", {"filterableAttributes": ["family"], "sortableAttributes": ["rank"]},
+                docs)
+    gw = cluster["gateway"]
+    for body in [{"q": "", "distinct": "family", "sort": ["rank:asc"], "limit": 10},
+                 {"q": "", "distinct": "family", "sort": ["rank:desc"], "offset": 2, "limit": 3,
+                  "attributesToRetrieve": ["id"]}]:
+        status, mine = gw.post("/indexes/api_distinct/search", body)
+        assert status == 200, mine
+        status, single = baseline.post("/indexes/api_distinct/search", body)
+        assert [h["id"] for h in mine["hits"]] == [h["id"] for h in single["hits"]], body
+        assert [set(h) for h in mine["hits"]] == [set(h) for h in single["hits"]]
+    # the index setting applies when the query doesn't say
+    status, task = gw.req("PATCH", "/indexes/api_distinct/settings", {"distinctAttribute": "family"})
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    status, mine = gw.post("/indexes/api_distinct/search", {"q": "", "sort": ["rank:asc"], "limit": 20})
+    assert len(mine["hits"]) == 7 and len({h["family"] for h in mine["hits"]}) == 7
+
+
+def test_csv_documents_like_a_single_node(cluster, baseline):
+    gw = cluster["gateway"]
+    csv = b'id,title:string,price:number,ok:boolean,note\n1,"Hello, ""world""",3.5,true,\n2,plain,7,false,x\n'
+    status, task = gw.post("/indexes/api_csv/documents", raw=csv, ctype="text/csv")
+    assert status == 202, task
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    status, t = baseline.post("/indexes/api_csv/documents", raw=csv, ctype="text/csv")
+    from conftest import node_wait_task
+    assert node_wait_task(baseline, t["taskUid"])["status"] == "succeeded"
+    for doc_id in ("1", "2"):
+        assert gw.get(f"/indexes/api_csv/documents/{doc_id}")[1] == baseline.get(f"/indexes/api_csv/documents/{doc_id}")[1]
+    status, task = gw.post("/indexes/api_csv/documents", raw=b"id;t\n3;semi\n", ctype="text/csv", csvDelimiter=";")
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    assert gw.get("/indexes/api_csv/documents/3")[1] == {"id": "3", "t": "semi"}
+    status, err = gw.post("/indexes/api_csv/documents", raw=b"id,p:number\n4,abc\n", ctype="text/csv")
+    assert (status, err["code"]) == (400, "malformed_payload")
+    status, err = gw.post("/indexes/api_csv/documents", raw=b"id\n5\n", ctype="text/csv", csvDelimiter=";;")
+    assert (status, err["code"]) == (400, "invalid_document_csv_delimiter")

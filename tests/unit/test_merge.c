@@ -21,7 +21,7 @@ static void shard_body_asks_for_the_window(void **state)
     mr_search_req req;
     mr_error err;
     json_t *body = json_pack("{s:s, s:i, s:i}", "q", "x", "offset", 10, "limit", 5);
-    assert_int_equal(mr_search_req_init(&req, body, &err), 0);
+    assert_int_equal(mr_search_req_init(&req, body, NULL, &err), 0);
     json_t *shard = mr_search_shard_body(&req, 1000);
     assert_int_equal(json_integer_value(json_object_get(shard, "offset")), 0);
     assert_int_equal(json_integer_value(json_object_get(shard, "limit")), 15);
@@ -32,7 +32,7 @@ static void shard_body_asks_for_the_window(void **state)
     /* paging doesn't change which replicas a query meets */
     json_t *other = json_pack("{s:s, s:i}", "q", "x", "offset", 500);
     mr_search_req req2;
-    assert_int_equal(mr_search_req_init(&req2, other, &err), 0);
+    assert_int_equal(mr_search_req_init(&req2, other, NULL, &err), 0);
     json_t *shard2 = mr_search_shard_body(&req2, 1000);
     assert_true(mr_search_affinity(shard) == mr_search_affinity(shard2));
     json_object_set_new(shard2, "q", json_string("y"));
@@ -51,15 +51,15 @@ static void bad_paging_is_rejected(void **state)
     mr_search_req req;
     mr_error err;
     json_t *body = json_pack("{s:s}", "limit", "x");
-    assert_int_equal(mr_search_req_init(&req, body, &err), -1);
+    assert_int_equal(mr_search_req_init(&req, body, NULL, &err), -1);
     assert_string_equal(err.code, "invalid_search_limit");
     json_decref(body);
     body = json_pack("{s:i}", "page", 0);
-    assert_int_equal(mr_search_req_init(&req, body, &err), -1);
+    assert_int_equal(mr_search_req_init(&req, body, NULL, &err), -1);
     assert_string_equal(err.code, "invalid_search_page");
     json_decref(body);
     body = json_pack("{s:i}", "offset", -1);
-    assert_int_equal(mr_search_req_init(&req, body, &err), -1);
+    assert_int_equal(mr_search_req_init(&req, body, NULL, &err), -1);
     assert_string_equal(err.code, "invalid_search_offset");
     json_decref(body);
 }
@@ -70,14 +70,14 @@ static void hits_merge_by_score_then_shard_then_position(void **state)
     mr_search_req req;
     mr_error err;
     json_t *body = json_pack("{s:i, s:i}", "offset", 1, "limit", 4);
-    mr_search_req_init(&req, body, &err);
+    mr_search_req_init(&req, body, NULL, &err);
     json_t *a[3] = {
         answer("[{\"id\":\"a1\",\"_rankingScore\":0.9},{\"id\":\"a2\",\"_rankingScore\":0.5}]", 700),
         answer("[{\"id\":\"b1\",\"_rankingScore\":0.95},{\"id\":\"b2\",\"_rankingScore\":0.5},{\"id\":\"b3\",\"_rankingScore\":0.1}]", 600),
         answer("[]", 0),
     };
     mr_merge_limits limits = {1000, 100};
-    json_t *out = mr_search_merge(&req, a, 3, &limits, 3);
+    json_t *out = mr_search_merge(&req, a, 3, &limits, 3, NULL);
     json_t *hits = json_object_get(out, "hits");
     /* order: b1 .95, a1 .9, a2 .5 (shard 0 before 1), b2 .5, b3 .1; offset 1 limit 4 */
     const char *want[] = {"a1", "a2", "b2", "b3"};
@@ -103,7 +103,7 @@ static void facets_add_up(void **state)
     mr_search_req req;
     mr_error err;
     json_t *body = json_pack("{s:i, s:b}", "limit", 1, "showRankingScore", 1);
-    mr_search_req_init(&req, body, &err);
+    mr_search_req_init(&req, body, NULL, &err);
     json_t *a = json_loads("{\"hits\":[{\"id\":1,\"_rankingScore\":1.0}],\"estimatedTotalHits\":3,"
                            "\"facetDistribution\":{\"registry\":{\"pypi\":2,\"npm\":1}},"
                            "\"facetStats\":{\"n\":{\"min\":2.0,\"max\":5.0}}}",
@@ -114,7 +114,7 @@ static void facets_add_up(void **state)
                            0, NULL);
     json_t *answers[2] = {a, b};
     mr_merge_limits limits = {1000, 100};
-    json_t *out = mr_search_merge(&req, answers, 2, &limits, 1);
+    json_t *out = mr_search_merge(&req, answers, 2, &limits, 1, NULL);
     json_t *reg = json_object_get(json_object_get(out, "facetDistribution"), "registry");
     assert_int_equal(json_integer_value(json_object_get(reg, "npm")), 5);
     assert_int_equal(json_integer_value(json_object_get(reg, "pypi")), 2);
@@ -127,7 +127,7 @@ static void facets_add_up(void **state)
     json_decref(out);
     /* maxValuesPerFacet cuts the merged values, first ones by name */
     limits.max_values_per_facet = 1;
-    out = mr_search_merge(&req, answers, 2, &limits, 1);
+    out = mr_search_merge(&req, answers, 2, &limits, 1, NULL);
     reg = json_object_get(json_object_get(out, "facetDistribution"), "registry");
     assert_int_equal(json_object_size(reg), 1);
     assert_int_equal(json_integer_value(json_object_get(reg, "npm")), 5);
@@ -144,7 +144,7 @@ static void page_mode_totals(void **state)
     mr_search_req req;
     mr_error err;
     json_t *body = json_pack("{s:i, s:i}", "page", 2, "hitsPerPage", 2);
-    mr_search_req_init(&req, body, &err);
+    mr_search_req_init(&req, body, NULL, &err);
     json_t *shard = mr_search_shard_body(&req, 1000);
     assert_int_equal(json_integer_value(json_object_get(shard, "hitsPerPage")), 4);
     assert_int_equal(json_integer_value(json_object_get(shard, "page")), 1);
@@ -154,7 +154,7 @@ static void page_mode_totals(void **state)
     json_t *b = json_loads("{\"hits\":[{\"id\":4,\"_rankingScore\":0.85}],\"totalHits\":1}", 0, NULL);
     json_t *answers[2] = {a, b};
     mr_merge_limits limits = {1000, 100};
-    json_t *out = mr_search_merge(&req, answers, 2, &limits, 1);
+    json_t *out = mr_search_merge(&req, answers, 2, &limits, 1, NULL);
     json_t *hits = json_object_get(out, "hits");
     assert_int_equal(json_array_size(hits), 2);
     assert_int_equal(json_integer_value(json_object_get(json_array_get(hits, 0), "id")), 2);
@@ -174,7 +174,7 @@ static void sort_merges_rule_by_rule(void **state)
     mr_search_req req;
     mr_error err;
     json_t *body = json_loads("{\"q\":\"\",\"sort\":[\"v:asc\"],\"limit\":10}", 0, NULL);
-    assert_int_equal(mr_search_req_init(&req, body, &err), 0);
+    assert_int_equal(mr_search_req_init(&req, body, NULL, &err), 0);
     json_t *shard = mr_search_shard_body(&req, 1000);
     assert_true(json_is_true(json_object_get(shard, "showRankingScoreDetails")));
     json_decref(shard);
@@ -184,16 +184,52 @@ static void sort_merges_rule_by_rule(void **state)
 #undef HIT
     json_t *answers[2] = {a, b};
     mr_merge_limits limits = {1000, 100};
-    json_t *out = mr_search_merge(&req, answers, 2, &limits, 1);
+    json_t *out = mr_search_merge(&req, answers, 2, &limits, 1, NULL);
     json_t *hits = json_object_get(out, "hits");
-    /* numbers ascending, then strings, then missing values; ties by shard */
-    const int want[] = {4, 1, 5, 6, 2, 3, 7};
+    /* numbers ascending, then strings regardless of case ("a" < "B"), then missing values; ties
+     * by shard */
+    const int want[] = {4, 1, 5, 2, 6, 3, 7};
     assert_int_equal(json_array_size(hits), 7);
     for (size_t i = 0; i < 7; i++) {
         json_t *h = json_array_get(hits, i);
         assert_int_equal(json_integer_value(json_object_get(h, "id")), want[i]);
         assert_null(json_object_get(h, "_rankingScoreDetails"));
     }
+    json_decref(out);
+    json_decref(a);
+    json_decref(b);
+    mr_search_req_clear(&req);
+    json_decref(body);
+}
+
+static void distinct_across_shards(void **state)
+{
+    (void)state;
+    mr_search_req req;
+    mr_error err;
+    json_t *body = json_loads("{\"limit\":3,\"attributesToRetrieve\":[\"id\"]}", 0, NULL);
+    assert_int_equal(mr_search_req_init(&req, body, "family", &err), 0);
+    json_t *shard = mr_search_shard_body(&req, 1000);
+    /* the distinct attribute comes back for the merge */
+    assert_int_equal(json_array_size(json_object_get(shard, "attributesToRetrieve")), 2);
+    json_decref(shard);
+    json_t *a = answer("[{\"id\":1,\"family\":\"x\",\"_rankingScore\":0.9},{\"id\":2,\"family\":\"y\",\"_rankingScore\":0.5},"
+                       "{\"id\":3,\"_rankingScore\":0.4}]", 3);
+    json_t *b = answer("[{\"id\":4,\"family\":\"x\",\"_rankingScore\":0.8},{\"id\":5,\"family\":\"z\",\"_rankingScore\":0.7},"
+                       "{\"id\":6,\"family\":\"y\",\"_rankingScore\":0.6}]", 3);
+    json_t *answers[2] = {a, b};
+    mr_merge_limits limits = {1000, 100};
+    int short_answer = -1;
+    json_t *out = mr_search_merge(&req, answers, 2, &limits, 1, &short_answer);
+    json_t *hits = json_object_get(out, "hits");
+    /* 1 (x), 4 is x again, 5 (z), 6 (y) */
+    const int want[] = {1, 5, 6};
+    assert_int_equal(json_array_size(hits), 3);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(hits, i), "id")), want[i]);
+        assert_null(json_object_get(json_array_get(hits, i), "family")); /* added for the merge, removed */
+    }
+    assert_int_equal(short_answer, 0);
     json_decref(out);
     json_decref(a);
     json_decref(b);
@@ -210,6 +246,7 @@ int main(void)
         cmocka_unit_test(facets_add_up),
         cmocka_unit_test(page_mode_totals),
         cmocka_unit_test(sort_merges_rule_by_rule),
+        cmocka_unit_test(distinct_across_shards),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,7 +12,7 @@
 static json_t *parse(const char *body, enum mr_payload_format fmt, mr_error *err)
 {
     memset(err, 0, sizeof *err);
-    return mr_payload_parse(body, strlen(body), fmt, err);
+    return mr_payload_parse(body, strlen(body), fmt, ',', err);
 }
 
 static void content_types(void **state)
@@ -102,6 +102,40 @@ static void inference(void **state)
     json_decref(docs);
 }
 
+static void csv(void **state)
+{
+    (void)state;
+    mr_error err;
+    json_t *docs = parse("id,title:string,price:number,ok:boolean,empty,odd:wat\r\n"
+                         "1,\"Hello, \"\"world\"\"\",3.5,true,,x\n"
+                         "\n"
+                         "2,\"two\nlines\",7,false,y,z",
+                         MR_FORMAT_CSV, &err);
+    assert_non_null(docs);
+    assert_int_equal(json_array_size(docs), 2);
+    json_t *a = json_array_get(docs, 0), *b = json_array_get(docs, 1);
+    assert_string_equal(json_string_value(json_object_get(a, "id")), "1");
+    assert_string_equal(json_string_value(json_object_get(a, "title")), "Hello, \"world\"");
+    assert_true(json_real_value(json_object_get(a, "price")) == 3.5);
+    assert_true(json_is_true(json_object_get(a, "ok")));
+    assert_true(json_is_null(json_object_get(a, "empty")));
+    assert_string_equal(json_string_value(json_object_get(a, "odd:wat")), "x"); /* unknown type: part of the name */
+    assert_string_equal(json_string_value(json_object_get(b, "title")), "two\nlines");
+    assert_int_equal(json_integer_value(json_object_get(b, "price")), 7);
+    json_decref(docs);
+
+    assert_null(parse("id,n:number\n1,abc\n", MR_FORMAT_CSV, &err));
+    assert_string_equal(err.code, "malformed_payload");
+    assert_null(parse("id,t\n1,a,b\n", MR_FORMAT_CSV, &err));
+    assert_string_equal(err.code, "malformed_payload");
+    assert_null(parse("id,t\n1,\"open\n", MR_FORMAT_CSV, &err));
+    assert_string_equal(err.code, "malformed_payload");
+    memset(&err, 0, sizeof err);
+    docs = mr_payload_parse("id;t\n1;a\n", 10, MR_FORMAT_CSV, ';', &err);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(docs, 0), "t")), "a");
+    json_decref(docs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -109,6 +143,7 @@ int main(void)
         cmocka_unit_test(json_and_ndjson),
         cmocka_unit_test(validation),
         cmocka_unit_test(inference),
+        cmocka_unit_test(csv),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
