@@ -115,6 +115,10 @@ json_t *gw_query_merge(const gw_query *q, gw_shard_call *calls, int64_t started_
 json_t *gw_query_run(gw *g, gw_query *q, int64_t started_ms, mr_error *err);
 void gw_query_clear(gw_query *q);
 
+/* The stats of one index summed over its shards, shaped like a node's answer (new reference),
+ * or NULL with err. */
+json_t *gw_index_stats(gw *g, const mr_index *ix, mr_error *err);
+
 /* ---- writes (gw_documents.c) ---- */
 /* Produces records and records a task; answers 202 with the task summary or an error. */
 int gw_produce_task(gw *g, mr_produce_msg *msgs, size_t n, json_t *task, gw_response *res);
@@ -133,6 +137,9 @@ void gw_route_version(gw *g, const gw_request *req, gw_response *res);
 void gw_route_topology(gw *g, const gw_request *req, gw_response *res);
 void gw_route_index_create(gw *g, const gw_request *req, gw_response *res);
 void gw_route_index_list(gw *g, const gw_request *req, gw_response *res);
+void gw_route_index_delete(gw *g, const gw_request *req, gw_response *res);
+void gw_route_index_update(gw *g, const gw_request *req, gw_response *res);
+void gw_route_swap_indexes(gw *g, const gw_request *req, gw_response *res);
 void gw_route_index_get(gw *g, const gw_request *req, gw_response *res);
 void gw_route_documents_add(gw *g, const gw_request *req, gw_response *res);
 void gw_route_documents_update(gw *g, const gw_request *req, gw_response *res);

@@ -64,6 +64,44 @@ int gw_produce_control(gw *g, const mr_index *ix, enum mr_op op, const json_t *v
     return rc;
 }
 
+/* Before a deleted index's name is used again: its deletion must have reached every replica;
+ * then its topics go (their offsets would mean nothing to the new index) and so do its applied
+ * offsets and dead-letter marks. */
+static int purge_deleted(gw *g, const char *uid, int64_t deletion_task, mr_error *err)
+{
+    json_t *task = mr_meta_task(g->meta, deletion_task);
+    json_t *view = task ? mr_task_view(g->meta, task) : NULL;
+    const char *status = json_string_value(json_object_get(view, "status"));
+    int done = status && strcmp(status, "succeeded") == 0;
+    json_decref(view);
+    json_decref(task);
+    if (!done) {
+        mr_error_set(err, "miroir_index_being_deleted",
+                     "Index `%s` is still being deleted (task %lld); create it again once that task has succeeded.",
+                     uid, (long long)deletion_task);
+        return -1;
+    }
+    static const char *const prefixes[] = {MR_TOPIC_INDEX_PREFIX, MR_TOPIC_INBOX_PREFIX, MR_TOPIC_DLQ_PREFIX};
+    char topic[256], errbuf[512];
+    for (size_t i = 0; i < 3; i++) {
+        topic_of(topic, sizeof topic, prefixes[i], uid);
+        if (mr_kafka_delete_topic(g->producer, topic, 30000, errbuf, sizeof errbuf)) {
+            mr_error_set(err, "miroir_kafka_unavailable", "%s", errbuf);
+            return -1;
+        }
+    }
+    json_t *keys = mr_meta_index_keys(g->meta, uid);
+    size_t i;
+    json_t *key;
+    int rc = 0;
+    json_array_foreach(keys, i, key) {
+        if ((rc = mr_meta_put(g->meta, g->producer, json_string_value(key), NULL, 0, err)))
+            break;
+    }
+    json_decref(keys);
+    return rc;
+}
+
 int gw_create_index(gw *g, const char *uid, const char *primary_key, long shards, long rf, json_t **task_out,
                     mr_error *err)
 {
@@ -87,8 +125,15 @@ int gw_create_index(gw *g, const char *uid, const char *primary_key, long shards
     json_t *details = json_pack("{s:s?}", "primaryKey", primary_key && *primary_key ? primary_key : NULL);
     json_t *task = mr_task_new(uid, "indexCreation", details);
     mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
-    int exists = mr_topology_find(topo, uid) != NULL;
+    const mr_index *old = mr_topology_find(topo, uid);
+    int exists = old && !old->deleted;
+    int purge = old && old->deleted;
+    int64_t deletion_task = old ? old->deletion_task : -1;
     mr_topology_release(mr_meta_topology(g->meta), topo);
+    if (purge && purge_deleted(g, uid, deletion_task, err)) {
+        json_decref(task);
+        return -1;
+    }
     if (exists) {
         /* Meilisearch enqueues the creation and fails the task; so do we. */
         mr_error e;
@@ -154,7 +199,7 @@ static const mr_index *write_target(gw *g, const char *uid, mr_topology **topo, 
 {
     *topo = mr_topology_acquire(mr_meta_topology(g->meta));
     const mr_index *ix = mr_topology_find(*topo, uid);
-    if (ix)
+    if (ix && !ix->deleted)
         return ix;
     mr_topology_release(mr_meta_topology(g->meta), *topo);
     *topo = NULL;

@@ -21,6 +21,9 @@ static const struct route routes[] = {
     {"POST", "indexes", gw_route_index_create},
     {"GET", "indexes", gw_route_index_list},
     {"GET", "indexes/*", gw_route_index_get},
+    {"DELETE", "indexes/*", gw_route_index_delete},
+    {"PATCH", "indexes/*", gw_route_index_update},
+    {"POST", "swap-indexes", gw_route_swap_indexes},
     {"POST", "indexes/*/documents", gw_route_documents_add},
     {"PUT", "indexes/*/documents", gw_route_documents_update},
     {"GET", "indexes/*/documents", gw_route_documents_browse},
@@ -98,6 +101,8 @@ json_t *gw_body_object(const gw_request *req, mr_error *err)
 const mr_index *gw_find_index(mr_topology *topo, const char *uid, mr_error *err)
 {
     const mr_index *ix = mr_topology_find(topo, uid);
+    if (ix && ix->deleted)
+        ix = NULL;
     if (!ix)
         mr_error_set(err, "index_not_found", "Index `%.200s` not found.", uid);
     return ix;

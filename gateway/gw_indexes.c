@@ -6,6 +6,7 @@
 #include "gw.h"
 #include "kafka.h"
 #include "task.h"
+#include "util.h"
 
 static json_t *index_view(const mr_index *ix)
 {
@@ -119,10 +120,16 @@ void gw_route_index_list(gw *g, const gw_request *req, gw_response *res)
     }
     mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
     json_t *results = json_array();
-    for (size_t i = (size_t)offset; i < topo->count && i < (size_t)(offset + limit); i++)
-        json_array_append_new(results, index_view(&topo->indexes[i]));
+    size_t live = 0;
+    for (size_t i = 0; i < topo->count; i++) {
+        if (topo->indexes[i].deleted)
+            continue;
+        if (live >= (size_t)offset && live < (size_t)(offset + limit))
+            json_array_append_new(results, index_view(&topo->indexes[i]));
+        live++;
+    }
     gw_reply(res, 200, json_pack("{s:o, s:i, s:i, s:i}", "results", results, "offset", (int)offset, "limit", (int)limit,
-                                 "total", (int)topo->count));
+                                 "total", (int)live));
     mr_topology_release(mr_meta_topology(g->meta), topo);
 }
 
@@ -136,4 +143,114 @@ void gw_route_index_get(gw *g, const gw_request *req, gw_response *res)
     else
         gw_reply_error(res, &err);
     mr_topology_release(mr_meta_topology(g->meta), topo);
+}
+
+static int write_definition(gw *g, const mr_index *ix, mr_error *err)
+{
+    json_t *def = mr_index_to_json(ix);
+    char key[300];
+    snprintf(key, sizeof key, "index/%s", ix->uid);
+    int rc = mr_meta_put(g->meta, g->producer, key, def, 1, err);
+    json_decref(def);
+    return rc;
+}
+
+/* Deleting: a delete-index record on every partition, ordered after every write; then the
+ * definition is marked deleted (hidden from the API) and stays until the name is used again. */
+void gw_route_index_delete(gw *g, const gw_request *req, gw_response *res)
+{
+    mr_error err;
+    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
+    const mr_index *ix = gw_find_index(topo, req->captures[0], &err);
+    if (!ix) {
+        gw_reply_error(res, &err);
+        mr_topology_release(mr_meta_topology(g->meta), topo);
+        return;
+    }
+    json_t *task = mr_task_new(ix->uid, "indexDeletion", json_pack("{s:n}", "deletedDocuments"));
+    json_t *payload = json_object();
+    if (gw_produce_control(g, ix, MR_OP_DELETE_INDEX, payload, task, res) == 0) {
+        mr_index copy;
+        mr_index_copy(&copy, ix);
+        copy.deleted = 1;
+        copy.deletion_task = json_integer_value(json_object_get(res->body, "taskUid"));
+        mr_now_rfc3339(copy.updated_at, sizeof copy.updated_at);
+        if (write_definition(g, &copy, &err))
+            gw_reply_error(res, &err);
+        mr_index_clear(&copy);
+    }
+    json_decref(payload);
+    json_decref(task);
+    mr_topology_release(mr_meta_topology(g->meta), topo);
+}
+
+/* PATCH /indexes/{uid}: the primary key, on every replica (a node refuses it once the index has
+ * documents, and the task then fails with the node's error). */
+void gw_route_index_update(gw *g, const gw_request *req, gw_response *res)
+{
+    mr_error err;
+    json_t *body = gw_body_object(req, &err);
+    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
+    const mr_index *ix = body ? gw_find_index(topo, req->captures[0], &err) : NULL;
+    json_t *pk = json_object_get(body, "primaryKey");
+    const char *key;
+    json_t *value;
+    json_object_foreach(body, key, value) {
+        if (ix && strcmp(key, "primaryKey") != 0) {
+            mr_error_set(&err, "bad_request", "Unknown field `%.100s`: expected one of `primaryKey`", key);
+            ix = NULL;
+        }
+    }
+    if (ix && pk && !json_is_null(pk) && !json_is_string(pk)) {
+        mr_error_set(&err, "invalid_index_primary_key", "Invalid value type at `.primaryKey`: expected a string");
+        ix = NULL;
+    }
+    if (!ix) {
+        gw_reply_error(res, &err);
+    } else {
+        json_t *task = mr_task_new(ix->uid, "indexUpdate", json_pack("{s:O?}", "primaryKey", pk));
+        int rc = 0, empty = 0;
+        if (json_is_string(pk) && strcmp(ix->primary_key, json_string_value(pk)) != 0) {
+            /* the key may change while the index has no documents, as on one node */
+            json_t *stats = gw_index_stats(g, ix, &err);
+            rc = stats ? 0 : -1;
+            empty = stats && json_integer_value(json_object_get(stats, "numberOfDocuments")) == 0;
+            json_decref(stats);
+        }
+        if (rc) {
+            /* err is set */
+        } else if (json_is_string(pk) && strcmp(ix->primary_key, json_string_value(pk)) != 0 && empty) {
+            mr_index copy;
+            mr_index_copy(&copy, ix);
+            snprintf(copy.primary_key, sizeof copy.primary_key, "%s", json_string_value(pk));
+            mr_now_rfc3339(copy.updated_at, sizeof copy.updated_at);
+            rc = write_definition(g, &copy, &err);
+            mr_index_clear(&copy);
+        } else if (json_is_string(pk) && strcmp(ix->primary_key, json_string_value(pk)) != 0) {
+            mr_error e;
+            mr_error_set(&e, "index_primary_key_already_exists", "Index `%s`: Index already has a primary key: `%s`.",
+                         ix->uid, ix->primary_key);
+            json_object_set_new(task, "error", mr_error_json(&e));
+        }
+        if (rc)
+            gw_reply_error(res, &err);
+        else if (json_object_get(task, "error"))
+            gw_produce_task(g, NULL, 0, task, res);
+        else
+            gw_produce_control(g, ix, MR_OP_UPDATE_INDEX, body, task, res);
+        json_decref(task);
+    }
+    json_decref(body);
+    mr_topology_release(mr_meta_topology(g->meta), topo);
+}
+
+void gw_route_swap_indexes(gw *g, const gw_request *req, gw_response *res)
+{
+    (void)g;
+    (void)req;
+    mr_error err;
+    mr_error_set(&err, "miroir_not_supported",
+                 "Swapping indexes is not supported yet: a shard's Meilisearch index is named after its index, and the "
+                 "two indexes' shards may live on different nodes, so no node-level swap is atomic for readers.");
+    gw_reply_error(res, &err);
 }

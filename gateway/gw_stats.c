@@ -11,8 +11,7 @@ static void add_int(json_t *acc, const char *name, const json_t *from)
     json_object_set_new(acc, name, json_integer(json_integer_value(json_object_get(acc, name)) + json_integer_value(v)));
 }
 
-/* Sums the per-shard stats of one index into a new object shaped like a node's answer. */
-static json_t *index_stats(gw *g, const mr_index *ix, mr_error *err)
+json_t *gw_index_stats(gw *g, const mr_index *ix, mr_error *err)
 {
     gw_shard_call *calls = calloc(ix->shard_count, sizeof *calls);
     for (uint32_t s = 0; s < ix->shard_count; s++) {
@@ -55,7 +54,7 @@ void gw_route_index_stats(gw *g, const gw_request *req, gw_response *res)
     mr_error err;
     mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
     const mr_index *ix = gw_find_index(topo, req->captures[0], &err);
-    json_t *out = ix ? index_stats(g, ix, &err) : NULL;
+    json_t *out = ix ? gw_index_stats(g, ix, &err) : NULL;
     if (out)
         gw_reply(res, 200, out);
     else
@@ -70,7 +69,9 @@ void gw_route_stats(gw *g, const gw_request *req, gw_response *res)
     json_t *indexes = json_object();
     mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
     for (size_t i = 0; i < topo->count; i++) {
-        json_t *st = index_stats(g, &topo->indexes[i], &err);
+        if (topo->indexes[i].deleted)
+            continue;
+        json_t *st = gw_index_stats(g, &topo->indexes[i], &err);
         if (!st) {
             gw_reply_error(res, &err);
             json_decref(indexes);

@@ -36,7 +36,7 @@ static const char *cluster_health(gw *g, json_t *shards_out)
     int worst = 0;
     for (size_t i = 0; i < topo->count; i++) {
         const mr_index *ix = &topo->indexes[i];
-        for (uint32_t s = 0; s < ix->shard_count; s++) {
+        for (uint32_t s = 0; s < ix->shard_count && !ix->deleted; s++) {
             size_t live = 0, placed = ix->shards[s].count;
             for (size_t r = 0; r < placed; r++)
                 live += ix->shards[s].replicas[r].state == MR_REPLICA_READY &&

@@ -129,6 +129,7 @@ void ingest_rebuild_streams(ingest *in)
             s->node = &in->cfg->nodes[slot];
             s->node_slot = slot;
             s->dlq_writer = first_writer;
+            s->deleted = ix->deleted;
             first_writer = 0;
             s->applied = mr_meta_applied(in->meta, ix->uid, s->shard, rep->node, NULL, 0);
             s->expect = s->applied;
@@ -305,6 +306,13 @@ static void stream_take(ingest *in, struct stream *s, rd_kafka_message_t *m)
         rd_kafka_message_destroy(m);
         return;
     }
+    if (s->deleted && rec.op != MR_OP_DELETE_INDEX) {
+        /* whatever precedes or follows the deletion, the index ends up gone: skip it */
+        free(line);
+        extend_range(s, m->offset);
+        rd_kafka_message_destroy(m);
+        return;
+    }
     enum batch_kind kind = kind_of(rec.op);
     int fits = s->kind == BATCH_NONE ||
                (s->kind == kind && kind != BATCH_CONTROL && s->batch_docs < batch_limit(in, s, m->offset) &&
@@ -408,6 +416,10 @@ static void batch_request(const struct stream *s, mr_http_req *r, char *scratch,
         case MR_OP_SETTINGS:
             r->method = "PATCH";
             snprintf(r->url, sizeof r->url, "%s/indexes/%s/settings", base, s->shard_index);
+            break;
+        case MR_OP_UPDATE_INDEX:
+            r->method = "PATCH";
+            snprintf(r->url, sizeof r->url, "%s/indexes/%s", base, s->shard_index);
             break;
         default: /* MR_OP_DELETE_INDEX */
             r->method = "DELETE";

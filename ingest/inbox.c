@@ -43,6 +43,8 @@ int ingest_route_inbox(ingest *in, rd_kafka_message_t **msgs, size_t n)
         rd_kafka_message_t *m = msgs[i];
         const char *uid = rd_kafka_topic_name(m->rkt) + strlen(MR_TOPIC_INBOX_PREFIX);
         const mr_index *ix = mr_topology_find(topo, uid);
+        if (ix && ix->deleted)
+            ix = NULL;
         mr_error err = {0};
         size_t op_len = 0;
         const char *op = mr_header_get(m, MR_HEADER_OP, &op_len);

@@ -53,6 +53,7 @@ struct stream {
     const mr_node *node;
     int node_slot;
     int dlq_writer; /* the first replica of the shard writes DLQ records, so they are not duplicated */
+    int deleted;    /* the index is deleted: only its delete-index records still apply */
     int64_t applied;  /* next offset to apply; durable in miroir.meta */
     int64_t expect;   /* next offset this stream wants from Kafka */
     /* the batch being built */

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "record.h"
 
@@ -95,6 +96,28 @@ rd_kafka_t *mr_kafka_consumer(const mr_config *cfg, const char *group_id, char *
     return rk;
 }
 
+/* What this handle's fresh metadata says of a topic: TOPIC_READY (listed with partitions),
+ * TOPIC_ABSENT, TOPIC_PENDING (listed, not usable yet), or -1 if the cluster didn't answer. */
+enum { TOPIC_ABSENT, TOPIC_READY, TOPIC_PENDING };
+
+static int topic_listed(rd_kafka_t *rk, const char *topic)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+    int listed = -1;
+    if (rd_kafka_metadata(rk, 0, t, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (md->topic_cnt != 1 || md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+            listed = TOPIC_ABSENT;
+        else if (md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partition_cnt > 0)
+            listed = TOPIC_READY;
+        else
+            listed = TOPIC_PENDING;
+        rd_kafka_metadata_destroy(md);
+    }
+    rd_kafka_topic_destroy(t);
+    return listed;
+}
+
 int mr_kafka_create_topic(rd_kafka_t *rk, const char *topic, int partitions, const char *const *config,
                           int timeout_ms, char *err, size_t errlen)
 {
@@ -131,6 +154,54 @@ int mr_kafka_create_topic(rd_kafka_t *rk, const char *topic, int partitions, con
     rd_kafka_AdminOptions_destroy(opts);
     rd_kafka_queue_destroy(q);
     rd_kafka_NewTopic_destroy(nt);
+    /* Until this handle's metadata lists the topic, producing to it fails as unknown (it may
+     * remember the topic as deleted). */
+    for (int waited = 0; rc == 0 && topic_listed(rk, topic) != TOPIC_READY; waited += 100) {
+        if (waited >= timeout_ms) {
+            snprintf(err, errlen, "topic %s created but not visible after %d ms", topic, timeout_ms);
+            rc = -1;
+            break;
+        }
+        usleep(100 * 1000);
+    }
+    return rc;
+}
+
+int mr_kafka_delete_topic(rd_kafka_t *rk, const char *topic, int timeout_ms, char *err, size_t errlen)
+{
+    rd_kafka_DeleteTopic_t *dt = rd_kafka_DeleteTopic_new(topic);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DELETETOPICS);
+    rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, NULL, 0);
+    rd_kafka_DeleteTopics(rk, &dt, 1, opts, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
+    int rc = -1;
+    if (!ev) {
+        snprintf(err, errlen, "deleting topic %s: timed out", topic);
+    } else {
+        size_t n = 0;
+        const rd_kafka_topic_result_t **res =
+            rd_kafka_event_error(ev) ? NULL : rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev), &n);
+        rd_kafka_resp_err_t e = rd_kafka_event_error(ev) ? rd_kafka_event_error(ev)
+                                : n ? rd_kafka_topic_result_error(res[0]) : RD_KAFKA_RESP_ERR_UNKNOWN;
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR || e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+            rc = 0;
+        else
+            snprintf(err, errlen, "deleting topic %s: %s", topic, rd_kafka_err2str(e));
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_AdminOptions_destroy(opts);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_DeleteTopic_destroy(dt);
+    /* Deletion is asynchronous in the cluster: wait until a new topic of this name can be made. */
+    for (int waited = 0; rc == 0 && topic_listed(rk, topic) != TOPIC_ABSENT; waited += 200) {
+        if (waited >= timeout_ms) {
+            snprintf(err, errlen, "topic %s still exists %d ms after its deletion", topic, timeout_ms);
+            rc = -1;
+            break;
+        }
+        usleep(200 * 1000);
+    }
     return rc;
 }
 

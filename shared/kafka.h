@@ -22,6 +22,10 @@ rd_kafka_t *mr_kafka_consumer(const mr_config *cfg, const char *group_id, char *
 int mr_kafka_create_topic(rd_kafka_t *rk, const char *topic, int partitions, const char *const *config,
                           int timeout_ms, char *err, size_t errlen);
 
+/* Deletes a topic and waits until the cluster no longer lists it (a missing topic is fine).
+ * Returns 0, or -1 with err. */
+int mr_kafka_delete_topic(rd_kafka_t *rk, const char *topic, int timeout_ms, char *err, size_t errlen);
+
 /* One record to produce. headers may be NULL; mr_produce_all takes ownership of it. */
 typedef struct mr_produce_msg {
     const char *topic;

@@ -96,7 +96,7 @@ static void apply_dlq(mr_meta *m, const char *rest, json_t *value)
 {
     /* rest = "<uid>/<shard>/<offset>" */
     const char *slash = strrchr(rest, '/');
-    if (!slash || !value)
+    if (!slash)
         return;
     char group[512];
     snprintf(group, sizeof group, "%.*s", (int)(slash - rest), rest);
@@ -105,14 +105,20 @@ static void apply_dlq(mr_meta *m, const char *rest, json_t *value)
         list = json_array();
         json_object_set_new(m->dlq, group, list);
     }
-    /* Every replica of the shard marks the same record; keep one mark per offset. */
+    /* Every replica of the shard marks the same record; keep one mark per offset. A tombstone
+     * (no value) removes the mark. */
     json_int_t offset = (json_int_t)strtoll(slash + 1, NULL, 10);
     size_t i;
     json_t *entry;
     json_array_foreach(list, i, entry) {
-        if (json_integer_value(json_array_get(entry, 0)) == offset)
+        if (json_integer_value(json_array_get(entry, 0)) == offset) {
+            if (!value)
+                json_array_remove(list, i);
             return;
+        }
     }
+    if (!value)
+        return;
     json_array_append_new(list, json_pack("[I, O]", offset, json_object_get(value, "error")));
 }
 
@@ -235,6 +241,34 @@ int64_t mr_meta_applied(mr_meta *m, const char *index, uint32_t shard, const cha
     }
     pthread_mutex_unlock(&m->lock);
     return off;
+}
+
+json_t *mr_meta_index_keys(mr_meta *m, const char *index)
+{
+    json_t *keys = json_array();
+    size_t len = strlen(index);
+    char key[1200];
+    pthread_mutex_lock(&m->lock);
+    const char *k;
+    json_t *v;
+    json_object_foreach(m->applied, k, v) {
+        if (strncmp(k, index, len) == 0 && k[len] == '/') {
+            snprintf(key, sizeof key, "applied/%s", k);
+            json_array_append_new(keys, json_string(key));
+        }
+    }
+    json_object_foreach(m->dlq, k, v) {
+        if (strncmp(k, index, len) == 0 && k[len] == '/') {
+            size_t i;
+            json_t *entry;
+            json_array_foreach(v, i, entry) {
+                snprintf(key, sizeof key, "dlq/%s/%" JSON_INTEGER_FORMAT, k, json_integer_value(json_array_get(entry, 0)));
+                json_array_append_new(keys, json_string(key));
+            }
+        }
+    }
+    pthread_mutex_unlock(&m->lock);
+    return keys;
 }
 
 int64_t mr_meta_task_count(mr_meta *m)

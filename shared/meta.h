@@ -52,6 +52,10 @@ json_t *mr_meta_task(mr_meta *m, int64_t uid);
 json_t *mr_meta_dlq_error(mr_meta *m, const char *index, uint32_t shard, int64_t first, int64_t last,
                           size_t *count);
 
+/* The applied/ and dlq/ keys of an index (a new array of strings), to clear them when an index
+ * of that name is created again. */
+json_t *mr_meta_index_keys(mr_meta *m, const char *index);
+
 /* Writes key = value (NULL value: tombstone) to miroir.meta and waits for Kafka's ack; with
  * wait_applied, also until this follower has applied it (read-your-writes). */
 int mr_meta_put(mr_meta *m, rd_kafka_t *producer, const char *key, const json_t *value, int wait_applied,

@@ -31,6 +31,7 @@ enum mr_op {
     MR_OP_DELETE_BY_FILTER, /* control; value: {"filter": …} */
     MR_OP_SETTINGS,         /* control; value: a settings object (PATCH semantics) */
     MR_OP_DELETE_INDEX,     /* control; drops the shard index */
+    MR_OP_UPDATE_INDEX,     /* control; value: {"primaryKey": …} */
 };
 
 const char *mr_op_name(enum mr_op op);

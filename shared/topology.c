@@ -40,10 +40,12 @@ json_t *mr_index_to_json(const mr_index *ix)
                                                   mr_replica_state_name(ix->shards[s].replicas[r].state)));
         json_array_append_new(shards, reps);
     }
-    return json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:s, s:s, s:s, s:o}", "uid", ix->uid, "primaryKey", ix->primary_key,
+    return json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:s, s:b, s:I, s:s, s:s, s:o}", "uid", ix->uid, "primaryKey",
+                     ix->primary_key,
                      "shards", (json_int_t)ix->shard_count, "replicationFactor", (json_int_t)ix->rf,
                      "maxTotalHits", (json_int_t)ix->max_total_hits, "maxValuesPerFacet",
-                     (json_int_t)ix->max_values_per_facet, "distinctAttribute", ix->distinct_attribute, "createdAt",
+                     (json_int_t)ix->max_values_per_facet, "distinctAttribute", ix->distinct_attribute, "deleted",
+                     ix->deleted, "deletionTask", (json_int_t)ix->deletion_task, "createdAt",
                      ix->created_at, "updatedAt", ix->updated_at,
                      "placement", shards);
 }
@@ -52,12 +54,13 @@ int mr_index_from_json(const json_t *j, mr_index *ix)
 {
     memset(ix, 0, sizeof *ix);
     const char *uid = NULL, *pk = NULL, *created = NULL, *updated = NULL, *distinct = "";
-    json_int_t shards = 0, rf = 0, mth = 0, mvpf = 100;
+    json_int_t shards = 0, rf = 0, mth = 0, mvpf = 100, deletion_task = -1;
+    int deleted = 0;
     json_t *placement = NULL;
-    if (json_unpack((json_t *)j, "{s:s, s:s, s:I, s:I, s:I, s?I, s?s, s:s, s:s, s:o}", "uid", &uid, "primaryKey", &pk,
-                    "shards", &shards, "replicationFactor", &rf, "maxTotalHits", &mth, "maxValuesPerFacet", &mvpf,
-                    "distinctAttribute", &distinct, "createdAt", &created, "updatedAt", &updated, "placement",
-                    &placement) != 0)
+    if (json_unpack((json_t *)j, "{s:s, s:s, s:I, s:I, s:I, s?I, s?s, s?b, s?I, s:s, s:s, s:o}", "uid", &uid,
+                    "primaryKey", &pk, "shards", &shards, "replicationFactor", &rf, "maxTotalHits", &mth,
+                    "maxValuesPerFacet", &mvpf, "distinctAttribute", &distinct, "deleted", &deleted, "deletionTask",
+                    &deletion_task, "createdAt", &created, "updatedAt", &updated, "placement", &placement) != 0)
         return -1;
     if (shards < 1 || shards > MR_MAX_SHARDS || rf < 1 || !json_is_array(placement) ||
         json_array_size(placement) != (size_t)shards)
@@ -71,6 +74,8 @@ int mr_index_from_json(const json_t *j, mr_index *ix)
     ix->max_total_hits = (long)mth;
     ix->max_values_per_facet = (long)mvpf;
     snprintf(ix->distinct_attribute, sizeof ix->distinct_attribute, "%s", distinct);
+    ix->deleted = deleted;
+    ix->deletion_task = deletion_task;
     ix->shards = calloc(ix->shard_count, sizeof *ix->shards);
     for (uint32_t s = 0; s < ix->shard_count; s++) {
         json_t *reps = json_array_get(placement, s);

@@ -43,6 +43,8 @@ typedef struct mr_index {
     long max_total_hits;       /* pagination.maxTotalHits: caps hits and totals */
     long max_values_per_facet; /* faceting.maxValuesPerFacet: caps merged facet values */
     char distinct_attribute[256]; /* distinctAttribute: deduplicated across shards; "" for none */
+    int deleted;               /* deleted by the API: hidden, kept until its replicas applied the deletion */
+    int64_t deletion_task;     /* the task of that deletion */
     char created_at[40];
     char updated_at[40];
     mr_shard *shards; /* shard_count entries, owned */

@@ -269,3 +269,47 @@ def test_csv_documents_like_a_single_node(cluster, baseline):
     assert (status, err["code"]) == (400, "malformed_payload")
     status, err = gw.post("/indexes/api_csv/documents", raw=b"id\n5\n", ctype="text/csv", csvDelimiter=";;")
     assert (status, err["code"]) == (400, "invalid_document_csv_delimiter")
+
+
+def test_index_life_cycle(cluster):
+    gw = cluster["gateway"]
+    status, task = gw.post("/indexes", {"uid": "api_life", "shards": 2, "replicationFactor": 2})
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    assert gw.get("/indexes/api_life")[1]["primaryKey"] is None
+    # an empty index may take a primary key
+    status, task = gw.req("PATCH", "/indexes/api_life", {"primaryKey": "sku"})
+    assert status == 202 and task["type"] == "indexUpdate"
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    assert gw.get("/indexes/api_life")[1]["primaryKey"] == "sku"
+    status, task = gw.post("/indexes/api_life/documents", [{"sku": "old-1", "t": "old"}, {"sku": "old-2", "t": "old"}])
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    # not once it has documents
+    status, task = gw.req("PATCH", "/indexes/api_life", {"primaryKey": "other"})
+    done = gw.wait_task(task["taskUid"])
+    assert done["status"] == "failed" and done["error"]["code"] == "index_primary_key_already_exists"
+
+    status, task = gw.req("DELETE", "/indexes/api_life")
+    assert status == 202 and task["type"] == "indexDeletion"
+    assert gw.get("/indexes/api_life")[0] == 404
+    assert "api_life" not in [i["uid"] for i in gw.get("/indexes", limit="1000")[1]["results"]]
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    for node in cluster["nodes"].values():
+        for shard in range(2):
+            assert node.get(f"/indexes/api_life__s{shard}")[0] == 404
+
+    # the name can be used again, and nothing of the old index comes back
+    status, task = gw.post("/indexes", {"uid": "api_life", "primaryKey": "sku", "shards": 3})
+    assert status == 202, task
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    status, task = gw.post("/indexes/api_life/documents", [{"sku": "new-1", "t": "new"}])
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    status, found = gw.post("/indexes/api_life/search", {"q": ""})
+    assert [h["sku"] for h in found["hits"]] == ["new-1"]
+    assert gw.get("/indexes/api_life/stats")[1]["numberOfDocuments"] == 1
+
+    status, err = gw.req("DELETE", "/indexes/nope")
+    assert (status, err["code"]) == (404, "index_not_found")
+    status, err = gw.req("PATCH", "/indexes/api_life", {"primaryKey": 3})
+    assert (status, err["code"]) == (400, "invalid_index_primary_key")
+    status, err = gw.post("/swap-indexes", [{"indexes": ["api_life", "packages"]}])
+    assert (status, err["code"]) == (501, "miroir_not_supported")

@@ -13,7 +13,7 @@
 static void ops_round_trip(void **state)
 {
     (void)state;
-    for (int op = MR_OP_REPLACE; op <= MR_OP_DELETE_INDEX; op++) {
+    for (int op = MR_OP_REPLACE; op <= MR_OP_UPDATE_INDEX; op++) {
         const char *name = mr_op_name((enum mr_op)op);
         assert_int_equal(mr_op_parse(name, strlen(name)), op);
     }
