@@ -32,9 +32,12 @@ static void multi_clear(struct multi *m)
     free(m->calls);
 }
 
-/* Meilisearch prefixes errors of one query with its position. */
+/* Meilisearch prefixes errors of one query with its position, and answers 400 for an unknown
+ * index there. */
 static void in_query(mr_error *err, size_t i)
 {
+    if (err->status == 404)
+        err->status = 400;
     char message[sizeof err->message];
     snprintf(message, sizeof message, "Inside `.queries[%zu]`: %.470s", i, err->message);
     snprintf(err->message, sizeof err->message, "%s", message);
@@ -152,6 +155,27 @@ static json_t *federated_answer(struct multi *m, size_t offset, size_t limit, in
         estimated += sum > ix->max_total_hits ? ix->max_total_hits : sum;
     }
     qsort(all, k, sizeof *all, fed_order);
+    /* A document matched by several queries appears once, where it ranks best; Meilisearch
+     * also counts it once. */
+    json_t *seen = json_object();
+    size_t kept = 0;
+    for (size_t h = 0; h < k; h++) {
+        const mr_index *ix = m->queries[all[h].query].ix;
+        json_t *id = json_object_get(all[h].hit, ix->primary_key);
+        char *text = id ? json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+        char key[700];
+        snprintf(key, sizeof key, "%s/%s", ix->uid, text ? text : "");
+        free(text);
+        if (id && json_object_get(seen, key)) {
+            estimated--;
+            continue;
+        }
+        if (id)
+            json_object_set_new(seen, key, json_true());
+        all[kept++] = all[h];
+    }
+    json_decref(seen);
+    k = kept;
     json_t *hits = json_array();
     for (size_t h = offset; h < k && h < offset + limit; h++) {
         const struct fed_hit *f = &all[h];

@@ -31,7 +31,7 @@ int mr_search_req_init(mr_search_req *req, json_t *body, const char *distinct, m
     req->hits_per_page = 20;
     if (read_count(body, "offset", &req->offset, 0, "invalid_search_offset", err) ||
         read_count(body, "limit", &req->limit, 0, "invalid_search_limit", err) ||
-        read_count(body, "page", &req->page, 1, "invalid_search_page", err) ||
+        read_count(body, "page", &req->page, 0, "invalid_search_page", err) ||
         read_count(body, "hitsPerPage", &req->hits_per_page, 0, "invalid_search_hits_per_page", err))
         return -1;
     json_t *score = json_object_get(body, "showRankingScore");
@@ -362,14 +362,24 @@ json_t *mr_merge_facet_hits(json_t *const *answers, size_t n, size_t max_values)
     return out;
 }
 
-static int cmp_keys(const void *a, const void *b)
+/* Facet values in Meilisearch's "alpha" order: numbers first, numerically, then strings. */
+static int cmp_facet_values(const void *a, const void *b)
 {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
+    const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+    char *ex, *ey;
+    double dx = strtod(x, &ex), dy = strtod(y, &ey);
+    int nx = *x && !*ex, ny = *y && !*ey;
+    if (nx != ny)
+        return nx ? -1 : 1;
+    if (nx && dx != dy)
+        return dx < dy ? -1 : 1;
+    int c = compare_text(x, y);
+    return c ? c : strcmp(x, y);
 }
 
-/* Sums {attr: {value: count}} over shards; values sorted by name as Meilisearch's default, and
- * cut at max_values. That is exact: a value among the first max_values of the whole index is
- * among the first max_values of every shard that has it. */
+/* Sums {attr: {value: count}} over shards; values in Meilisearch's default order (numbers, then
+ * names), cut at max_values. That is exact: a value among the first max_values of the whole
+ * index is among the first max_values of every shard that has it. */
 static json_t *merge_facet_distribution(json_t *const *answers, size_t n, size_t max_values)
 {
     json_t *sum = NULL;
@@ -407,7 +417,7 @@ static json_t *merge_facet_distribution(json_t *const *answers, size_t n, size_t
         const char *value;
         json_t *count;
         json_object_foreach(acc, value, count) keys[i++] = value;
-        qsort(keys, k, sizeof *keys, cmp_keys);
+        qsort(keys, k, sizeof *keys, cmp_facet_values);
         json_t *ordered = json_object();
         for (i = 0; i < k && i < max_values; i++)
             json_object_set(ordered, keys[i], json_object_get(acc, keys[i]));
@@ -452,6 +462,27 @@ static json_int_t sum_field(json_t *const *answers, size_t n, const char *name)
     return total;
 }
 
+/* With distinct, shard counts don't add up: a value can stand in several shards. When every
+ * shard returned all its hits (none filled its window), the distinct values seen are the exact
+ * count; otherwise the sum is the estimate. */
+static json_int_t distinct_total(const mr_search_req *req, json_t *const *answers, size_t n, size_t shard_window,
+                                 json_int_t sum)
+{
+    for (size_t s = 0; s < n; s++)
+        if (answers[s] && json_array_size(json_object_get(answers[s], "hits")) >= shard_window)
+            return sum;
+    json_t *seen = json_object();
+    json_int_t count = 0;
+    for (size_t s = 0; s < n; s++) {
+        size_t i;
+        json_t *hit;
+        json_array_foreach(answers[s] ? json_object_get(answers[s], "hits") : NULL, i, hit)
+            count += !seen_distinct(seen, hit, req->distinct);
+    }
+    json_decref(seen);
+    return count;
+}
+
 /* With distinct, a page came out short if it has fewer hits than asked while some shard filled
  * its whole window (so it may hold more). */
 static int came_out_short(const mr_search_req *req, const json_t *hits, size_t wanted, json_t *const *answers, size_t n,
@@ -475,7 +506,8 @@ json_t *mr_search_merge(const mr_search_req *req, json_t *const *answers, size_t
     json_t *out = json_object();
     size_t cap = (size_t)max_total_hits;
     if (req->page_mode) {
-        size_t skip = (req->page - 1) * req->hits_per_page;
+        /* page 0 is a page of nothing, as on one node */
+        size_t skip = req->page ? (req->page - 1) * req->hits_per_page : window(req, max_total_hits);
         size_t want = window(req, max_total_hits);
         json_t *hits = merge_hits(req, answers, n, skip, want > skip ? want - skip : 0);
         if (short_answer)
@@ -484,6 +516,8 @@ json_t *mr_search_merge(const mr_search_req *req, json_t *const *answers, size_t
         json_object_set_new(out, "query", json_string(json_is_string(q) ? json_string_value(q) : ""));
         json_object_set_new(out, "processingTimeMs", json_integer(elapsed_ms));
         json_int_t total = sum_field(answers, n, "totalHits");
+        if (req->distinct[0])
+            total = distinct_total(req, answers, n, want * req->overfetch, total);
         if ((size_t)total > cap)
             total = (json_int_t)cap;
         json_object_set_new(out, "hitsPerPage", json_integer((json_int_t)req->hits_per_page));
@@ -501,8 +535,11 @@ json_t *mr_search_merge(const mr_search_req *req, json_t *const *answers, size_t
         json_object_set_new(out, "query", json_string(json_is_string(q) ? json_string_value(q) : ""));
         json_object_set_new(out, "processingTimeMs", json_integer(elapsed_ms));
         json_object_set_new(out, "limit", json_integer((json_int_t)req->limit));
-        json_object_set_new(out, "offset", json_integer((json_int_t)req->offset));
+        /* a node reports an offset past maxTotalHits as maxTotalHits */
+        json_object_set_new(out, "offset", json_integer((json_int_t)(req->offset > cap ? cap : req->offset)));
         json_int_t total = sum_field(answers, n, "estimatedTotalHits");
+        if (req->distinct[0])
+            total = distinct_total(req, answers, n, want * req->overfetch, total);
         json_object_set_new(out, "estimatedTotalHits", json_integer((size_t)total > cap ? (json_int_t)cap : total));
     }
     json_t *fd = merge_facet_distribution(answers, n, (size_t)limits->max_values_per_facet);
