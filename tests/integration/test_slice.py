@@ -201,3 +201,32 @@ def test_official_python_sdk_works_unchanged(cluster):
     result = index.search("wonder")
     assert [h["title"] for h in result["hits"]] == ["Wonder Woman"]
     assert index.get_document(3).title == "Life of Pi"
+    client.wait_for_task(index.update_filterable_attributes(["title"]).task_uid, timeout_in_ms=60000)
+    assert index.get_filterable_attributes() == ["title"]
+    found = index.search("", {"filter": "title = Carol"})
+    assert [h["movie_id"] for h in found["hits"]] == [1]
+    multi = client.multi_search([{"indexUid": "sdk_movies", "q": "life"}, {"indexUid": "sdk_movies", "q": "carol"}])
+    assert [r["hits"][0]["movie_id"] for r in multi["results"]] == [3, 1]
+    assert index.get_stats().number_of_documents == 3
+    client.wait_for_task(index.delete_documents([2]).task_uid, timeout_in_ms=60000)
+    assert index.get_documents().total == 2
+    assert client.wait_for_task(client.delete_index("sdk_movies").task_uid, timeout_in_ms=60000).status == "succeeded"
+    with pytest.raises(meilisearch.errors.MeilisearchApiError) as gone:
+        index.fetch_info()
+    assert gone.value.code == "index_not_found"
+
+
+def test_official_js_sdk_works_unchanged(cluster):
+    import os
+    import subprocess
+    from conftest import DEPS, ROOT
+    script = os.path.join(ROOT, "tests", "integration", "sdk_js.mjs")
+    env = dict(os.environ, NODE_PATH=os.path.join(DEPS, "npm", "node_modules"))
+    # ESM resolves packages from the script's folder upwards, so run a copy beside node_modules
+    copy = os.path.join(DEPS, "npm", "sdk_js.mjs")
+    with open(script) as src, open(copy, "w") as dst:
+        dst.write(src.read())
+    done = subprocess.run(["node", copy, f"http://{HOST}:{GATEWAY_PORT}"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "js sdk: ok" in done.stdout
