@@ -45,7 +45,7 @@ static void in_query(mr_error *err, size_t i)
 
 /* window: for a federated search, how many hits each query brings to the merge (offset + limit). */
 static int multi_prepare(struct multi *m, mr_topology *topo, json_t *queries, int federated, size_t window,
-                         mr_error *err)
+                         const json_t *facets_by_index, mr_error *err)
 {
     m->count = json_array_size(queries);
     m->queries = calloc(m->count ? m->count : 1, sizeof *m->queries);
@@ -99,6 +99,9 @@ static int multi_prepare(struct multi *m, mr_topology *topo, json_t *queries, in
                     return -1;
                 }
             json_object_set_new(m->bodies[i], "limit", json_integer((json_int_t)window));
+            json_t *facets = json_object_get(facets_by_index, uid);
+            if (json_is_array(facets))
+                json_object_set(m->bodies[i], "facets", facets);
         }
         if (gw_query_prepare(&m->queries[i], ix, m->bodies[i], err)) {
             in_query(err, i);
@@ -193,6 +196,52 @@ static json_t *federated_answer(struct multi *m, size_t offset, size_t limit, in
                      "limit", (json_int_t)limit, "offset", (json_int_t)offset, "estimatedTotalHits", estimated);
 }
 
+/* facetsByIndex: per index, the facets of its queries added up (a document two queries of one
+ * index both match counts twice; a node counts it once). mergeFacets: the same over all. */
+static void add_facets(struct multi *m, json_t *answer, const json_t *facets_by_index, const json_t *merge)
+{
+    json_t *by_index = json_object();
+    json_t **parts = calloc(m->call_count ? m->call_count : 1, sizeof *parts);
+    json_t **per_index = calloc(json_object_size(facets_by_index) + 1, sizeof *per_index);
+    size_t nindex = 0;
+    const char *uid;
+    json_t *facets;
+    json_object_foreach((json_t *)facets_by_index, uid, facets) {
+        size_t n = 0;
+        long max_values = 100;
+        for (size_t i = 0; i < m->count; i++) {
+            if (strcmp(m->queries[i].ix->uid, uid) != 0)
+                continue;
+            max_values = m->queries[i].ix->max_values_per_facet;
+            for (uint32_t s = 0; s < m->queries[i].ix->shard_count; s++)
+                parts[n++] = m->calls[m->first_call[i] + s].answer;
+        }
+        json_t *dist = mr_merge_facet_distribution(parts, n, (size_t)max_values);
+        json_t *stats = mr_merge_facet_stats(parts, n);
+        json_t *entry = json_pack("{s:o, s:o}", "distribution", dist ? dist : json_object(), "stats",
+                                  stats ? stats : json_object());
+        json_object_set_new(by_index, uid, entry);
+        /* shaped like an answer, for mergeFacets below */
+        per_index[nindex++] = json_pack("{s:O, s:O}", "facetDistribution", json_object_get(entry, "distribution"),
+                                        "facetStats", json_object_get(entry, "stats"));
+    }
+    if (merge && !json_is_null(merge)) {
+        json_t *mv = json_object_get(merge, "maxValuesPerFacet");
+        size_t max_values = json_is_integer(mv) ? (size_t)json_integer_value(mv) : 100;
+        json_t *dist = mr_merge_facet_distribution(per_index, nindex, max_values);
+        json_t *stats = mr_merge_facet_stats(per_index, nindex);
+        json_object_set_new(answer, "facetDistribution", dist ? dist : json_object());
+        json_object_set_new(answer, "facetStats", stats ? stats : json_object());
+        json_decref(by_index);
+    } else {
+        json_object_set_new(answer, "facetsByIndex", by_index);
+    }
+    for (size_t i = 0; i < nindex; i++)
+        json_decref(per_index[i]);
+    free(per_index);
+    free(parts);
+}
+
 void gw_route_multi_search(gw *g, const gw_request *req, gw_response *res)
 {
     int64_t started = mr_now_ms();
@@ -213,16 +262,12 @@ void gw_route_multi_search(gw *g, const gw_request *req, gw_response *res)
     size_t fed_offset = 0, fed_limit = 20;
     if (federation && !json_is_null(federation)) {
         json_t *o = json_object_get(federation, "offset"), *l = json_object_get(federation, "limit");
+        json_t *fbi = json_object_get(federation, "facetsByIndex");
         if ((o && !json_is_integer(o)) || (l && !json_is_integer(l)) || json_integer_value(o) < 0 ||
-            json_integer_value(l) < 0 || json_object_get(federation, "facetsByIndex") ||
-            json_object_get(federation, "mergeFacets")) {
-            if (json_object_get(federation, "facetsByIndex") || json_object_get(federation, "mergeFacets"))
-                mr_error_set(&err, "miroir_not_supported",
-                             "`facetsByIndex` and `mergeFacets` in a federated multi-search are not supported by this "
-                             "gateway yet; ask each index for its facets in a plain multi-search.");
-            else
-                mr_error_invalid(&err, "invalid_multi_search_federation_options",
-                                 "`federation.offset` and `federation.limit` must be positive integers.");
+            json_integer_value(l) < 0 || (fbi && !json_is_object(fbi) && !json_is_null(fbi))) {
+            mr_error_invalid(&err, "invalid_multi_search_federation_options",
+                             "`federation.offset` and `federation.limit` must be positive integers, and "
+                             "`federation.facetsByIndex` an object.");
             gw_reply_error(res, &err);
             json_decref(body);
             return;
@@ -236,7 +281,17 @@ void gw_route_multi_search(gw *g, const gw_request *req, gw_response *res)
     struct multi m = {0};
     mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
     size_t failed = 0;
-    if (multi_prepare(&m, topo, queries, federated, fed_offset + fed_limit, &err)) {
+    json_t *facets_by_index = json_object_get(federation, "facetsByIndex");
+    const char *fuid;
+    json_t *fval;
+    json_object_foreach(facets_by_index, fuid, fval) {
+        if (!gw_find_index(topo, fuid, &err)) {
+            err.status = 400;
+            gw_reply_error(res, &err);
+            goto done;
+        }
+    }
+    if (multi_prepare(&m, topo, queries, federated, fed_offset + fed_limit, facets_by_index, &err)) {
         gw_reply_error(res, &err);
     } else {
         if (gw_scatter(g, m.calls, m.call_count, &err, &failed)) {
@@ -245,7 +300,10 @@ void gw_route_multi_search(gw *g, const gw_request *req, gw_response *res)
                     in_query(&err, i);
             gw_reply_error(res, &err);
         } else if (federated) {
-            gw_reply(res, 200, federated_answer(&m, fed_offset, fed_limit, started));
+            json_t *answer = federated_answer(&m, fed_offset, fed_limit, started);
+            if (json_object_size(facets_by_index))
+                add_facets(&m, answer, facets_by_index, json_object_get(federation, "mergeFacets"));
+            gw_reply(res, 200, answer);
         } else {
             json_t *results = json_array();
             for (size_t i = 0; i < m.count; i++) {

@@ -380,7 +380,7 @@ static int cmp_facet_values(const void *a, const void *b)
 /* Sums {attr: {value: count}} over shards; values in Meilisearch's default order (numbers, then
  * names), cut at max_values. That is exact: a value among the first max_values of the whole
  * index is among the first max_values of every shard that has it. */
-static json_t *merge_facet_distribution(json_t *const *answers, size_t n, size_t max_values)
+json_t *mr_merge_facet_distribution(json_t *const *answers, size_t n, size_t max_values)
 {
     json_t *sum = NULL;
     for (size_t s = 0; s < n; s++) {
@@ -428,7 +428,7 @@ static json_t *merge_facet_distribution(json_t *const *answers, size_t n, size_t
     return sorted;
 }
 
-static json_t *merge_facet_stats(json_t *const *answers, size_t n)
+json_t *mr_merge_facet_stats(json_t *const *answers, size_t n)
 {
     json_t *out = NULL;
     for (size_t s = 0; s < n; s++) {
@@ -542,10 +542,10 @@ json_t *mr_search_merge(const mr_search_req *req, json_t *const *answers, size_t
             total = distinct_total(req, answers, n, want * req->overfetch, total);
         json_object_set_new(out, "estimatedTotalHits", json_integer((size_t)total > cap ? (json_int_t)cap : total));
     }
-    json_t *fd = merge_facet_distribution(answers, n, (size_t)limits->max_values_per_facet);
+    json_t *fd = mr_merge_facet_distribution(answers, n, (size_t)limits->max_values_per_facet);
     if (fd)
         json_object_set_new(out, "facetDistribution", fd);
-    json_t *fs = merge_facet_stats(answers, n);
+    json_t *fs = mr_merge_facet_stats(answers, n);
     if (fs)
         json_object_set_new(out, "facetStats", fs);
     return out;

@@ -40,6 +40,12 @@ json_t *mr_search_shard_body(mr_search_req *req, long max_total_hits);
  * (missing, null), in both directions. Negative: a first. */
 int mr_compare_sort_values(const json_t *a, const json_t *b, int descending);
 
+/* The summed "facetDistribution" of n answers (or of objects holding one), in Meilisearch's
+ * value order, at most max_values per facet; NULL if none has one. New reference. */
+json_t *mr_merge_facet_distribution(json_t *const *answers, size_t n, size_t max_values);
+/* The merged "facetStats" (min of minima, max of maxima); NULL if none has one. */
+json_t *mr_merge_facet_stats(json_t *const *answers, size_t n);
+
 /* Merges the "facetHits" of n facet-search answers: counts added per value (compared folded),
  * ordered by name, at most max_values. Returns a new array. */
 json_t *mr_merge_facet_hits(json_t *const *answers, size_t n, size_t max_values);

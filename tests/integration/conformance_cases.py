@@ -109,6 +109,12 @@ CASES = [
      {"federation": {"limit": 10, "offset": 3},
       "queries": [{"indexUid": INDEX, "q": "react router"},
                   {"indexUid": INDEX, "q": "django", "federationOptions": {"weight": 0.7}}]}, None),
+    ("multi-federated-facets", "POST", "/multi-search",
+     {"federation": {"limit": 5, "facetsByIndex": {INDEX: ["registry", "month"]}},
+      "queries": [{"indexUid": INDEX, "q": "react"}]}, None),
+    ("multi-federated-merge-facets", "POST", "/multi-search",
+     {"federation": {"limit": 5, "facetsByIndex": {INDEX: ["registry"]}, "mergeFacets": {"maxValuesPerFacet": 10}},
+      "queries": [{"indexUid": INDEX, "q": "", "filter": "month >= 2025-01"}]}, None),
     ("err-multi-index", "POST", "/multi-search", {"queries": [{"indexUid": INDEX}, {"indexUid": "nope"}]}, None),
     ("err-multi-federated-paging", "POST", "/multi-search",
      {"federation": {}, "queries": [{"indexUid": INDEX, "limit": 2}]}, None),
@@ -160,6 +166,9 @@ ALLOWED = {
     "multi-federated": "estimatedTotalHits: one node counts the union of the documents all queries match; the gateway "
                        "adds the queries' totals, less the duplicates it sees in the hits it fetched. The hits, their "
                        "weighted scores and their order (up to ties) must still be equal.",
+    "multi-federated-merge-facets": "estimatedTotalHits: a node's federated total is not capped at maxTotalHits "
+                                    "(3848 here), while each shard caps its own count, so the gateway's sum is capped "
+                                    "at maxTotalHits. The merged facets must still be equal.",
 }
 
 # Text queries where the shards' own word dictionaries may derive other typos or prefixes than
