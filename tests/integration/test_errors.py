@@ -84,7 +84,8 @@ def test_bad_search_parameters(cluster, loaded):
     gw = cluster["gateway"]
     assert_error(gw.post("/indexes/packages/search", {"limit": "x"}), 400, "invalid_search_limit")
     assert_error(gw.post("/indexes/packages/search", {"offset": -3}), 400, "invalid_search_offset")
-    assert_error(gw.post("/indexes/packages/search", {"page": 0}), 400, "invalid_search_page")
+    assert_error(gw.post("/indexes/packages/search", {"page": -1}), 400, "invalid_search_page")
+    assert_error(gw.post("/indexes/packages/search", {"hitsPerPage": "x"}), 400, "invalid_search_hits_per_page")
     assert_error(gw.get("/indexes/packages/search", limit="x"), 400, "invalid_search_limit")
     assert_error(gw.get("/indexes/packages/search", showRankingScore="maybe"), 400, "invalid_search_show_ranking_score")
     # validated by the nodes and passed through unchanged
