@@ -41,6 +41,7 @@ typedef struct gw_request {
     const char *method;
     const char *path;
     const char *captures[GW_MAX_CAPTURES]; /* the "*" segments of the route, decoded */
+    const mr_index *ix; /* for index routes: the index named by captures[0], valid during the call */
     const char *body;
     size_t body_len;
 } gw_request;
@@ -56,6 +57,8 @@ void gw_reply_error(gw_response *res, const mr_error *err);
 
 /* A query-string argument, or NULL. */
 const char *gw_arg(const gw_request *req, const char *name);
+/* A query-string list ("a,b,c") as a new JSON array of strings. */
+json_t *gw_csv_list(const char *s);
 /* The request body parsed as a JSON object; NULL with err set (bad_request / malformed). */
 json_t *gw_body_object(const gw_request *req, mr_error *err);
 
@@ -126,6 +129,9 @@ int gw_produce_task(gw *g, mr_produce_msg *msgs, size_t n, json_t *task, gw_resp
  * documents, and answers with its task. */
 int gw_produce_control(gw *g, const mr_index *ix, enum mr_op op, const json_t *value, json_t *task,
                        gw_response *res);
+/* Writes ix as the index's definition in the metadata (stamping updatedAt) and waits until
+ * this gateway reads it back. Returns 0 or -1 with err. */
+int gw_put_index(gw *g, mr_index *ix, mr_error *err);
 /* Creates an index (used by POST /indexes and by a write to an unknown index). */
 int gw_create_index(gw *g, const char *uid, const char *primary_key, long shards, long rf, json_t **task_out,
                     mr_error *err);

@@ -12,13 +12,7 @@
 void gw_route_document_get(gw *g, const gw_request *req, gw_response *res)
 {
     mr_error err;
-    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
-    const mr_index *ix = gw_find_index(topo, req->captures[0], &err);
-    if (!ix) {
-        gw_reply_error(res, &err);
-        mr_topology_release(mr_meta_topology(g->meta), topo);
-        return;
-    }
+    const mr_index *ix = req->ix;
     const char *id = req->captures[1];
     const char *fields = gw_arg(req, "fields");
     char *eid = curl_easy_escape(NULL, id, 0);
@@ -38,7 +32,6 @@ void gw_route_document_get(gw *g, const gw_request *req, gw_response *res)
     gw_scatter_clear(&call, 1);
     curl_free(eid);
     curl_free(efields);
-    mr_topology_release(mr_meta_topology(g->meta), topo);
 }
 
 struct browse {
@@ -238,19 +231,16 @@ static void browse(gw *g, const gw_request *req, json_t *client, gw_response *re
 {
     mr_error err;
     struct browse b;
-    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
-    const mr_index *ix = gw_find_index(topo, req->captures[0], &err);
     json_t *out = NULL;
-    if (ix && browse_init(&b, client, &err) == 0) {
+    if (browse_init(&b, client, &err) == 0) {
         uint64_t key = mr_search_affinity(b.body);
-        out = b.sort ? browse_sorted(g, ix, &b, key, &err) : browse_in_shard_order(g, ix, &b, key, &err);
+        out = b.sort ? browse_sorted(g, req->ix, &b, key, &err) : browse_in_shard_order(g, req->ix, &b, key, &err);
         browse_clear(&b);
     }
     if (out)
         gw_reply(res, 200, out);
     else
         gw_reply_error(res, &err);
-    mr_topology_release(mr_meta_topology(g->meta), topo);
 }
 
 void gw_route_documents_fetch(gw *g, const gw_request *req, gw_response *res)
@@ -263,16 +253,6 @@ void gw_route_documents_fetch(gw *g, const gw_request *req, gw_response *res)
     }
     browse(g, req, body, res);
     json_decref(body);
-}
-
-static json_t *csv_list(const char *s)
-{
-    json_t *arr = json_array();
-    char *copy = strdup(s), *save = NULL;
-    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
-        json_array_append_new(arr, json_string(t));
-    free(copy);
-    return arr;
 }
 
 void gw_route_documents_browse(gw *g, const gw_request *req, gw_response *res)
@@ -300,7 +280,7 @@ void gw_route_documents_browse(gw *g, const gw_request *req, gw_response *res)
     static const char *const lists[] = {"fields", "ids", "sort"};
     for (size_t i = 0; i < 3; i++)
         if (gw_arg(req, lists[i]))
-            json_object_set_new(body, lists[i], csv_list(gw_arg(req, lists[i])));
+            json_object_set_new(body, lists[i], gw_csv_list(gw_arg(req, lists[i])));
     if (gw_arg(req, "filter"))
         json_object_set_new(body, "filter", json_string(gw_arg(req, "filter")));
     if (gw_arg(req, "retrieveVectors"))

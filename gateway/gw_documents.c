@@ -162,13 +162,8 @@ int gw_create_index(gw *g, const char *uid, const char *primary_key, long shards
     snprintf(ix.uid, sizeof ix.uid, "%s", uid);
     snprintf(ix.primary_key, sizeof ix.primary_key, "%s", primary_key ? primary_key : "");
     mr_now_rfc3339(ix.created_at, sizeof ix.created_at);
-    snprintf(ix.updated_at, sizeof ix.updated_at, "%s", ix.created_at);
     mr_index_place(&ix, g->cfg->nodes, g->cfg->node_count);
-    json_t *def = mr_index_to_json(&ix);
-    char key[300];
-    snprintf(key, sizeof key, "index/%s", uid);
-    rc = mr_meta_put(g->meta, g->producer, key, def, 1, err);
-    json_decref(def);
+    rc = gw_put_index(g, &ix, err);
     mr_index_clear(&ix);
     if (rc) {
         json_decref(task);
@@ -178,18 +173,24 @@ int gw_create_index(gw *g, const char *uid, const char *primary_key, long shards
     return 0;
 }
 
+int gw_put_index(gw *g, mr_index *ix, mr_error *err)
+{
+    mr_now_rfc3339(ix->updated_at, sizeof ix->updated_at);
+    json_t *def = mr_index_to_json(ix);
+    char key[300];
+    snprintf(key, sizeof key, "index/%s", ix->uid);
+    int rc = mr_meta_put(g->meta, g->producer, key, def, 1, err);
+    json_decref(def);
+    return rc;
+}
+
 /* Sets the primary key of an index that has none yet (first write decides, as in Meilisearch). */
 static int set_primary_key(gw *g, const mr_index *ix, const char *pk, mr_error *err)
 {
     mr_index copy;
     mr_index_copy(&copy, ix);
     snprintf(copy.primary_key, sizeof copy.primary_key, "%s", pk);
-    mr_now_rfc3339(copy.updated_at, sizeof copy.updated_at);
-    json_t *def = mr_index_to_json(&copy);
-    char key[300];
-    snprintf(key, sizeof key, "index/%s", ix->uid);
-    int rc = mr_meta_put(g->meta, g->producer, key, def, 1, err);
-    json_decref(def);
+    int rc = gw_put_index(g, &copy, err);
     mr_index_clear(&copy);
     return rc;
 }
@@ -330,12 +331,12 @@ void gw_route_documents_update(gw *g, const gw_request *req, gw_response *res)
 void gw_route_document_delete(gw *g, const gw_request *req, gw_response *res)
 {
     mr_error err;
-    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
-    const mr_index *ix = gw_find_index(topo, req->captures[0], &err);
+    const mr_index *ix = req->ix;
     const char *id = req->captures[1];
-    if (ix && !mr_docid_valid(id, strlen(id)))
+    if (!mr_docid_valid(id, strlen(id))) {
         mr_error_set(&err, "invalid_document_id", "Document identifier `%.200s` is invalid.", id);
-    else if (ix) {
+        gw_reply_error(res, &err);
+    } else {
         char topic[256];
         topic_of(topic, sizeof topic, MR_TOPIC_INDEX_PREFIX, ix->uid);
         mr_produce_msg msg = {.topic = topic,
@@ -347,11 +348,7 @@ void gw_route_document_delete(gw *g, const gw_request *req, gw_response *res)
                                    json_pack("{s:i, s:n, s:n}", "providedIds", 1, "deletedDocuments", "originalFilter"));
         gw_produce_task(g, &msg, 1, task, res);
         json_decref(task);
-        mr_topology_release(mr_meta_topology(g->meta), topo);
-        return;
     }
-    gw_reply_error(res, &err);
-    mr_topology_release(mr_meta_topology(g->meta), topo);
 }
 
 static json_t *deletion_details(json_int_t provided, const json_t *filter)
@@ -367,13 +364,10 @@ void gw_route_documents_delete_batch(gw *g, const gw_request *req, gw_response *
     mr_error err;
     json_error_t jerr;
     json_t *ids = req->body_len ? json_loadb(req->body, req->body_len, 0, &jerr) : NULL;
-    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
-    const mr_index *ix = gw_find_index(topo, req->captures[0], &err);
+    const mr_index *ix = req->ix;
     size_t n = json_array_size(ids);
     char (*keys)[MR_DOCID_MAX + 1] = calloc(n ? n : 1, sizeof *keys);
     mr_produce_msg *msgs = calloc(n ? n : 1, sizeof *msgs);
-    if (!ix)
-        goto fail;
     if (!json_is_array(ids)) {
         mr_error_set(&err, req->body_len ? "malformed_payload" : "missing_payload",
                      "The json payload provided is malformed: expected an array of document ids.");
@@ -402,7 +396,6 @@ done:
     free(keys);
     free(msgs);
     json_decref(ids);
-    mr_topology_release(mr_meta_topology(g->meta), topo);
 }
 
 /* A filter is checked synchronously, as one node checks it, by a zero-hit search on a replica. */
@@ -428,8 +421,7 @@ void gw_route_documents_delete_filter(gw *g, const gw_request *req, gw_response 
 {
     mr_error err;
     json_t *body = gw_body_object(req, &err);
-    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
-    const mr_index *ix = body ? gw_find_index(topo, req->captures[0], &err) : NULL;
+    const mr_index *ix = body ? req->ix : NULL;
     json_t *filter = json_object_get(body, "filter");
     if (ix && (!filter || json_is_null(filter)))
         mr_error_set(&err, "missing_document_filter", "Missing field `filter`");
@@ -443,22 +435,13 @@ void gw_route_documents_delete_filter(gw *g, const gw_request *req, gw_response 
         gw_reply_error(res, &err);
     }
     json_decref(body);
-    mr_topology_release(mr_meta_topology(g->meta), topo);
 }
 
 void gw_route_documents_clear(gw *g, const gw_request *req, gw_response *res)
 {
-    mr_error err;
-    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
-    const mr_index *ix = gw_find_index(topo, req->captures[0], &err);
-    if (ix) {
-        json_t *task = mr_task_new(ix->uid, "documentDeletion", deletion_details(0, NULL));
-        json_t *payload = json_object();
-        gw_produce_control(g, ix, MR_OP_CLEAR, payload, task, res);
-        json_decref(payload);
-        json_decref(task);
-    } else {
-        gw_reply_error(res, &err);
-    }
-    mr_topology_release(mr_meta_topology(g->meta), topo);
+    json_t *task = mr_task_new(req->ix->uid, "documentDeletion", deletion_details(0, NULL));
+    json_t *payload = json_object();
+    gw_produce_control(g, req->ix, MR_OP_CLEAR, payload, task, res);
+    json_decref(payload);
+    json_decref(task);
 }

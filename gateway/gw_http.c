@@ -12,44 +12,45 @@ struct route {
     const char *method;
     const char *pattern; /* segments separated by '/', "*" captures one segment */
     gw_handler handler;
+    int on_index;        /* the first capture names an existing index, resolved before the call */
 };
 
 static const struct route routes[] = {
-    {"GET", "health", gw_route_health},
-    {"GET", "version", gw_route_version},
-    {"GET", "_miroir/topology", gw_route_topology},
-    {"POST", "indexes", gw_route_index_create},
-    {"GET", "indexes", gw_route_index_list},
-    {"GET", "indexes/*", gw_route_index_get},
-    {"DELETE", "indexes/*", gw_route_index_delete},
-    {"PATCH", "indexes/*", gw_route_index_update},
-    {"POST", "swap-indexes", gw_route_swap_indexes},
-    {"POST", "indexes/*/documents", gw_route_documents_add},
-    {"PUT", "indexes/*/documents", gw_route_documents_update},
-    {"GET", "indexes/*/documents", gw_route_documents_browse},
-    {"POST", "indexes/*/documents/fetch", gw_route_documents_fetch},
-    {"POST", "indexes/*/documents/delete-batch", gw_route_documents_delete_batch},
-    {"POST", "indexes/*/documents/delete", gw_route_documents_delete_filter},
-    {"DELETE", "indexes/*/documents", gw_route_documents_clear},
-    {"GET", "indexes/*/stats", gw_route_index_stats},
-    {"GET", "stats", gw_route_stats},
-    {"GET", "indexes/*/documents/*", gw_route_document_get},
-    {"DELETE", "indexes/*/documents/*", gw_route_document_delete},
-    {"GET", "indexes/*/search", gw_route_search_get},
-    {"POST", "indexes/*/search", gw_route_search_post},
-    {"GET", "indexes/*/settings", gw_route_settings_get},
-    {"PATCH", "indexes/*/settings", gw_route_settings_update},
-    {"DELETE", "indexes/*/settings", gw_route_settings_reset},
-    {"GET", "indexes/*/settings/*", gw_route_setting_get},
-    {"PUT", "indexes/*/settings/*", gw_route_setting_update},
-    {"PATCH", "indexes/*/settings/*", gw_route_setting_update},
-    {"DELETE", "indexes/*/settings/*", gw_route_setting_reset},
-    {"POST", "indexes/*/facet-search", gw_route_facet_search},
-    {"POST", "multi-search", gw_route_multi_search},
-    {"GET", "tasks", gw_route_tasks_list},
-    {"POST", "tasks/cancel", gw_route_tasks_cancel},
-    {"DELETE", "tasks", gw_route_tasks_delete},
-    {"GET", "tasks/*", gw_route_task_get},
+    {"GET", "health", gw_route_health, 0},
+    {"GET", "version", gw_route_version, 0},
+    {"GET", "_miroir/topology", gw_route_topology, 0},
+    {"POST", "indexes", gw_route_index_create, 0},
+    {"GET", "indexes", gw_route_index_list, 0},
+    {"GET", "indexes/*", gw_route_index_get, 1},
+    {"DELETE", "indexes/*", gw_route_index_delete, 1},
+    {"PATCH", "indexes/*", gw_route_index_update, 1},
+    {"POST", "swap-indexes", gw_route_swap_indexes, 0},
+    {"POST", "indexes/*/documents", gw_route_documents_add, 0},
+    {"PUT", "indexes/*/documents", gw_route_documents_update, 0},
+    {"GET", "indexes/*/documents", gw_route_documents_browse, 1},
+    {"POST", "indexes/*/documents/fetch", gw_route_documents_fetch, 1},
+    {"POST", "indexes/*/documents/delete-batch", gw_route_documents_delete_batch, 1},
+    {"POST", "indexes/*/documents/delete", gw_route_documents_delete_filter, 1},
+    {"DELETE", "indexes/*/documents", gw_route_documents_clear, 1},
+    {"GET", "indexes/*/stats", gw_route_index_stats, 1},
+    {"GET", "stats", gw_route_stats, 0},
+    {"GET", "indexes/*/documents/*", gw_route_document_get, 1},
+    {"DELETE", "indexes/*/documents/*", gw_route_document_delete, 1},
+    {"GET", "indexes/*/search", gw_route_search_get, 1},
+    {"POST", "indexes/*/search", gw_route_search_post, 1},
+    {"GET", "indexes/*/settings", gw_route_settings_get, 1},
+    {"PATCH", "indexes/*/settings", gw_route_settings_update, 1},
+    {"DELETE", "indexes/*/settings", gw_route_settings_reset, 1},
+    {"GET", "indexes/*/settings/*", gw_route_setting_get, 1},
+    {"PUT", "indexes/*/settings/*", gw_route_setting_update, 1},
+    {"PATCH", "indexes/*/settings/*", gw_route_setting_update, 1},
+    {"DELETE", "indexes/*/settings/*", gw_route_setting_reset, 1},
+    {"POST", "indexes/*/facet-search", gw_route_facet_search, 1},
+    {"POST", "multi-search", gw_route_multi_search, 0},
+    {"GET", "tasks", gw_route_tasks_list, 0},
+    {"POST", "tasks/cancel", gw_route_tasks_cancel, 0},
+    {"DELETE", "tasks", gw_route_tasks_delete, 0},
+    {"GET", "tasks/*", gw_route_task_get, 0},
 };
 
 /* Per-connection request state across libmicrohttpd's calls. */
@@ -75,6 +76,16 @@ void gw_reply_error(gw_response *res, const mr_error *err)
 const char *gw_arg(const gw_request *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+json_t *gw_csv_list(const char *s)
+{
+    json_t *arr = json_array();
+    char *copy = strdup(s), *save = NULL;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
+        json_array_append_new(arr, json_string(t));
+    free(copy);
+    return arr;
 }
 
 json_t *gw_body_object(const gw_request *req, mr_error *err)
@@ -158,7 +169,20 @@ static void dispatch(gw *g, gw_request *req, gw_response *res)
         path_known = 1;
         if (strcmp(routes[i].method, req->method) != 0)
             continue;
-        routes[i].handler(g, req, res);
+        if (!routes[i].on_index) {
+            routes[i].handler(g, req, res);
+            return;
+        }
+        /* The snapshot is held for the whole call: req->ix stays valid even if the topology
+         * changes meanwhile. */
+        mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
+        mr_error err;
+        req->ix = gw_find_index(topo, req->captures[0], &err);
+        if (req->ix)
+            routes[i].handler(g, req, res);
+        else
+            gw_reply_error(res, &err);
+        mr_topology_release(mr_meta_topology(g->meta), topo);
         return;
     }
     mr_error e;

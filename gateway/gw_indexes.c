@@ -135,24 +135,8 @@ void gw_route_index_list(gw *g, const gw_request *req, gw_response *res)
 
 void gw_route_index_get(gw *g, const gw_request *req, gw_response *res)
 {
-    mr_error err;
-    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
-    const mr_index *ix = gw_find_index(topo, req->captures[0], &err);
-    if (ix)
-        gw_reply(res, 200, index_view(ix));
-    else
-        gw_reply_error(res, &err);
-    mr_topology_release(mr_meta_topology(g->meta), topo);
-}
-
-static int write_definition(gw *g, const mr_index *ix, mr_error *err)
-{
-    json_t *def = mr_index_to_json(ix);
-    char key[300];
-    snprintf(key, sizeof key, "index/%s", ix->uid);
-    int rc = mr_meta_put(g->meta, g->producer, key, def, 1, err);
-    json_decref(def);
-    return rc;
+    (void)g;
+    gw_reply(res, 200, index_view(req->ix));
 }
 
 /* Deleting: a delete-index record on every partition, ordered after every write; then the
@@ -160,13 +144,7 @@ static int write_definition(gw *g, const mr_index *ix, mr_error *err)
 void gw_route_index_delete(gw *g, const gw_request *req, gw_response *res)
 {
     mr_error err;
-    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
-    const mr_index *ix = gw_find_index(topo, req->captures[0], &err);
-    if (!ix) {
-        gw_reply_error(res, &err);
-        mr_topology_release(mr_meta_topology(g->meta), topo);
-        return;
-    }
+    const mr_index *ix = req->ix;
     json_t *task = mr_task_new(ix->uid, "indexDeletion", json_pack("{s:n}", "deletedDocuments"));
     json_t *payload = json_object();
     if (gw_produce_control(g, ix, MR_OP_DELETE_INDEX, payload, task, res) == 0) {
@@ -174,14 +152,12 @@ void gw_route_index_delete(gw *g, const gw_request *req, gw_response *res)
         mr_index_copy(&copy, ix);
         copy.deleted = 1;
         copy.deletion_task = json_integer_value(json_object_get(res->body, "taskUid"));
-        mr_now_rfc3339(copy.updated_at, sizeof copy.updated_at);
-        if (write_definition(g, &copy, &err))
+        if (gw_put_index(g, &copy, &err))
             gw_reply_error(res, &err);
         mr_index_clear(&copy);
     }
     json_decref(payload);
     json_decref(task);
-    mr_topology_release(mr_meta_topology(g->meta), topo);
 }
 
 /* PATCH /indexes/{uid}: the primary key, on every replica (a node refuses it once the index has
@@ -190,8 +166,7 @@ void gw_route_index_update(gw *g, const gw_request *req, gw_response *res)
 {
     mr_error err;
     json_t *body = gw_body_object(req, &err);
-    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
-    const mr_index *ix = body ? gw_find_index(topo, req->captures[0], &err) : NULL;
+    const mr_index *ix = body ? req->ix : NULL;
     json_t *pk = json_object_get(body, "primaryKey");
     const char *key;
     json_t *value;
@@ -223,8 +198,7 @@ void gw_route_index_update(gw *g, const gw_request *req, gw_response *res)
             mr_index copy;
             mr_index_copy(&copy, ix);
             snprintf(copy.primary_key, sizeof copy.primary_key, "%s", json_string_value(pk));
-            mr_now_rfc3339(copy.updated_at, sizeof copy.updated_at);
-            rc = write_definition(g, &copy, &err);
+            rc = gw_put_index(g, &copy, &err);
             mr_index_clear(&copy);
         } else if (json_is_string(pk) && strcmp(ix->primary_key, json_string_value(pk)) != 0) {
             mr_error e;
@@ -241,7 +215,6 @@ void gw_route_index_update(gw *g, const gw_request *req, gw_response *res)
         json_decref(task);
     }
     json_decref(body);
-    mr_topology_release(mr_meta_topology(g->meta), topo);
 }
 
 void gw_route_swap_indexes(gw *g, const gw_request *req, gw_response *res)

@@ -82,17 +82,14 @@ static void search(gw *g, const gw_request *req, json_t *body, gw_response *res)
     int64_t started = mr_now_ms();
     mr_error err = {0};
     gw_query q = {0};
-    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
-    const mr_index *ix = gw_find_index(topo, req->captures[0], &err);
     json_t *out = NULL;
-    if (ix && gw_query_prepare(&q, ix, body, &err) == 0)
+    if (gw_query_prepare(&q, req->ix, body, &err) == 0)
         out = gw_query_run(g, &q, started, &err);
     if (out)
         gw_reply(res, 200, out);
     else
         gw_reply_error(res, &err);
     gw_query_clear(&q);
-    mr_topology_release(mr_meta_topology(g->meta), topo);
 }
 
 void gw_route_search_post(gw *g, const gw_request *req, gw_response *res)
@@ -139,16 +136,6 @@ static const struct get_param get_params[] = {
     {"locales", P_LIST},
 };
 
-static json_t *list_of(const char *s)
-{
-    json_t *arr = json_array();
-    char *copy = strdup(s), *save = NULL;
-    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
-        json_array_append_new(arr, json_string(t));
-    free(copy);
-    return arr;
-}
-
 void gw_route_search_get(gw *g, const gw_request *req, gw_response *res)
 {
     json_t *body = json_object();
@@ -164,7 +151,7 @@ void gw_route_search_get(gw *g, const gw_request *req, gw_response *res)
             value = json_string(v);
             break;
         case P_LIST:
-            value = list_of(v);
+            value = gw_csv_list(v);
             break;
         case P_BOOL:
             value = strcmp(v, "true") == 0 ? json_true() : strcmp(v, "false") == 0 ? json_false() : NULL;
@@ -214,8 +201,7 @@ void gw_route_facet_search(gw *g, const gw_request *req, gw_response *res)
     int64_t started = mr_now_ms();
     mr_error err;
     json_t *body = gw_body_object(req, &err);
-    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
-    const mr_index *ix = body ? gw_find_index(topo, req->captures[0], &err) : NULL;
+    const mr_index *ix = body ? req->ix : NULL;
     if (!ix) {
         gw_reply_error(res, &err);
         goto out;
@@ -244,5 +230,4 @@ void gw_route_facet_search(gw *g, const gw_request *req, gw_response *res)
     free(text);
 out:
     json_decref(body);
-    mr_topology_release(mr_meta_topology(g->meta), topo);
 }

@@ -100,12 +100,7 @@ static int remember_settings(gw *g, const mr_index *ix, const json_t *settings, 
                  json_is_string(distinct) ? json_string_value(distinct) : "");
     copy.max_total_hits = mth;
     copy.max_values_per_facet = mvpf;
-    mr_now_rfc3339(copy.updated_at, sizeof copy.updated_at);
-    json_t *def = mr_index_to_json(&copy);
-    char key[300];
-    snprintf(key, sizeof key, "index/%s", ix->uid);
-    int rc = mr_meta_put(g->meta, g->producer, key, def, 1, err);
-    json_decref(def);
+    int rc = gw_put_index(g, &copy, err);
     mr_index_clear(&copy);
     return rc;
 }
@@ -114,16 +109,14 @@ static void settings_write(gw *g, const gw_request *req, gw_response *res, json_
 {
     mr_error err;
     char *text = json_dumps(settings, JSON_COMPACT);
-    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
-    const mr_index *ix = gw_find_index(topo, req->captures[0], &err);
-    if (!ix || validate_on_node(g, text, strlen(text), &err) || remember_settings(g, ix, settings, &err)) {
+    const mr_index *ix = req->ix;
+    if (validate_on_node(g, text, strlen(text), &err) || remember_settings(g, ix, settings, &err)) {
         gw_reply_error(res, &err);
     } else {
         json_t *task = mr_task_new(ix->uid, "settingsUpdate", json_deep_copy(settings));
         gw_produce_control(g, ix, MR_OP_SETTINGS, settings, task, res);
         json_decref(task);
     }
-    mr_topology_release(mr_meta_topology(g->meta), topo);
     free(text);
 }
 
@@ -163,14 +156,11 @@ static json_t *read_settings(gw *g, const mr_index *ix, mr_error *err)
 void gw_route_settings_get(gw *g, const gw_request *req, gw_response *res)
 {
     mr_error err;
-    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
-    const mr_index *ix = gw_find_index(topo, req->captures[0], &err);
-    json_t *settings = ix ? read_settings(g, ix, &err) : NULL;
+    json_t *settings = read_settings(g, req->ix, &err);
     if (settings)
         gw_reply(res, 200, settings);
     else
         gw_reply_error(res, &err);
-    mr_topology_release(mr_meta_topology(g->meta), topo);
 }
 
 static const char *sub_route_setting(const gw_request *req, gw_response *res)
@@ -190,15 +180,12 @@ void gw_route_setting_get(gw *g, const gw_request *req, gw_response *res)
     if (!name)
         return;
     mr_error err;
-    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
-    const mr_index *ix = gw_find_index(topo, req->captures[0], &err);
-    json_t *settings = ix ? read_settings(g, ix, &err) : NULL;
+    json_t *settings = read_settings(g, req->ix, &err);
     if (settings)
         gw_reply(res, 200, json_incref(json_object_get(settings, name)));
     else
         gw_reply_error(res, &err);
     json_decref(settings);
-    mr_topology_release(mr_meta_topology(g->meta), topo);
 }
 
 void gw_route_setting_update(gw *g, const gw_request *req, gw_response *res)

@@ -52,14 +52,11 @@ json_t *gw_index_stats(gw *g, const mr_index *ix, mr_error *err)
 void gw_route_index_stats(gw *g, const gw_request *req, gw_response *res)
 {
     mr_error err;
-    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
-    const mr_index *ix = gw_find_index(topo, req->captures[0], &err);
-    json_t *out = ix ? gw_index_stats(g, ix, &err) : NULL;
+    json_t *out = gw_index_stats(g, req->ix, &err);
     if (out)
         gw_reply(res, 200, out);
     else
         gw_reply_error(res, &err);
-    mr_topology_release(mr_meta_topology(g->meta), topo);
 }
 
 void gw_route_stats(gw *g, const gw_request *req, gw_response *res)

@@ -147,14 +147,7 @@ static int task_matches(const struct task_filter *f, const json_t *view)
 static json_t *list_arg(const gw_request *req, const char *name)
 {
     const char *v = gw_arg(req, name);
-    if (!v)
-        return NULL;
-    json_t *arr = json_array();
-    char *copy = strdup(v), *save = NULL;
-    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
-        json_array_append_new(arr, json_string(t));
-    free(copy);
-    return arr;
+    return v ? gw_csv_list(v) : NULL;
 }
 
 /* Checks every value of a list against the allowed ones (NULL: any integer). */
