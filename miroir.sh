@@ -98,7 +98,15 @@ cmd_build() {
 # ---------------------------------------------------------------- cluster
 
 pidfile() { echo "$STATE/pids/$1.pid"; }
-running() { local f; f=$(pidfile "$1"); [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; }
+# A killed process can linger as a zombie until its reaper gets to it: that is not running.
+running() {
+  local f pid
+  f=$(pidfile "$1")
+  [ -f "$f" ] || return 1
+  pid=$(cat "$f")
+  kill -0 "$pid" 2>/dev/null || return 1
+  [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]
+}
 
 # spawn NAME CMD...: start a process in its own session, log to logs/NAME.log.
 spawn() {

@@ -69,6 +69,10 @@ const mr_index *gw_find_index(mr_topology *topo, const char *uid, mr_error *err)
 /* ---- nodes: health and replica choice (gw_nodes.c) ---- */
 const mr_node *gw_node(const gw *g, const char *id);
 int gw_node_is_up(gw *g, const char *id);
+/* gw_node_is_up with the signature task views take. */
+int gw_node_live(void *g, const char *id);
+/* The task as Meilisearch shows it, seen with this gateway's node health (new reference). */
+json_t *gw_task_view(gw *g, const json_t *task);
 void gw_node_report(gw *g, const char *id, int ok);
 /* Fills out with the ready replicas of shard, ranked for key: up nodes first, each group by
  * rendezvous on key. Returns their number. */

@@ -70,7 +70,7 @@ int gw_produce_control(gw *g, const mr_index *ix, enum mr_op op, const json_t *v
 static int purge_deleted(gw *g, const char *uid, int64_t deletion_task, mr_error *err)
 {
     json_t *task = mr_meta_task(g->meta, deletion_task);
-    json_t *view = task ? mr_task_view(g->meta, task) : NULL;
+    json_t *view = task ? gw_task_view(g, task) : NULL;
     const char *status = json_string_value(json_object_get(view, "status"));
     int done = status && strcmp(status, "succeeded") == 0;
     json_decref(view);

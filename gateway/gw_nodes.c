@@ -25,6 +25,11 @@ int gw_node_is_up(gw *g, const char *id)
     return i >= 0 && atomic_load(&g->health[i].down_until_ms) <= mr_now_ms();
 }
 
+int gw_node_live(void *g, const char *id)
+{
+    return gw_node_is_up(g, id);
+}
+
 void gw_node_report(gw *g, const char *id, int ok)
 {
     int i = node_slot(g, id);
@@ -45,22 +50,31 @@ void gw_node_report(gw *g, const char *id, int ok)
 
 size_t gw_replica_order(gw *g, const mr_index *ix, uint32_t shard, uint64_t key, const char **out)
 {
-    const char *up[MR_MAX_REPLICAS], *down[MR_MAX_REPLICAS];
-    size_t nup = 0, ndown = 0;
+    /* Three groups, each ranked by rendezvous on key: in sync and up; up but lagging (a node
+     * back from an outage, still catching up); down. Later groups are only fallbacks. */
+    const char *group[3][MR_MAX_REPLICAS];
+    size_t count[3] = {0, 0, 0};
+    int64_t applied[MR_MAX_REPLICAS], best = 0;
     const mr_shard *s = &ix->shards[shard];
     for (size_t r = 0; r < s->count; r++) {
-        if (s->replicas[r].state != MR_REPLICA_READY || !gw_node(g, s->replicas[r].node))
-            continue;
-        if (gw_node_is_up(g, s->replicas[r].node))
-            up[nup++] = s->replicas[r].node;
-        else
-            down[ndown++] = s->replicas[r].node;
+        applied[r] = mr_meta_applied(g->meta, ix->uid, shard, s->replicas[r].node, NULL, 0);
+        if (s->replicas[r].state == MR_REPLICA_READY && applied[r] > best)
+            best = applied[r];
     }
-    mr_hrw_rank(key, up, nup);
-    mr_hrw_rank(key, down, ndown);
-    memcpy(out, up, nup * sizeof *out);
-    memcpy(out + nup, down, ndown * sizeof *out);
-    return nup + ndown;
+    for (size_t r = 0; r < s->count; r++) {
+        const char *node = s->replicas[r].node;
+        if (s->replicas[r].state != MR_REPLICA_READY || !gw_node(g, node))
+            continue;
+        int which = !gw_node_is_up(g, node) ? 2 : best - applied[r] > g->cfg->read_lag_tolerance ? 1 : 0;
+        group[which][count[which]++] = node;
+    }
+    size_t n = 0;
+    for (int k = 0; k < 3; k++) {
+        mr_hrw_rank(key, group[k], count[k]);
+        memcpy(out + n, group[k], count[k] * sizeof *out);
+        n += count[k];
+    }
+    return n;
 }
 
 void gw_nodes_check(gw *g)

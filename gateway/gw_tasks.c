@@ -7,6 +7,11 @@
 #include "task.h"
 #include "util.h"
 
+json_t *gw_task_view(gw *g, const json_t *task)
+{
+    return mr_task_view(g->meta, task, gw_node_live, g);
+}
+
 void gw_route_task_get(gw *g, const gw_request *req, gw_response *res)
 {
     mr_error err;
@@ -24,7 +29,7 @@ void gw_route_task_get(gw *g, const gw_request *req, gw_response *res)
         gw_reply_error(res, &err);
         return;
     }
-    gw_reply(res, 200, mr_task_view(g->meta, task));
+    gw_reply(res, 200, gw_task_view(g, task));
     json_decref(task);
 }
 
@@ -254,7 +259,7 @@ void gw_route_tasks_list(gw *g, const gw_request *req, gw_response *res)
     for (int64_t k = 0; k < count; k++) {
         int64_t uid = reverse ? k : count - 1 - k;
         json_t *task = mr_meta_task(g->meta, uid);
-        json_t *view = task ? mr_task_view(g->meta, task) : NULL;
+        json_t *view = task ? gw_task_view(g, task) : NULL;
         json_decref(task);
         if (view && task_matches(&f, view)) {
             total++;

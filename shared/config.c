@@ -38,6 +38,7 @@ static const struct key keys[] = {
     {L(ingest_retry_ms, 200, 10, 60000)},
     {S(worker_id, "ingest")},
     {L(default_max_total_hits, 1000, 1, 100000000)},
+    {L(read_lag_tolerance, 1000, 0, 1000000000)},
 };
 
 #undef S

@@ -36,6 +36,7 @@ typedef struct mr_config {
     long ingest_retry_ms;       /* first backoff after a node failure; doubles up to 30 s */
     char worker_id[64];
     long default_max_total_hits;
+    long read_lag_tolerance;    /* a replica further behind its most advanced peer serves no reads while a peer can */
     mr_kafka_prop kafka_props[MR_MAX_KAFKA_PROPS]; /* kafka.<property> = value, passed to librdkafka */
     size_t kafka_prop_count;
 } mr_config;

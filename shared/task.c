@@ -29,8 +29,8 @@ json_t *mr_task_summary(int64_t uid, const json_t *task)
 enum progress { NOT_STARTED, STARTED, DONE };
 
 /* Walks every part against the applied offsets of the ready replicas. */
-static enum progress task_progress(mr_meta *m, const json_t *task, json_t **error, size_t *dead, char *finished,
-                                   size_t finlen)
+static enum progress task_progress(mr_meta *m, const json_t *task, mr_node_live_fn live, void *live_ctx,
+                                   json_t **error, size_t *dead, char *finished, size_t finlen)
 {
     const char *index_uid = json_string_value(json_object_get(task, "indexUid"));
     mr_topology_holder *holder = mr_meta_topology(m);
@@ -52,7 +52,7 @@ static enum progress task_progress(mr_meta *m, const json_t *task, json_t **erro
         size_t ready = 0, done = 0;
         for (size_t r = 0; r < ix->shards[shard].count; r++) {
             const mr_replica *rep = &ix->shards[shard].replicas[r];
-            if (rep->state != MR_REPLICA_READY)
+            if (rep->state != MR_REPLICA_READY || (live && !live(live_ctx, rep->node)))
                 continue;
             ready++;
             char at[48];
@@ -65,7 +65,7 @@ static enum progress task_progress(mr_meta *m, const json_t *task, json_t **erro
             if (applied > first)
                 replicas_started++;
         }
-        if (done == ready) {
+        if (ready > 0 && done == ready) {
             parts_done++;
             json_t *e = mr_meta_dlq_error(m, ix->uid, shard, first, last, dead);
             if (e && !*error)
@@ -80,12 +80,12 @@ static enum progress task_progress(mr_meta *m, const json_t *task, json_t **erro
     return replicas_started || parts_done ? STARTED : NOT_STARTED;
 }
 
-json_t *mr_task_view(mr_meta *m, const json_t *task)
+json_t *mr_task_view(mr_meta *m, const json_t *task, mr_node_live_fn live, void *live_ctx)
 {
     json_t *error = json_deep_copy(json_object_get(task, "error"));
     size_t dead = 0;
     char finished[48] = "";
-    enum progress p = error ? DONE : task_progress(m, task, &error, &dead, finished, sizeof finished);
+    enum progress p = error ? DONE : task_progress(m, task, live, live_ctx, &error, &dead, finished, sizeof finished);
     const char *status = error ? "failed" : p == DONE ? "succeeded" : p == STARTED ? "processing" : "enqueued";
     json_t *enq = json_object_get(task, "enqueuedAt");
     json_t *details = json_deep_copy(json_object_get(task, "details"));

@@ -11,9 +11,14 @@
 
 #include "meta.h"
 
+/* Whether a node is reachable, as the caller sees it. */
+typedef int (*mr_node_live_fn)(void *ctx, const char *node);
+
 /* Returns a new reference: the task as Meilisearch shows it (uid, status, details, error, …).
- * task is a record from mr_meta_task (with "uid"). */
-json_t *mr_task_view(mr_meta *m, const json_t *task);
+ * task is a record from mr_meta_task (with "uid"). A part is done when every ready replica on a
+ * live node has applied it, and at least one has: a dead node doesn't hold tasks back, and
+ * catches up when it returns (live may be NULL: every node counts). */
+json_t *mr_task_view(mr_meta *m, const json_t *task, mr_node_live_fn live, void *live_ctx);
 
 /* The 202 answer of an enqueued task: {taskUid, indexUid, status, type, enqueuedAt}. */
 json_t *mr_task_summary(int64_t uid, const json_t *task);

@@ -1,0 +1,71 @@
+"""A Meilisearch node dies while reads and writes go on: searches fail over without an error,
+writes are applied to the live replicas and their tasks succeed, and the node catches up from
+its own offsets when it returns. The node is restarted whatever happens."""
+import os
+import signal
+import subprocess
+import time
+
+from conftest import ROOT, shard_of, wait_until
+
+INDEX = "failover"
+SHARDS = 3
+VICTIM = "n2"
+
+
+def placement(gw):
+    topo = gw.get("/_miroir/topology")[1]
+    return next(i for i in topo["indexes"] if i["uid"] == INDEX)["placement"]
+
+
+def test_node_down_then_back(cluster):
+    gw = cluster["gateway"]
+    status, task = gw.post("/indexes", {"uid": INDEX, "primaryKey": "id", "shards": SHARDS, "replicationFactor": 2})
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    first = [{"id": i, "text": f"mirror {i} silver"} for i in range(300)]
+    status, task = gw.post(f"/indexes/{INDEX}/documents", first)
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    assert any(VICTIM in [r["node"] for r in s["replicas"]] for s in placement(gw))
+
+    pidfile = os.path.join(cluster["state"], "pids", f"node{VICTIM[1:]}.pid")
+    with open(pidfile) as f:
+        os.kill(int(f.read()), signal.SIGKILL)
+    try:
+        # reads: every search answers, with every shard, from the surviving replicas
+        for i in range(30):
+            status, found = gw.post(f"/indexes/{INDEX}/search", {"q": "silver", "limit": 1, "offset": i})
+            assert status == 200, found
+            assert found["estimatedTotalHits"] == 300
+        wait_until("health to turn yellow", lambda: gw.get("/health")[1]["cluster"] == "yellow", 15)
+        degraded = gw.get("/health")[1]["degradedShards"]
+        assert degraded and all(d["status"] == "yellow" for d in degraded)
+
+        # writes: applied on the live replicas; the task doesn't wait for the dead node
+        more = [{"id": i, "text": f"mirror {i} gold"} for i in range(300, 2300)]
+        status, task = gw.post(f"/indexes/{INDEX}/documents", more)
+        assert status == 202
+        assert gw.wait_task(task["taskUid"], timeout=120)["status"] == "succeeded"
+        status, found = gw.post(f"/indexes/{INDEX}/search", {"q": "gold", "limit": 0})
+        assert found["estimatedTotalHits"] == 1000  # 2000 documents, capped at maxTotalHits
+        assert gw.get(f"/indexes/{INDEX}/documents/2299")[0] == 200
+    finally:
+        subprocess.run([os.path.join(ROOT, "miroir.sh"), "start"], env=cluster["env"], cwd=ROOT, check=True)
+
+    # the node catches up from its own offsets, then holds exactly its shards' documents
+    def caught_up():
+        for s in placement(gw):
+            offsets = [r["appliedOffset"] for r in s["replicas"]]
+            if len(set(offsets)) != 1:
+                return False
+        return True
+
+    wait_until("the returning node to catch up", caught_up, 120)
+    wait_until("health to turn green", lambda: gw.get("/health")[1]["cluster"] == "green", 30)
+    node = cluster["nodes"][VICTIM]
+    for s in placement(gw):
+        if VICTIM not in [r["node"] for r in s["replicas"]]:
+            continue
+        status, page = node.get(f"/indexes/{INDEX}__s{s['shard']}/documents", limit=5000, fields="id")
+        assert status == 200
+        ids = {d["id"] for d in page["results"]}
+        assert ids == {i for i in range(2300) if shard_of(i, SHARDS) == s["shard"]}
