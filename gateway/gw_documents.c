@@ -20,6 +20,13 @@ static void topic_of(char *out, size_t outlen, const char *prefix, const char *u
 int gw_produce_task(gw *g, mr_produce_msg *msgs, size_t n, json_t *task, gw_response *res)
 {
     mr_error err;
+    /* Tasks follow the storage they wrote to, which a swap doesn't change. */
+    const char *index_uid = json_string_value(json_object_get(task, "indexUid"));
+    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
+    const mr_index *ix = index_uid ? mr_topology_find(topo, index_uid) : NULL;
+    if (ix && !json_object_get(task, "storage"))
+        json_object_set_new(task, "storage", json_string(ix->storage));
+    mr_topology_release(mr_meta_topology(g->meta), topo);
     if (n && mr_produce_all(g->producer, msgs, n, &err)) {
         gw_reply_error(res, &err);
         return -1;
@@ -51,7 +58,7 @@ int gw_produce_control(gw *g, const mr_index *ix, enum mr_op op, const json_t *v
                            gw_response *res)
 {
     char topic[256];
-    topic_of(topic, sizeof topic, MR_TOPIC_INDEX_PREFIX, ix->uid);
+    topic_of(topic, sizeof topic, MR_TOPIC_INDEX_PREFIX, ix->storage);
     char *text = json_dumps(value, JSON_COMPACT);
     mr_produce_msg *msgs = calloc(ix->shard_count, sizeof *msgs);
     for (uint32_t s = 0; s < ix->shard_count; s++) {
@@ -67,7 +74,7 @@ int gw_produce_control(gw *g, const mr_index *ix, enum mr_op op, const json_t *v
 /* Before a deleted index's name is used again: its deletion must have reached every replica;
  * then its topics go (their offsets would mean nothing to the new index) and so do its applied
  * offsets and dead-letter marks. */
-static int purge_deleted(gw *g, const char *uid, int64_t deletion_task, mr_error *err)
+static int purge_deleted(gw *g, const char *uid, const char *storage, int64_t deletion_task, mr_error *err)
 {
     json_t *task = mr_meta_task(g->meta, deletion_task);
     json_t *view = task ? gw_task_view(g, task) : NULL;
@@ -84,13 +91,13 @@ static int purge_deleted(gw *g, const char *uid, int64_t deletion_task, mr_error
     static const char *const prefixes[] = {MR_TOPIC_INDEX_PREFIX, MR_TOPIC_INBOX_PREFIX, MR_TOPIC_DLQ_PREFIX};
     char topic[256], errbuf[512];
     for (size_t i = 0; i < 3; i++) {
-        topic_of(topic, sizeof topic, prefixes[i], uid);
+        topic_of(topic, sizeof topic, prefixes[i], storage);
         if (mr_kafka_delete_topic(g->producer, topic, 30000, errbuf, sizeof errbuf)) {
             mr_error_set(err, "miroir_kafka_unavailable", "%s", errbuf);
             return -1;
         }
     }
-    json_t *keys = mr_meta_index_keys(g->meta, uid);
+    json_t *keys = mr_meta_index_keys(g->meta, storage);
     size_t i;
     json_t *key;
     int rc = 0;
@@ -129,8 +136,21 @@ int gw_create_index(gw *g, const char *uid, const char *primary_key, long shards
     int exists = old && !old->deleted;
     int purge = old && old->deleted;
     int64_t deletion_task = old ? old->deletion_task : -1;
+    char old_storage[MR_INDEX_UID_MAX + 1] = "", storage[MR_INDEX_UID_MAX + 1];
+    if (old)
+        snprintf(old_storage, sizeof old_storage, "%s", old->storage);
+    /* The storage name is the uid, unless a swap gave that name to another index's data. */
+    const mr_index *holder = mr_topology_find_storage(topo, uid);
+    if (holder && strcmp(holder->uid, uid) != 0) {
+        char now[48];
+        mr_now_rfc3339(now, sizeof now);
+        snprintf(storage, sizeof storage, "%.180s-%.4s%.2s%.2s%.2s%.2s%.2s", uid, now, now + 5, now + 8, now + 11,
+                 now + 14, now + 17);
+    } else {
+        snprintf(storage, sizeof storage, "%s", uid);
+    }
     mr_topology_release(mr_meta_topology(g->meta), topo);
-    if (purge && purge_deleted(g, uid, deletion_task, err)) {
+    if (purge && purge_deleted(g, uid, old_storage, deletion_task, err)) {
         json_decref(task);
         return -1;
     }
@@ -144,12 +164,12 @@ int gw_create_index(gw *g, const char *uid, const char *primary_key, long shards
     }
     char topic[256], errbuf[512];
     static const char *const retention[] = {"retention.ms", "-1", "cleanup.policy", "delete", NULL};
-    topic_of(topic, sizeof topic, MR_TOPIC_INDEX_PREFIX, uid);
+    topic_of(topic, sizeof topic, MR_TOPIC_INDEX_PREFIX, storage);
     int rc = mr_kafka_create_topic(g->producer, topic, (int)shards, retention, 10000, errbuf, sizeof errbuf);
-    topic_of(topic, sizeof topic, MR_TOPIC_INBOX_PREFIX, uid);
+    topic_of(topic, sizeof topic, MR_TOPIC_INBOX_PREFIX, storage);
     if (!rc)
         rc = mr_kafka_create_topic(g->producer, topic, (int)shards, retention, 10000, errbuf, sizeof errbuf);
-    topic_of(topic, sizeof topic, MR_TOPIC_DLQ_PREFIX, uid);
+    topic_of(topic, sizeof topic, MR_TOPIC_DLQ_PREFIX, storage);
     if (!rc)
         rc = mr_kafka_create_topic(g->producer, topic, 1, retention, 10000, errbuf, sizeof errbuf);
     if (rc) {
@@ -160,6 +180,7 @@ int gw_create_index(gw *g, const char *uid, const char *primary_key, long shards
     mr_index ix = {.shard_count = (uint32_t)shards, .rf = (uint32_t)rf, .max_total_hits = g->cfg->default_max_total_hits,
                    .max_values_per_facet = 100};
     snprintf(ix.uid, sizeof ix.uid, "%s", uid);
+    snprintf(ix.storage, sizeof ix.storage, "%s", storage);
     snprintf(ix.primary_key, sizeof ix.primary_key, "%s", primary_key ? primary_key : "");
     mr_now_rfc3339(ix.created_at, sizeof ix.created_at);
     mr_index_place(&ix, g->cfg->nodes, g->cfg->node_count);
@@ -280,7 +301,7 @@ static void documents_write(gw *g, const gw_request *req, gw_response *res, enum
     if (n > 0 && !ix->primary_key[0] && set_primary_key(g, ix, pk, &err))
         goto fail;
     char topic[256];
-    topic_of(topic, sizeof topic, MR_TOPIC_INDEX_PREFIX, ix->uid);
+    topic_of(topic, sizeof topic, MR_TOPIC_INDEX_PREFIX, ix->storage);
     msgs = calloc(n ? n : 1, sizeof *msgs);
     ids = calloc(n ? n : 1, sizeof *ids);
     values = calloc(n ? n : 1, sizeof *values);
@@ -338,7 +359,7 @@ void gw_route_document_delete(gw *g, const gw_request *req, gw_response *res)
         gw_reply_error(res, &err);
     } else {
         char topic[256];
-        topic_of(topic, sizeof topic, MR_TOPIC_INDEX_PREFIX, ix->uid);
+        topic_of(topic, sizeof topic, MR_TOPIC_INDEX_PREFIX, ix->storage);
         mr_produce_msg msg = {.topic = topic,
                               .partition = (int32_t)mr_shard_of(id, strlen(id), ix->shard_count),
                               .key = id,
@@ -374,7 +395,7 @@ void gw_route_documents_delete_batch(gw *g, const gw_request *req, gw_response *
         goto fail;
     }
     char topic[256];
-    topic_of(topic, sizeof topic, MR_TOPIC_INDEX_PREFIX, ix->uid);
+    topic_of(topic, sizeof topic, MR_TOPIC_INDEX_PREFIX, ix->storage);
     for (size_t i = 0; i < n; i++) {
         int len = mr_docid_from_json(json_array_get(ids, i), keys[i], sizeof keys[i], &err);
         if (len < 0)

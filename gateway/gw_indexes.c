@@ -1,4 +1,5 @@
 /* gw_indexes.c: index routes: create (with Miroir's shards and replicationFactor), list, get. */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,13 +218,77 @@ void gw_route_index_update(gw *g, const gw_request *req, gw_response *res)
     json_decref(body);
 }
 
+/* Swapping is a metadata change only: the two definitions exchange their storage (topics,
+ * shard indexes, placements) in one record, which readers see apply at once. */
 void gw_route_swap_indexes(gw *g, const gw_request *req, gw_response *res)
 {
-    (void)g;
-    (void)req;
     mr_error err;
-    mr_error_set(&err, "miroir_not_supported",
-                 "Swapping indexes is not supported yet: a shard's Meilisearch index is named after its index, and the "
-                 "two indexes' shards may live on different nodes, so no node-level swap is atomic for readers.");
-    gw_reply_error(res, &err);
+    json_error_t jerr;
+    json_t *swaps = req->body_len ? json_loadb(req->body, req->body_len, 0, &jerr) : NULL;
+    if (!json_is_array(swaps)) {
+        mr_error_set(&err, req->body_len ? "malformed_payload" : "missing_payload",
+                     "The json payload provided is malformed: expected an array of {\"indexes\": [a, b]}.");
+        gw_reply_error(res, &err);
+        json_decref(swaps);
+        return;
+    }
+    json_t *seen = json_object(), *defs = json_array();
+    json_t *task = mr_task_new(NULL, "indexSwap", json_pack("{s:O}", "swaps", swaps));
+    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
+    size_t i;
+    json_t *swap;
+    int bad = 0;
+    json_array_foreach(swaps, i, swap) {
+        json_t *pair = json_object_get(swap, "indexes");
+        const char *a = json_string_value(json_array_get(pair, 0)), *b = json_string_value(json_array_get(pair, 1));
+        if (!json_is_array(pair) || json_array_size(pair) != 2 || !a || !b) {
+            mr_error_invalid(&err, "invalid_swap_indexes", "Invalid value at `[%zu].indexes`: expected an array of two "
+                                                           "index uids.", i);
+            bad = 1;
+            break;
+        }
+        if (json_object_get(seen, a) || json_object_get(seen, b)) {
+            mr_error_invalid(&err, "invalid_swap_duplicate_index_found",
+                             "Indexes must be declared only once during a swap. `%s` was specified several times.",
+                             json_object_get(seen, a) ? a : b);
+            bad = 1;
+            break;
+        }
+        json_object_set_new(seen, a, json_true());
+        json_object_set_new(seen, b, json_true());
+        const mr_index *ia = gw_find_index(topo, a, &err), *ib = ia ? gw_find_index(topo, b, &err) : NULL;
+        if (!ia || !ib) { /* Meilisearch enqueues the swap and fails it */
+            json_object_set_new(task, "error", mr_error_json(&err));
+            break;
+        }
+        mr_index na, nb;
+        mr_index_copy(&na, ib);
+        mr_index_copy(&nb, ia);
+        snprintf(na.uid, sizeof na.uid, "%s", ia->uid);
+        snprintf(nb.uid, sizeof nb.uid, "%s", ib->uid);
+        mr_now_rfc3339(na.updated_at, sizeof na.updated_at);
+        snprintf(nb.updated_at, sizeof nb.updated_at, "%s", na.updated_at);
+        json_array_append_new(defs, mr_index_to_json(&na));
+        json_array_append_new(defs, mr_index_to_json(&nb));
+        mr_index_clear(&na);
+        mr_index_clear(&nb);
+    }
+    mr_topology_release(mr_meta_topology(g->meta), topo);
+    if (bad) {
+        gw_reply_error(res, &err);
+    } else {
+        char key[64];
+        snprintf(key, sizeof key, "swap/%" PRId64, mr_now_ms());
+        json_t *record = json_pack("{s:O}", "indexes", defs);
+        if (!json_object_get(task, "error") && json_array_size(defs) &&
+            mr_meta_put(g->meta, g->producer, key, record, 1, &err))
+            gw_reply_error(res, &err);
+        else
+            gw_produce_task(g, NULL, 0, task, res); /* nothing for the replicas to apply */
+        json_decref(record);
+    }
+    json_decref(task);
+    json_decref(defs);
+    json_decref(seen);
+    json_decref(swaps);
 }

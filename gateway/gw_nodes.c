@@ -57,7 +57,7 @@ size_t gw_replica_order(gw *g, const mr_index *ix, uint32_t shard, uint64_t key,
     int64_t applied[MR_MAX_REPLICAS], best = 0;
     const mr_shard *s = &ix->shards[shard];
     for (size_t r = 0; r < s->count; r++) {
-        applied[r] = mr_meta_applied(g->meta, ix->uid, shard, s->replicas[r].node, NULL, 0);
+        applied[r] = mr_meta_applied(g->meta, ix->storage, shard, s->replicas[r].node, NULL, 0);
         if (s->replicas[r].state == MR_REPLICA_READY && applied[r] > best)
             best = applied[r];
     }

@@ -94,6 +94,6 @@ void gw_scatter_clear(gw_shard_call *calls, size_t n)
 void gw_shard_path(char *out, size_t outlen, const mr_index *ix, uint32_t shard, const char *suffix)
 {
     char name[300];
-    mr_shard_index_name(name, sizeof name, ix->uid, shard);
+    mr_shard_index_name(name, sizeof name, ix->storage, shard);
     snprintf(out, outlen, "/indexes/%s%s", name, suffix);
 }

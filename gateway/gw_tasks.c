@@ -93,13 +93,14 @@ void gw_route_topology(gw *g, const gw_request *req, gw_response *res)
                 const mr_replica *rep = &ix->shards[s].replicas[r];
                 json_array_append_new(reps, json_pack("{s:s, s:s, s:I}", "node", rep->node, "state",
                                                       mr_replica_state_name(rep->state), "appliedOffset",
-                                                      (json_int_t)mr_meta_applied(g->meta, ix->uid, s, rep->node, NULL, 0)));
+                                                      (json_int_t)mr_meta_applied(g->meta, ix->storage, s, rep->node, NULL, 0)));
             }
             json_array_append_new(shards, json_pack("{s:i, s:o}", "shard", (int)s, "replicas", reps));
         }
-        json_array_append_new(indexes, json_pack("{s:s, s:s, s:i, s:i, s:o}", "uid", ix->uid, "primaryKey",
-                                                 ix->primary_key, "shards", (int)ix->shard_count, "replicationFactor",
-                                                 (int)ix->rf, "placement", shards));
+        json_array_append_new(indexes, json_pack("{s:s, s:s, s:s, s:i, s:i, s:b, s:o}", "uid", ix->uid, "storage",
+                                                 ix->storage, "primaryKey", ix->primary_key, "shards",
+                                                 (int)ix->shard_count, "replicationFactor", (int)ix->rf, "deleted",
+                                                 ix->deleted, "placement", shards));
     }
     mr_topology_release(mr_meta_topology(g->meta), topo);
     gw_reply(res, 200, json_pack("{s:o, s:o, s:s}", "nodes", nodes, "indexes", indexes, "health", cluster_health(g, NULL)));

@@ -100,8 +100,8 @@ void ingest_rebuild_streams(ingest *in)
     size_t cap = 0;
     for (int i = 0; in->leased && i < in->leased->cnt; i++) {
         const rd_kafka_topic_partition_t *tp = &in->leased->elems[i];
-        const char *uid = tp->topic + strlen(MR_TOPIC_INDEX_PREFIX);
-        const mr_index *ix = mr_topology_find(in->topo_seen, uid);
+        const char *storage = tp->topic + strlen(MR_TOPIC_INDEX_PREFIX);
+        const mr_index *ix = mr_topology_find_storage(in->topo_seen, storage);
         if (!ix || (uint32_t)tp->partition >= ix->shard_count) {
             /* a topic without a definition yet: look again when the topology changes */
             in->streams_dirty = 1;
@@ -120,9 +120,9 @@ void ingest_rebuild_streams(ingest *in)
             }
             struct stream *s = &in->streams[in->stream_count++];
             memset(s, 0, sizeof *s);
-            snprintf(s->index, sizeof s->index, "%s", ix->uid);
+            snprintf(s->index, sizeof s->index, "%s", ix->storage);
             snprintf(s->topic, sizeof s->topic, "%s", tp->topic);
-            mr_shard_index_name(s->shard_index, sizeof s->shard_index, ix->uid, (uint32_t)tp->partition);
+            mr_shard_index_name(s->shard_index, sizeof s->shard_index, ix->storage, (uint32_t)tp->partition);
             snprintf(s->primary_key, sizeof s->primary_key, "%s", ix->primary_key);
             s->shard = (uint32_t)tp->partition;
             s->shard_count = ix->shard_count;
@@ -131,7 +131,7 @@ void ingest_rebuild_streams(ingest *in)
             s->dlq_writer = first_writer;
             s->deleted = ix->deleted;
             first_writer = 0;
-            s->applied = mr_meta_applied(in->meta, ix->uid, s->shard, rep->node, NULL, 0);
+            s->applied = mr_meta_applied(in->meta, ix->storage, s->shard, rep->node, NULL, 0);
             s->expect = s->applied;
             s->split_until = -1;
             batch_reset(s);

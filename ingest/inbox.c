@@ -41,8 +41,8 @@ int ingest_route_inbox(ingest *in, rd_kafka_message_t **msgs, size_t n)
     mr_topology *topo = mr_topology_acquire(mr_meta_topology(in->meta));
     for (size_t i = 0; i < n; i++) {
         rd_kafka_message_t *m = msgs[i];
-        const char *uid = rd_kafka_topic_name(m->rkt) + strlen(MR_TOPIC_INBOX_PREFIX);
-        const mr_index *ix = mr_topology_find(topo, uid);
+        const char *uid = rd_kafka_topic_name(m->rkt) + strlen(MR_TOPIC_INBOX_PREFIX); /* a storage name */
+        const mr_index *ix = mr_topology_find_storage(topo, uid);
         if (ix && ix->deleted)
             ix = NULL;
         mr_error err = {0};
@@ -53,7 +53,7 @@ int ingest_route_inbox(ingest *in, rd_kafka_message_t **msgs, size_t n)
         } else {
             int len = inbox_id(ix, m, ids[count], sizeof ids[count], &err);
             if (len >= 0) {
-                snprintf(topics[count], sizeof topics[count], "%s%s", MR_TOPIC_INDEX_PREFIX, ix->uid);
+                snprintf(topics[count], sizeof topics[count], "%s%s", MR_TOPIC_INDEX_PREFIX, ix->storage);
                 rd_kafka_headers_t *h = NULL;
                 if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
                     h = rd_kafka_headers_copy(h);

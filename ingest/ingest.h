@@ -44,7 +44,7 @@ struct inflight {
 #define MAX_INFLIGHT 64
 
 struct stream {
-    char index[MR_INDEX_UID_MAX + 1];
+    char index[MR_INDEX_UID_MAX + 1]; /* the index's storage name (see topology.h) */
     char topic[256];
     char shard_index[300];
     uint32_t shard;

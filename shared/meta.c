@@ -92,6 +92,28 @@ static void apply_index(mr_meta *m, const char *uid, const json_t *value)
         mr_index_clear(&ix);
 }
 
+/* Several definitions at once: readers see all of them change, or none. */
+static void apply_swap(mr_meta *m, const json_t *value)
+{
+    mr_topology *cur = mr_topology_acquire(&m->topology);
+    mr_topology *next = NULL;
+    size_t i;
+    json_t *def;
+    json_array_foreach(json_object_get(value, "indexes"), i, def) {
+        mr_index ix;
+        if (mr_index_from_json(def, &ix) != 0)
+            continue;
+        mr_topology *t = mr_topology_with(next ? next : cur, ix.uid, &ix);
+        if (next)
+            mr_topology_release(&m->topology, next);
+        next = t;
+        mr_index_clear(&ix);
+    }
+    mr_topology_release(&m->topology, cur);
+    if (next)
+        mr_topology_publish(&m->topology, next);
+}
+
 static void apply_dlq(mr_meta *m, const char *rest, json_t *value)
 {
     /* rest = "<uid>/<shard>/<offset>" */
@@ -132,6 +154,9 @@ static void apply_meta_record(mr_meta *m, const rd_kafka_message_t *msg)
     json_t *value = msg->len ? json_loadb(msg->payload, msg->len, 0, NULL) : NULL;
     if (strncmp(key, "index/", 6) == 0) {
         apply_index(m, key + 6, value);
+    } else if (strncmp(key, "swap/", 5) == 0) {
+        if (value)
+            apply_swap(m, value);
     } else {
         pthread_mutex_lock(&m->lock);
         if (strncmp(key, "applied/", 8) == 0) {

@@ -2,8 +2,10 @@
  *
  * Topic miroir.meta (1 partition, compacted) holds, by key:
  *   index/<uid>                     the index definition and placement (topology.h), or a tombstone
- *   applied/<uid>/<shard>/<node>    {"offset": next offset to apply, "at": time} for one replica
- *   dlq/<uid>/<shard>/<offset>      {"error": {…}} for a record that went to the dead-letter topic
+ *   applied/<storage>/<shard>/<node> {"offset": next offset to apply, "at": time} for one replica
+ *   dlq/<storage>/<shard>/<offset>  {"error": {…}} for a record that went to the dead-letter topic
+ *   swap/<id>                       {"indexes": [definition, …]}: definitions that change together
+ *                                   (an index swap), applied in one snapshot
  * Topic miroir.tasks (1 partition) holds one record per task; its offset is the task uid.
  *
  * An mr_meta follows both topics from the beginning. Its getters are thread-safe; one thread at a

@@ -32,10 +32,11 @@ enum progress { NOT_STARTED, STARTED, DONE };
 static enum progress task_progress(mr_meta *m, const json_t *task, mr_node_live_fn live, void *live_ctx,
                                    json_t **error, size_t *dead, char *finished, size_t finlen)
 {
-    const char *index_uid = json_string_value(json_object_get(task, "indexUid"));
+    /* The storage the task wrote to: after a swap, its uid names another index. */
+    const char *storage = json_string_value(json_object_get(task, "storage"));
     mr_topology_holder *holder = mr_meta_topology(m);
     mr_topology *topo = mr_topology_acquire(holder);
-    const mr_index *ix = index_uid ? mr_topology_find(topo, index_uid) : NULL;
+    const mr_index *ix = storage ? mr_topology_find_storage(topo, storage) : NULL;
     size_t parts_total = 0, parts_done = 0, replicas_started = 0;
     finished[0] = '\0';
     size_t i;
@@ -56,7 +57,7 @@ static enum progress task_progress(mr_meta *m, const json_t *task, mr_node_live_
                 continue;
             ready++;
             char at[48];
-            int64_t applied = mr_meta_applied(m, ix->uid, shard, rep->node, at, sizeof at);
+            int64_t applied = mr_meta_applied(m, ix->storage, shard, rep->node, at, sizeof at);
             if (applied > last) {
                 done++;
                 if (strcmp(at, finished) > 0)
@@ -67,7 +68,7 @@ static enum progress task_progress(mr_meta *m, const json_t *task, mr_node_live_
         }
         if (ready > 0 && done == ready) {
             parts_done++;
-            json_t *e = mr_meta_dlq_error(m, ix->uid, shard, first, last, dead);
+            json_t *e = mr_meta_dlq_error(m, ix->storage, shard, first, last, dead);
             if (e && !*error)
                 *error = e;
             else

@@ -1,7 +1,8 @@
 /* task.h: Miroir tasks, and the Meilisearch view of them.
  *
  * A task record (in miroir.tasks; its offset is the uid) says what a write produced:
- *   {"indexUid", "type", "enqueuedAt", "details", "parts": [[shard, first, last], …], "error"?}
+ *   {"indexUid", "storage", "type", "enqueuedAt", "details", "parts": [[shard, first, last], …],
+ *    "error"?}
  * Its status is derived, never stored: a part is done when every ready replica of the shard has
  * applied past `last`; a dead-lettered record inside a part makes the task failed. */
 #ifndef MIROIR_TASK_H

@@ -40,8 +40,8 @@ json_t *mr_index_to_json(const mr_index *ix)
                                                   mr_replica_state_name(ix->shards[s].replicas[r].state)));
         json_array_append_new(shards, reps);
     }
-    return json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:s, s:b, s:I, s:s, s:s, s:o}", "uid", ix->uid, "primaryKey",
-                     ix->primary_key,
+    return json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:s, s:b, s:I, s:s, s:s, s:o}", "uid", ix->uid, "storage",
+                     ix->storage[0] ? ix->storage : ix->uid, "primaryKey", ix->primary_key,
                      "shards", (json_int_t)ix->shard_count, "replicationFactor", (json_int_t)ix->rf,
                      "maxTotalHits", (json_int_t)ix->max_total_hits, "maxValuesPerFacet",
                      (json_int_t)ix->max_values_per_facet, "distinctAttribute", ix->distinct_attribute, "deleted",
@@ -53,12 +53,12 @@ json_t *mr_index_to_json(const mr_index *ix)
 int mr_index_from_json(const json_t *j, mr_index *ix)
 {
     memset(ix, 0, sizeof *ix);
-    const char *uid = NULL, *pk = NULL, *created = NULL, *updated = NULL, *distinct = "";
+    const char *uid = NULL, *pk = NULL, *created = NULL, *updated = NULL, *distinct = "", *storage = NULL;
     json_int_t shards = 0, rf = 0, mth = 0, mvpf = 100, deletion_task = -1;
     int deleted = 0;
     json_t *placement = NULL;
-    if (json_unpack((json_t *)j, "{s:s, s:s, s:I, s:I, s:I, s?I, s?s, s?b, s?I, s:s, s:s, s:o}", "uid", &uid,
-                    "primaryKey", &pk, "shards", &shards, "replicationFactor", &rf, "maxTotalHits", &mth,
+    if (json_unpack((json_t *)j, "{s:s, s?s, s:s, s:I, s:I, s:I, s?I, s?s, s?b, s?I, s:s, s:s, s:o}", "uid", &uid,
+                    "storage", &storage, "primaryKey", &pk, "shards", &shards, "replicationFactor", &rf, "maxTotalHits", &mth,
                     "maxValuesPerFacet", &mvpf, "distinctAttribute", &distinct, "deleted", &deleted, "deletionTask",
                     &deletion_task, "createdAt", &created, "updatedAt", &updated, "placement", &placement) != 0)
         return -1;
@@ -66,6 +66,7 @@ int mr_index_from_json(const json_t *j, mr_index *ix)
         json_array_size(placement) != (size_t)shards)
         return -1;
     snprintf(ix->uid, sizeof ix->uid, "%s", uid);
+    snprintf(ix->storage, sizeof ix->storage, "%s", storage ? storage : uid);
     snprintf(ix->primary_key, sizeof ix->primary_key, "%s", pk);
     snprintf(ix->created_at, sizeof ix->created_at, "%s", created);
     snprintf(ix->updated_at, sizeof ix->updated_at, "%s", updated);
@@ -119,7 +120,7 @@ void mr_index_place(mr_index *ix, const mr_node *nodes, size_t node_count)
     ix->shards = calloc(ix->shard_count, sizeof *ix->shards);
     size_t rf = ix->rf < MR_MAX_REPLICAS ? ix->rf : MR_MAX_REPLICAS;
     for (uint32_t s = 0; s < ix->shard_count; s++) {
-        size_t n = mr_hrw_place(ix->uid, s, ids, node_count, rf, top);
+        size_t n = mr_hrw_place(ix->storage, s, ids, node_count, rf, top);
         for (size_t r = 0; r < n; r++) {
             snprintf(ix->shards[s].replicas[r].node, MR_NODE_ID_MAX, "%s", ids[top[r]]);
             ix->shards[s].replicas[r].state = MR_REPLICA_READY;
@@ -156,6 +157,14 @@ const mr_index *mr_topology_find(const mr_topology *t, const char *uid)
         else
             hi = mid;
     }
+    return NULL;
+}
+
+const mr_index *mr_topology_find_storage(const mr_topology *t, const char *storage)
+{
+    for (size_t i = 0; i < t->count; i++)
+        if (strcmp(t->indexes[i].storage, storage) == 0)
+            return &t->indexes[i];
     return NULL;
 }
 

@@ -37,6 +37,9 @@ typedef struct mr_shard {
 
 typedef struct mr_index {
     char uid[MR_INDEX_UID_MAX + 1];
+    /* The name of everything physical: topics miroir.idx|in|dlq.<storage>, shard indexes
+     * <storage>__s<k>, applied offsets. The uid at creation; swapping indexes swaps storages. */
+    char storage[MR_INDEX_UID_MAX + 1];
     char primary_key[256]; /* "" until set or inferred */
     uint32_t shard_count;
     uint32_t rf;
@@ -70,6 +73,8 @@ void mr_index_place(mr_index *ix, const mr_node *nodes, size_t node_count);
 
 /* Lookup in a snapshot; NULL if absent. */
 const mr_index *mr_topology_find(const mr_topology *t, const char *uid);
+/* The index whose storage is storage (deleted ones too); NULL if none. */
+const mr_index *mr_topology_find_storage(const mr_topology *t, const char *storage);
 
 /* Returns a new snapshot equal to t with ix inserted or replaced (ix is copied), or with uid
  * removed when ix is NULL. t itself is untouched. */

@@ -312,5 +312,33 @@ def test_index_life_cycle(cluster):
     assert (status, err["code"]) == (404, "index_not_found")
     status, err = gw.req("PATCH", "/indexes/api_life", {"primaryKey": 3})
     assert (status, err["code"]) == (400, "invalid_index_primary_key")
-    status, err = gw.post("/swap-indexes", [{"indexes": ["api_life", "packages"]}])
-    assert (status, err["code"]) == (501, "miroir_not_supported")
+
+
+def test_swap_indexes(cluster):
+    gw = cluster["gateway"]
+    for uid, word, n in (("swap_a", "apple", 3), ("swap_b", "banana", 5)):
+        status, task = gw.post("/indexes", {"uid": uid, "primaryKey": "id", "shards": 2})
+        assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+        status, task = gw.post(f"/indexes/{uid}/documents", [{"id": i, "fruit": word} for i in range(n)])
+        assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    status, task = gw.post("/swap-indexes", [{"indexes": ["swap_a", "swap_b"]}])
+    assert status == 202 and task["type"] == "indexSwap"
+    done = gw.wait_task(task["taskUid"])
+    assert done["status"] == "succeeded" and done["details"] == {"swaps": [{"indexes": ["swap_a", "swap_b"]}]}
+    assert gw.get("/indexes/swap_a/stats")[1]["numberOfDocuments"] == 5
+    assert gw.post("/indexes/swap_a/search", {"q": "banana"})[1]["estimatedTotalHits"] == 5
+    assert gw.post("/indexes/swap_b/search", {"q": "apple"})[1]["estimatedTotalHits"] == 3
+    # writes after the swap land in the swapped data
+    status, task = gw.post("/indexes/swap_a/documents", [{"id": 99, "fruit": "banana"}])
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    assert gw.post("/indexes/swap_a/search", {"q": "banana"})[1]["estimatedTotalHits"] == 6
+    assert gw.get("/indexes/swap_b/documents/99")[0] == 404
+    # and the old tasks still report against the data they wrote
+    assert gw.get(f"/tasks/{task['taskUid']}")[1]["indexUid"] == "swap_a"
+
+    status, task = gw.post("/swap-indexes", [{"indexes": ["swap_a", "nope"]}])
+    assert gw.wait_task(task["taskUid"])["error"]["code"] == "index_not_found"
+    status, err = gw.post("/swap-indexes", [{"indexes": ["swap_a", "swap_b"]}, {"indexes": ["swap_b", "x"]}])
+    assert (status, err["code"]) == (400, "invalid_swap_duplicate_index_found")
+    status, err = gw.post("/swap-indexes", [{"indexes": ["swap_a"]}])
+    assert (status, err["code"]) == (400, "invalid_swap_indexes")

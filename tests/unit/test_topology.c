@@ -14,6 +14,7 @@ static mr_index make_index(const char *uid)
     mr_node nodes[3] = {{"n1", "http://a"}, {"n2", "http://b"}, {"n3", "http://c"}};
     mr_index ix = {.shard_count = 4, .rf = 2, .max_total_hits = 1000, .max_values_per_facet = 100};
     strcpy(ix.uid, uid);
+    strcpy(ix.storage, uid);
     strcpy(ix.primary_key, "id");
     strcpy(ix.created_at, "2026-01-01T00:00:00Z");
     strcpy(ix.updated_at, "2026-01-01T00:00:00Z");
