@@ -56,6 +56,18 @@ static int read_index_count(json_t *v, const char *name, size_t *out, mr_error *
     return 0;
 }
 
+/* Splits a sort rule "attr:asc|desc" into its attribute and direction; -1 if it isn't one. */
+static int sort_rule(const json_t *rule, char *attr, size_t attrlen, int *descending)
+{
+    const char *r = json_string_value(rule);
+    const char *colon = r ? strrchr(r, ':') : NULL;
+    if (!colon || (size_t)(colon - r) >= attrlen)
+        return -1;
+    snprintf(attr, attrlen, "%.*s", (int)(colon - r), r);
+    *descending = strcmp(colon, ":desc") == 0;
+    return 0;
+}
+
 /* Builds the shard fetch body from the client's fetch body. */
 static int browse_init(struct browse *b, json_t *client, mr_error *err)
 {
@@ -77,11 +89,11 @@ static int browse_init(struct browse *b, json_t *client, mr_error *err)
         size_t i;
         json_t *rule;
         json_array_foreach(b->sort, i, rule) {
-            const char *r = json_string_value(rule);
-            const char *colon = r ? strrchr(r, ':') : NULL;
-            if (!colon)
+            char sort_attr[256];
+            int descending;
+            if (sort_rule(rule, sort_attr, sizeof sort_attr, &descending))
                 continue;
-            json_t *attr = json_stringn(r, (size_t)(colon - r));
+            json_t *attr = json_string(sort_attr);
             int present = 0;
             size_t k;
             json_t *f;
@@ -110,13 +122,11 @@ static int compare_docs(const struct browse *b, const json_t *x, const json_t *y
     size_t i;
     json_t *rule;
     json_array_foreach(b->sort, i, rule) {
-        const char *r = json_string_value(rule);
-        const char *colon = r ? strrchr(r, ':') : NULL;
-        if (!colon)
-            continue;
         char attr[256];
-        snprintf(attr, sizeof attr, "%.*s", (int)(colon - r), r);
-        int c = mr_compare_sort_values(json_object_get(x, attr), json_object_get(y, attr), strcmp(colon, ":desc") == 0);
+        int descending;
+        if (sort_rule(rule, attr, sizeof attr, &descending))
+            continue;
+        int c = mr_compare_sort_values(json_object_get(x, attr), json_object_get(y, attr), descending);
         if (c)
             return c;
     }
