@@ -92,7 +92,8 @@ def miroir_env(state):
         MIROIR_NODE_PORT_BASE=str(NODE_PORT_BASE),
         MIROIR_NODE_COUNT="3",
         MIROIR_NODE_KEY=NODE_KEY,
-        MIROIR_EXTRA_CONFIG=f"max_body_bytes = {MAX_BODY}",
+        # a dead broker must turn into a 503 within the tests' patience
+        MIROIR_EXTRA_CONFIG=f"max_body_bytes = {MAX_BODY}\nproduce_timeout_ms = 4000",
         # sanitizer builds: report, don't abort the daemons on exit-time leaks inside libraries
         ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
     )

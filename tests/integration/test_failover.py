@@ -69,3 +69,35 @@ def test_node_down_then_back(cluster):
         assert status == 200
         ids = {d["id"] for d in page["results"]}
         assert ids == {i for i in range(2300) if shard_of(i, SHARDS) == s["shard"]}
+
+
+def test_broker_down_means_no_acknowledgement(cluster):
+    """With Kafka gone, a write answers 503 and nothing is acknowledged; searches go on; once the
+    broker is back, writes are accepted and applied again."""
+    gw = cluster["gateway"]
+    status, task = gw.post("/indexes", {"uid": "broker_down", "primaryKey": "id", "shards": 2})
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    status, task = gw.post("/indexes/broker_down/documents", [{"id": 1, "t": "before"}])
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+
+    pidfile = os.path.join(cluster["state"], "pids", "kafka.pid")
+    with open(pidfile) as f:
+        os.kill(int(f.read()), signal.SIGKILL)
+    try:
+        status, err = gw.post("/indexes/broker_down/documents", [{"id": 2, "t": "during"}])
+        assert (status, err["code"]) == (503, "miroir_kafka_unavailable"), err
+        assert set(err) == {"message", "code", "type", "link"}
+        status, found = gw.post("/indexes/broker_down/search", {"q": "before"})
+        assert status == 200 and [h["id"] for h in found["hits"]] == [1]
+    finally:
+        subprocess.run([os.path.join(ROOT, "miroir.sh"), "start"], env=cluster["env"], cwd=ROOT, check=True)
+
+    def write_accepted():
+        status, task = gw.post("/indexes/broker_down/documents", [{"id": 3, "t": "after"}])
+        return task if status == 202 else None
+
+    task = wait_until("writes to be accepted again", write_accepted, 90, interval=1)
+    assert gw.wait_task(task["taskUid"], timeout=120)["status"] == "succeeded"
+    assert gw.get("/indexes/broker_down/documents/3")[0] == 200
+    # the refused write was never acknowledged, and never applied
+    assert gw.get("/indexes/broker_down/documents/2")[0] == 404
