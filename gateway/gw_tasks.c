@@ -1,4 +1,5 @@
 /* gw_tasks.c: tasks, health, version and the topology view. */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -290,13 +291,78 @@ void gw_route_tasks_cancel(gw *g, const gw_request *req, gw_response *res)
     gw_reply_error(res, &err);
 }
 
+/* Deleting tasks: the finished ones among the matches leave the history. The tasks topic is
+ * append-only, so the deletion is a metadata record of uid ranges that every gateway forgets. */
 void gw_route_tasks_delete(gw *g, const gw_request *req, gw_response *res)
 {
-    (void)g;
-    (void)req;
+    static const char *const filters[] = {"uids", "statuses", "types", "indexUids", "canceledBy", "beforeEnqueuedAt",
+                                          "afterEnqueuedAt", "beforeStartedAt", "afterStartedAt", "beforeFinishedAt",
+                                          "afterFinishedAt"};
     mr_error err;
-    mr_error_set(&err, "miroir_not_supported",
-                 "Task history can't be deleted in Miroir: it is the Kafka topic miroir.tasks, kept by its retention "
-                 "settings.");
-    gw_reply_error(res, &err);
+    int any = 0;
+    for (size_t i = 0; i < sizeof filters / sizeof filters[0]; i++)
+        any |= gw_arg(req, filters[i]) != NULL;
+    if (!any) {
+        mr_error_invalid(&err, "missing_task_filters",
+                         "Query parameters to filter the tasks to delete are missing. Available query parameters are: "
+                         "`uids`, `indexUids`, `statuses`, `types`, `canceledBy`, `beforeEnqueuedAt`, "
+                         "`afterEnqueuedAt`, `beforeStartedAt`, `afterStartedAt`, `beforeFinishedAt`, "
+                         "`afterFinishedAt`.");
+        gw_reply_error(res, &err);
+        return;
+    }
+    struct task_filter f;
+    if (task_filter_parse(req, &f, &err)) {
+        gw_reply_error(res, &err);
+        task_filter_clear(&f);
+        return;
+    }
+    json_t *ranges = json_array();
+    json_int_t matched = 0, deleted = 0, run_first = -1, run_last = -1;
+    int64_t count = mr_meta_task_count(g->meta);
+    for (int64_t uid = 0; uid < count; uid++) {
+        json_t *task = mr_meta_task(g->meta, uid);
+        json_t *view = task ? gw_task_view(g, task) : NULL;
+        json_decref(task);
+        const char *status = json_string_value(json_object_get(view, "status"));
+        int hit = view && task_matches(&f, view);
+        int finished = status && (strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0);
+        json_decref(view);
+        matched += hit;
+        if (hit && finished) {
+            deleted++;
+            if (run_last == uid - 1 && run_first >= 0) {
+                run_last = uid;
+                continue;
+            }
+            if (run_first >= 0)
+                json_array_append_new(ranges, json_pack("[I, I]", run_first, run_last));
+            run_first = run_last = uid;
+        }
+    }
+    if (run_first >= 0)
+        json_array_append_new(ranges, json_pack("[I, I]", run_first, run_last));
+    task_filter_clear(&f);
+    const char *query = strchr(req->path, '?');
+    char filter_text[1024];
+    /* libmicrohttpd strips the query from the path: rebuild it from the filters given */
+    size_t n = 0;
+    filter_text[0] = '\0';
+    for (size_t i = 0; i < sizeof filters / sizeof filters[0] && !query; i++) {
+        const char *v = gw_arg(req, filters[i]);
+        if (v && n < sizeof filter_text)
+            n += (size_t)snprintf(filter_text + n, sizeof filter_text - n, "%s%s=%s", n ? "&" : "?", filters[i], v);
+    }
+    json_t *task = mr_task_new(NULL, "taskDeletion",
+                               json_pack("{s:I, s:I, s:s}", "matchedTasks", matched, "deletedTasks", deleted,
+                                         "originalFilter", query ? query : filter_text));
+    char key[64];
+    snprintf(key, sizeof key, "deleted-tasks/%" PRId64, mr_now_ms());
+    json_t *record = json_pack("{s:o}", "ranges", ranges);
+    if (json_array_size(json_object_get(record, "ranges")) && mr_meta_put(g->meta, g->producer, key, record, 1, &err))
+        gw_reply_error(res, &err);
+    else
+        gw_produce_task(g, NULL, 0, task, res);
+    json_decref(record);
+    json_decref(task);
 }

@@ -19,6 +19,7 @@ struct mr_meta {
     json_t *applied; /* "uid/shard/node" -> {"offset", "at"} */
     json_t *dlq;     /* "uid/shard" -> [[offset, error], …] */
     json_t *tasks;   /* "uid" -> task */
+    json_t *deleted_tasks; /* [[first, last], …]: task uids deleted from the history */
     int64_t meta_next, tasks_next;
 };
 
@@ -44,6 +45,7 @@ mr_meta *mr_meta_new(const mr_config *cfg, char *err, size_t errlen)
     m->applied = json_object();
     m->dlq = json_object();
     m->tasks = json_object();
+    m->deleted_tasks = json_array();
     rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(2);
     rd_kafka_topic_partition_list_add(parts, MR_TOPIC_META, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
     rd_kafka_topic_partition_list_add(parts, MR_TOPIC_TASKS, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
@@ -63,6 +65,7 @@ void mr_meta_free(mr_meta *m)
     json_decref(m->applied);
     json_decref(m->dlq);
     json_decref(m->tasks);
+    json_decref(m->deleted_tasks);
     pthread_cond_destroy(&m->progressed);
     pthread_mutex_destroy(&m->lock);
     free(m);
@@ -112,6 +115,34 @@ static void apply_swap(mr_meta *m, const json_t *value)
     mr_topology_release(&m->topology, cur);
     if (next)
         mr_topology_publish(&m->topology, next);
+}
+
+static int task_deleted(const mr_meta *m, int64_t uid)
+{
+    size_t i;
+    json_t *range;
+    json_array_foreach(m->deleted_tasks, i, range) {
+        if (uid >= json_integer_value(json_array_get(range, 0)) && uid <= json_integer_value(json_array_get(range, 1)))
+            return 1;
+    }
+    return 0;
+}
+
+/* The tasks topic is append-only: deleting tasks records their uid ranges here, and the
+ * follower forgets them (whichever of the two topics it reads first). */
+static void apply_deleted_tasks(mr_meta *m, const json_t *value)
+{
+    size_t i;
+    json_t *range;
+    json_array_foreach(json_object_get(value, "ranges"), i, range) {
+        json_array_append(m->deleted_tasks, range);
+        for (json_int_t uid = json_integer_value(json_array_get(range, 0));
+             uid <= json_integer_value(json_array_get(range, 1)); uid++) {
+            char key[32];
+            snprintf(key, sizeof key, "%" JSON_INTEGER_FORMAT, uid);
+            json_object_del(m->tasks, key);
+        }
+    }
 }
 
 static void apply_dlq(mr_meta *m, const char *rest, json_t *value)
@@ -166,6 +197,8 @@ static void apply_meta_record(mr_meta *m, const rd_kafka_message_t *msg)
                 json_object_del(m->applied, key + 8);
         } else if (strncmp(key, "dlq/", 4) == 0) {
             apply_dlq(m, key + 4, value);
+        } else if (strncmp(key, "deleted-tasks/", 14) == 0 && value) {
+            apply_deleted_tasks(m, value);
         }
         pthread_mutex_unlock(&m->lock);
     }
@@ -191,7 +224,9 @@ int mr_meta_poll(mr_meta *m, int timeout_ms)
         } else {
             json_t *task = json_loadb(msg->payload, msg->len, 0, NULL);
             pthread_mutex_lock(&m->lock);
-            if (task) {
+            if (task && task_deleted(m, msg->offset)) {
+                json_decref(task);
+            } else if (task) {
                 char uid[32];
                 snprintf(uid, sizeof uid, "%" PRId64, msg->offset);
                 json_object_set_new(task, "uid", json_integer(msg->offset));

@@ -6,6 +6,7 @@
  *   dlq/<storage>/<shard>/<offset>  {"error": {…}} for a record that went to the dead-letter topic
  *   swap/<id>                       {"indexes": [definition, …]}: definitions that change together
  *                                   (an index swap), applied in one snapshot
+ *   deleted-tasks/<id>              {"ranges": [[first, last], …]}: task uids deleted from the history
  * Topic miroir.tasks (1 partition) holds one record per task; its offset is the task uid.
  *
  * An mr_meta follows both topics from the beginning. Its getters are thread-safe; one thread at a

@@ -342,3 +342,62 @@ def test_swap_indexes(cluster):
     assert (status, err["code"]) == (400, "invalid_swap_duplicate_index_found")
     status, err = gw.post("/swap-indexes", [{"indexes": ["swap_a"]}])
     assert (status, err["code"]) == (400, "invalid_swap_indexes")
+
+
+def test_geo_sort_and_filter_like_a_single_node(cluster, baseline):
+    docs = [{"id": i, "name": f"cafe {i}", "_geo": {"lat": 48.80 + (i % 13) * 0.01, "lng": 2.30 + (i % 7) * 0.013}}
+            for i in range(60)]
+    _index_both(cluster, baseline, "api_geo", {"filterableAttributes": ["_geo"], "sortableAttributes": ["_geo"]}, docs)
+    for body in [{"q": "", "sort": ["_geoPoint(48.85, 2.35):asc"], "limit": 15},
+                 {"q": "cafe", "sort": ["_geoPoint(48.9, 2.3):desc"], "limit": 10, "offset": 5},
+                 {"q": "", "filter": "_geoRadius(48.85, 2.35, 3000)", "sort": ["_geoPoint(48.85, 2.35):asc"],
+                  "limit": 100}]:
+        status, mine = cluster["gateway"].post("/indexes/api_geo/search", body)
+        assert status == 200, mine
+        status, single = baseline.post("/indexes/api_geo/search", body)
+        d_mine = [h["_geoDistance"] for h in mine["hits"]]
+        d_single = [h["_geoDistance"] for h in single["hits"]]
+        # the gateway merges by exact distance; one node's geo sort may swap neighbours a metre
+        # apart (its rounded _geoDistance then steps 2079, 2078)
+        assert len(d_mine) == len(d_single) and all(abs(a - b) <= 1 for a, b in zip(d_mine, d_single)), body
+        assert d_mine == sorted(d_mine, reverse="desc" in body["sort"][0])
+        assert mine["estimatedTotalHits"] == single["estimatedTotalHits"]
+
+
+def test_vector_and_hybrid_search_like_a_single_node(cluster, baseline):
+    settings = {"embedders": {"manual": {"source": "userProvided", "dimensions": 3}}}
+    docs = [{"id": i, "title": f"vector doc {i}",
+             "_vectors": {"manual": [((i * 7) % 11 + 1) / 12.0, ((i * 3) % 5 + 1) / 6.0, (i % 4 + 1) / 5.0]}}
+            for i in range(40)]
+    _index_both(cluster, baseline, "api_vectors", settings, docs)
+    for body in [{"vector": [0.5, 0.2, 0.9], "hybrid": {"embedder": "manual", "semanticRatio": 1.0}, "limit": 10,
+                  "showRankingScore": True},
+                 {"q": "doc", "vector": [0.1, 0.9, 0.3], "hybrid": {"embedder": "manual", "semanticRatio": 0.5},
+                  "limit": 8, "showRankingScore": True}]:
+        status, mine = cluster["gateway"].post("/indexes/api_vectors/search", body)
+        assert status == 200, mine
+        status, single = baseline.post("/indexes/api_vectors/search", body)
+        assert [round(h["_rankingScore"], 6) for h in mine["hits"]] == \
+               [round(h["_rankingScore"], 6) for h in single["hits"]], body
+    status, err = cluster["gateway"].post("/indexes/api_vectors/search",
+                                          {"vector": [1, 2], "hybrid": {"embedder": "manual"}})
+    assert status == 400 and err["code"] == "invalid_vector_dimensions"
+
+
+def test_delete_tasks(cluster):
+    gw = cluster["gateway"]
+    status, created = gw.post("/indexes", {"uid": "api_taskdel", "shards": 1})
+    assert gw.wait_task(created["taskUid"])["status"] == "succeeded"
+    status, again = gw.post("/indexes", {"uid": "api_taskdel", "shards": 1})
+    assert gw.wait_task(again["taskUid"])["status"] == "failed"
+    status, task = gw.req("DELETE", "/tasks", indexUids="api_taskdel", statuses="failed")
+    assert status == 202 and task["type"] == "taskDeletion"
+    done = gw.wait_task(task["taskUid"])
+    assert done["status"] == "succeeded"
+    assert done["details"] == {"matchedTasks": 1, "deletedTasks": 1,
+                               "originalFilter": "?statuses=failed&indexUids=api_taskdel"}
+    assert gw.get(f"/tasks/{again['taskUid']}")[0] == 404
+    assert gw.get(f"/tasks/{created['taskUid']}")[0] == 200
+    assert again["taskUid"] not in [t["uid"] for t in gw.get("/tasks", indexUids="api_taskdel")[1]["results"]]
+    status, err = gw.req("DELETE", "/tasks")
+    assert (status, err["code"]) == (400, "missing_task_filters")
