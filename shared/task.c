@@ -94,9 +94,11 @@ json_t *mr_task_view(mr_meta *m, const json_t *task, mr_node_live_fn live, void 
     if (received)
         json_object_set_new(details, "indexedDocuments",
                             p == DONE ? json_integer(json_integer_value(received) - (json_int_t)dead) : json_null());
-    json_t *deleted = json_object_get(details, "providedIds");
-    if (deleted && !json_object_get(details, "deletedDocuments"))
-        json_object_set_new(details, "deletedDocuments", p == DONE ? json_incref(deleted) : json_null());
+    /* Deletions by id report the ids given once done (a node would count those it found);
+     * deletions by filter or of everything can't know their count here and stay null. */
+    json_t *provided = json_object_get(details, "providedIds");
+    if (json_integer_value(provided) > 0 && json_is_null(json_object_get(details, "deletedDocuments")))
+        json_object_set_new(details, "deletedDocuments", p == DONE ? json_incref(provided) : json_null());
     if (!finished[0] && p == DONE)
         snprintf(finished, sizeof finished, "%s", json_string_value(enq));
     return json_pack("{s:O, s:n, s:O, s:s, s:O, s:n, s:o, s:o, s:n, s:O, s:O?, s:s?}", "uid", json_object_get(task, "uid"),

@@ -91,7 +91,7 @@ def test_delete_batch_filter_and_all(cluster):
     status, task = gw.post("/indexes/api_docs/documents/delete-batch", [0, 2, "4"])
     done = gw.wait_task(task["taskUid"])
     assert done["status"] == "succeeded" and done["type"] == "documentDeletion"
-    assert done["details"]["providedIds"] == 3
+    assert done["details"]["providedIds"] == 3 and done["details"]["deletedDocuments"] == 3
     assert gw.get("/indexes/api_docs/documents", limit="100")[1]["total"] == 37
 
     status, task = gw.post("/indexes/api_docs/documents/delete", {"filter": "kind = odd"})
