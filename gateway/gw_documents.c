@@ -1,5 +1,5 @@
 /* gw_documents.c: the write path (validate, produce to the shard partition, record a task),
- * index creation, and single-document reads routed to the id's shard. */
+ * index creation, and document deletions by ids, by filter or of all. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

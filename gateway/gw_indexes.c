@@ -1,4 +1,5 @@
-/* gw_indexes.c: index routes: create (with Miroir's shards and replicationFactor), list, get. */
+/* gw_indexes.c: index routes: create (with Miroir's shards and replicationFactor), list, get,
+ * update, delete, and swap. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* gw_tasks.c: tasks, health, version and the topology view. */
+/* gw_tasks.c: tasks (get, list, delete; cancel refused), health, version and the topology view. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* payload.c: JSON and NDJSON document bodies, validation and primary-key inference. */
+/* payload.c: JSON, NDJSON and CSV document bodies, validation and primary-key inference. */
 #include "payload.h"
 
 #include <ctype.h>
