@@ -626,35 +626,42 @@ static int poll_tasks(ingest *in, int64_t now)
     size_t n = 0;
     int work = 0;
     for (size_t slot = 0; slot < nodes; slot++) {
-        struct buf uids = {0};
-        size_t count = 0;
         for (size_t i = 0; i < in->stream_count; i++) {
             struct stream *s = &in->streams[i];
-            if (s->node_slot != (int)slot)
-                continue;
-            if (s->inflight_count && s->inflight[0].task_uid < 0) { /* settles without asking the node */
-                stream_settle(in, s, NULL);
+            if (s->node_slot == (int)slot && s->inflight_count && s->inflight[0].task_uid < 0) {
+                stream_settle(in, s, NULL); /* settles without asking the node */
                 work = 1;
             }
-            for (size_t k = 0; k < s->inflight_count; k++) {
-                if (s->inflight[k].task_uid < 0)
+        }
+        if (now - in->readers[slot].last_poll_ms < TASK_POLL_MS)
+            continue;
+        /* One GET /tasks?uids=… per node. The URL is bounded, so uids go in by depth: every
+         * stream's oldest task first (the ones progress waits for), then the next ones. */
+        char list[1500];
+        size_t used = 0, count = 0;
+        for (size_t depth = 0; depth < MAX_INFLIGHT; depth++) {
+            for (size_t i = 0; i < in->stream_count; i++) {
+                struct stream *s = &in->streams[i];
+                if (s->node_slot != (int)slot || s->inflight_count <= depth || s->inflight[depth].task_uid < 0)
                     continue;
-                char num[32];
-                int len = snprintf(num, sizeof num, "%s%" PRId64, count ? "," : "", s->inflight[k].task_uid);
-                buf_add(&uids, num, (size_t)len);
+                int len = snprintf(list + used, sizeof list - used, "%s%" PRId64, count ? "," : "",
+                                   s->inflight[depth].task_uid);
+                if (len < 0 || (size_t)len >= sizeof list - used) {
+                    list[used] = '\0';
+                    goto full;
+                }
+                used += (size_t)len;
                 count++;
             }
         }
-        if (count && now - in->readers[slot].last_poll_ms >= TASK_POLL_MS) {
-            memset(&reqs[n], 0, sizeof reqs[n]);
-            reqs[n].method = "GET";
-            int len = snprintf(reqs[n].url, sizeof reqs[n].url, "%s/tasks?limit=%zu&uids=%s", in->cfg->nodes[slot].url,
-                               count, uids.data);
-            if ((size_t)len < sizeof reqs[n].url) /* too many in flight for one URL: poll next round */
-                slots[n++] = (int)slot;
-            in->readers[slot].last_poll_ms = now;
-        }
-        buf_free(&uids);
+    full:
+        if (!count)
+            continue;
+        memset(&reqs[n], 0, sizeof reqs[n]);
+        reqs[n].method = "GET";
+        snprintf(reqs[n].url, sizeof reqs[n].url, "%s/tasks?limit=%zu&uids=%s", in->cfg->nodes[slot].url, count, list);
+        slots[n++] = (int)slot;
+        in->readers[slot].last_poll_ms = now;
     }
     if (!n)
         return work;
