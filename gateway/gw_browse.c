@@ -82,31 +82,14 @@ static int browse_init(struct browse *b, json_t *client, mr_error *err)
     b->sort = json_object_get(b->body, "sort");
     if (json_array_size(b->sort) == 0)
         b->sort = NULL;
-    json_t *fields = json_object_get(b->body, "fields");
-    if (b->sort && json_is_array(fields)) {
-        /* the merge compares sort values, so they must come back */
-        b->added = json_array();
-        size_t i;
-        json_t *rule;
-        json_array_foreach(b->sort, i, rule) {
-            char sort_attr[256];
-            int descending;
-            if (sort_rule(rule, sort_attr, sizeof sort_attr, &descending))
-                continue;
-            json_t *attr = json_string(sort_attr);
-            int present = 0;
-            size_t k;
-            json_t *f;
-            json_array_foreach(fields, k, f) {
-                const char *name = json_string_value(f);
-                present |= json_equal(f, attr) || (name && strcmp(name, "*") == 0);
-            }
-            if (!present) {
-                json_array_append(fields, attr);
-                json_array_append(b->added, attr);
-            }
-            json_decref(attr);
-        }
+    /* the merge compares sort values, so they must come back */
+    size_t i;
+    json_t *rule;
+    json_array_foreach(b->sort, i, rule) {
+        char attr[256];
+        int descending;
+        if (sort_rule(rule, attr, sizeof attr, &descending) == 0)
+            mr_retrieve_for_merge(json_object_get(b->body, "fields"), attr, &b->added);
     }
     return 0;
 }

@@ -71,24 +71,21 @@ static size_t window(const mr_search_req *req, long max_total_hits)
     return want > (size_t)max_total_hits ? (size_t)max_total_hits : want;
 }
 
-/* Makes sure the shards return attr in their hits, noting it in req->added if the client's
- * attributesToRetrieve left it out. */
-static void retrieve_for_merge(mr_search_req *req, json_t *shard_body, const char *attr)
+void mr_retrieve_for_merge(json_t *retrieved, const char *attr, json_t **added)
 {
-    json_t *atr = json_object_get(shard_body, "attributesToRetrieve");
-    if (!json_is_array(atr))
+    if (!json_is_array(retrieved))
         return;
     size_t i;
     json_t *a;
-    json_array_foreach(atr, i, a) {
+    json_array_foreach(retrieved, i, a) {
         const char *name = json_string_value(a);
         if (name && (strcmp(name, "*") == 0 || strcmp(name, attr) == 0))
             return;
     }
-    json_array_append_new(atr, json_string(attr));
-    if (!req->added)
-        req->added = json_array();
-    json_array_append_new(req->added, json_string(attr));
+    json_array_append_new(retrieved, json_string(attr));
+    if (!*added)
+        *added = json_array();
+    json_array_append_new(*added, json_string(attr));
 }
 
 json_t *mr_search_shard_body(mr_search_req *req, long max_total_hits)
@@ -98,7 +95,7 @@ json_t *mr_search_shard_body(mr_search_req *req, long max_total_hits)
     if (req->distinct[0]) {
         json_decref(req->added);
         req->added = NULL;
-        retrieve_for_merge(req, b, req->distinct);
+        mr_retrieve_for_merge(json_object_get(b, "attributesToRetrieve"), req->distinct, &req->added);
     }
     json_object_del(b, "offset");
     json_object_del(b, "limit");

@@ -50,6 +50,12 @@ json_t *mr_merge_facet_stats(json_t *const *answers, size_t n);
  * ordered by name, at most max_values. Returns a new array. */
 json_t *mr_merge_facet_hits(json_t *const *answers, size_t n, size_t max_values);
 
+/* Makes sure an answer restricted to the attribute list retrieved (attributesToRetrieve, or a
+ * fetch's fields; not an array: everything comes back) includes attr, which the merge needs.
+ * An attribute it adds is also appended to *added (created on first use; the caller owns it),
+ * so that it can be removed from the merged answer. */
+void mr_retrieve_for_merge(json_t *retrieved, const char *attr, json_t **added);
+
 /* A hash of the query without its paging: the same query meets the same replicas. */
 uint64_t mr_search_affinity(const json_t *shard_body);
 
