@@ -8,6 +8,7 @@
 #   ./miroir.sh status   say what runs
 #   ./miroir.sh deps     install dependencies only
 #   ./miroir.sh build    build only
+#   ./miroir.sh ctl ...  run miroirctl against this cluster's gateway (ctl --help)
 #
 # Everything lives under one state directory (MIROIR_STATE, default .miroir/cluster);
 # downloaded dependencies under .miroir/deps. Ports are configurable through the
@@ -213,12 +214,13 @@ cmd_start() {
     spawn "ingest$i" env MIROIR_CONFIG="$STATE/miroir.conf" MIROIR_WORKER_ID="ingest$i" "$BUILD/ingest/miroir-ingest"
   done
   spawn gateway env MIROIR_CONFIG="$STATE/miroir.conf" "$BUILD/gateway/miroir-gateway"
+  spawn rebalancer env MIROIR_CONFIG="$STATE/miroir.conf" "$BUILD/rebalancer/miroir-rebalancer"
   wait_for gateway 30 curl -sf "http://$HOST:$GATEWAY_PORT/health"
 }
 
 cmd_down() {
   [ -d "$STATE/pids" ] || return 0
-  local f pid name order=(gateway)
+  local f pid name order=(gateway rebalancer)
   for f in "$STATE"/pids/ingest*.pid; do [ -e "$f" ] && order+=("$(basename "$f" .pid)"); done
   for f in "$STATE"/pids/node*.pid; do [ -e "$f" ] && order+=("$(basename "$f" .pid)"); done
   order+=(kafka)
@@ -278,7 +280,8 @@ Miroir is up. Gateway: http://$HOST:$GATEWAY_PORT  (state and logs in $STATE)
   curl -s 'http://$HOST:$GATEWAY_PORT/indexes/packages/search' -H 'Content-Type: application/json' \\
        -d '{"q":"react router","limit":3,"attributesToRetrieve":["name","summary"]}'
 
-  curl -s http://$HOST:$GATEWAY_PORT/_miroir/topology     # which nodes hold which shards
+  ./miroir.sh ctl status                                # nodes × shards, states and lag
+  ./miroir.sh ctl --help                                # add, drain, remove nodes; verify replicas
   ./miroir.sh status                                    # what runs
   ./miroir.sh down                                      # stop it all
 EOF
@@ -299,5 +302,6 @@ case ${1:-} in
   deps) cmd_deps ;;
   build) cmd_build ;;
   test) shift; cmd_test "$@" ;;
-  *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  ctl) shift; MIROIR_GATEWAY=${MIROIR_GATEWAY:-http://$HOST:$GATEWAY_PORT} exec "$BUILD/rebalancer/miroirctl" "$@" ;;
+  *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

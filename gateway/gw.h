@@ -21,6 +21,7 @@
 #include "topology.h"
 
 typedef struct gw_node_health {
+    char id[MR_NODE_ID_MAX]; /* written once, before the slot is published */
     atomic_llong down_until_ms; /* 0 or a time before now: up */
     atomic_int consecutive_failures;
 } gw_node_health;
@@ -30,7 +31,10 @@ typedef struct gw {
     rd_kafka_t *producer;
     mr_meta *meta;
     mr_http *http;
+    /* One circuit per node id ever seen; slots are claimed under health_lock and never reused. */
     gw_node_health health[MR_MAX_NODES];
+    atomic_int health_count;
+    pthread_mutex_t health_lock;
     atomic_int stopping;
 } gw;
 
@@ -67,7 +71,14 @@ json_t *gw_body_object(const gw_request *req, mr_error *err);
 const mr_index *gw_find_index(mr_topology *topo, const char *uid, mr_error *err);
 
 /* ---- nodes: health and replica choice (gw_nodes.c) ---- */
-const mr_node *gw_node(const gw *g, const char *id);
+/* Copies the member's URL into url. Returns 0, or -1 if id is not a member. */
+int gw_node_url(gw *g, const char *id, char *url, size_t len);
+/* Cluster colour: green, yellow or red; shards_out (if not NULL) gets the degraded shards. */
+const char *gw_cluster_health(gw *g, json_t *shards_out);
+/* Returns the number of active members; *rf (if not NULL) gets the default replication factor. */
+size_t gw_default_rf(gw *g, long *rf);
+/* Copies every member (whatever its state) into out (MR_MAX_NODES entries); returns how many. */
+size_t gw_members(gw *g, mr_member *out);
 int gw_node_is_up(gw *g, const char *id);
 /* gw_node_is_up with the signature task views take. */
 int gw_node_live(void *g, const char *id);
@@ -145,6 +156,11 @@ typedef void (*gw_handler)(gw *g, const gw_request *req, gw_response *res);
 void gw_route_health(gw *g, const gw_request *req, gw_response *res);
 void gw_route_version(gw *g, const gw_request *req, gw_response *res);
 void gw_route_topology(gw *g, const gw_request *req, gw_response *res);
+void gw_route_nodes_list(gw *g, const gw_request *req, gw_response *res);
+void gw_route_node_add(gw *g, const gw_request *req, gw_response *res);
+void gw_route_node_drain(gw *g, const gw_request *req, gw_response *res);
+void gw_route_node_remove(gw *g, const gw_request *req, gw_response *res);
+void gw_route_verify(gw *g, const gw_request *req, gw_response *res);
 void gw_route_index_create(gw *g, const gw_request *req, gw_response *res);
 void gw_route_index_list(gw *g, const gw_request *req, gw_response *res);
 void gw_route_index_delete(gw *g, const gw_request *req, gw_response *res);

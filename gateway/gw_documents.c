@@ -124,9 +124,10 @@ int gw_create_index(gw *g, const char *uid, const char *primary_key, long shards
         mr_error_set(err, "miroir_invalid_shards", "`shards` must be an integer from 1 to %d.", MR_MAX_SHARDS);
         return -1;
     }
-    if (rf < 1 || rf > 3 || (size_t)rf > g->cfg->node_count) {
+    size_t active = gw_default_rf(g, NULL);
+    if (rf < 1 || rf > 3 || (size_t)rf > active) {
         mr_error_set(err, "miroir_invalid_replication_factor",
-                     "`replicationFactor` must be 1, 2 or 3 and at most the number of nodes (%zu).", g->cfg->node_count);
+                     "`replicationFactor` must be 1, 2 or 3 and at most the number of active nodes (%zu).", active);
         return -1;
     }
     json_t *details = json_pack("{s:s?}", "primaryKey", primary_key && *primary_key ? primary_key : NULL);
@@ -183,7 +184,10 @@ int gw_create_index(gw *g, const char *uid, const char *primary_key, long shards
     snprintf(ix.storage, sizeof ix.storage, "%s", storage);
     snprintf(ix.primary_key, sizeof ix.primary_key, "%s", primary_key ? primary_key : "");
     mr_now_rfc3339(ix.created_at, sizeof ix.created_at);
-    mr_index_place(&ix, g->cfg->nodes, g->cfg->node_count);
+    topo = mr_topology_acquire(mr_meta_topology(g->meta));
+    const char *ids[MR_MAX_NODES];
+    mr_index_place(&ix, ids, mr_topology_active_ids(topo, ids));
+    mr_topology_release(mr_meta_topology(g->meta), topo);
     rc = gw_put_index(g, &ix, err);
     mr_index_clear(&ix);
     if (rc) {
@@ -226,7 +230,8 @@ static const mr_index *write_target(gw *g, const char *uid, mr_topology **topo, 
     mr_topology_release(mr_meta_topology(g->meta), *topo);
     *topo = NULL;
     json_t *task = NULL;
-    long rf = g->cfg->node_count >= 2 ? 2 : 1;
+    long rf;
+    gw_default_rf(g, &rf);
     if (gw_create_index(g, uid, NULL, 4, rf, &task, err))
         return NULL;
     gw_response res = {0};

@@ -67,7 +67,8 @@ void gw_route_index_create(gw *g, const gw_request *req, gw_response *res)
         goto fail;
     }
     long shards, rf;
-    long default_rf = g->cfg->node_count >= 2 ? 2 : 1;
+    long default_rf;
+    gw_default_rf(g, &default_rf);
     if (read_long(body, "shards", 4, &shards, "miroir_invalid_shards", &err) ||
         read_long(body, "replicationFactor", default_rf, &rf, "miroir_invalid_replication_factor", &err))
         goto fail;

@@ -6,17 +6,62 @@
 #include "hrw.h"
 #include "util.h"
 
-static int node_slot(const gw *g, const char *id)
+static int find_slot(gw *g, const char *id)
 {
-    for (size_t i = 0; i < g->cfg->node_count; i++)
-        if (strcmp(g->cfg->nodes[i].id, id) == 0)
-            return (int)i;
+    int n = atomic_load(&g->health_count);
+    for (int i = 0; i < n; i++)
+        if (strcmp(g->health[i].id, id) == 0)
+            return i;
     return -1;
 }
 
-const mr_node *gw_node(const gw *g, const char *id)
+static int node_slot(gw *g, const char *id)
 {
-    return mr_config_node(g->cfg, id);
+    int i = find_slot(g, id);
+    if (i >= 0)
+        return i;
+    pthread_mutex_lock(&g->health_lock);
+    i = find_slot(g, id);
+    int n = atomic_load(&g->health_count);
+    if (i < 0 && n < MR_MAX_NODES) {
+        snprintf(g->health[n].id, sizeof g->health[n].id, "%s", id);
+        atomic_store(&g->health[n].down_until_ms, 0);
+        atomic_store(&g->health[n].consecutive_failures, 0);
+        atomic_store(&g->health_count, n + 1);
+        i = n;
+    }
+    pthread_mutex_unlock(&g->health_lock);
+    return i;
+}
+
+int gw_node_url(gw *g, const char *id, char *url, size_t len)
+{
+    mr_topology *t = mr_topology_acquire(mr_meta_topology(g->meta));
+    const mr_member *m = mr_topology_member(t, id);
+    if (m)
+        snprintf(url, len, "%s", m->node.url);
+    mr_topology_release(mr_meta_topology(g->meta), t);
+    return m ? 0 : -1;
+}
+
+size_t gw_default_rf(gw *g, long *rf)
+{
+    mr_topology *t = mr_topology_acquire(mr_meta_topology(g->meta));
+    const char *ids[MR_MAX_NODES];
+    size_t active = mr_topology_active_ids(t, ids);
+    mr_topology_release(mr_meta_topology(g->meta), t);
+    if (rf)
+        *rf = active >= 2 ? 2 : 1;
+    return active;
+}
+
+size_t gw_members(gw *g, mr_member *out)
+{
+    mr_topology *t = mr_topology_acquire(mr_meta_topology(g->meta));
+    size_t n = t->member_count;
+    memcpy(out, t->members, n * sizeof *out);
+    mr_topology_release(mr_meta_topology(g->meta), t);
+    return n;
 }
 
 int gw_node_is_up(gw *g, const char *id)
@@ -57,13 +102,14 @@ size_t gw_replica_order(gw *g, const mr_index *ix, uint32_t shard, uint64_t key,
     int64_t applied[MR_MAX_REPLICAS], best = 0;
     const mr_shard *s = &ix->shards[shard];
     for (size_t r = 0; r < s->count; r++) {
-        applied[r] = mr_meta_applied(g->meta, ix->storage, shard, s->replicas[r].node, NULL, 0);
+        applied[r] = mr_meta_applied(g->meta, ix->storage, shard, &s->replicas[r], NULL, 0);
         if (s->replicas[r].state == MR_REPLICA_READY && applied[r] > best)
             best = applied[r];
     }
+    char url[256];
     for (size_t r = 0; r < s->count; r++) {
         const char *node = s->replicas[r].node;
-        if (s->replicas[r].state != MR_REPLICA_READY || !gw_node(g, node))
+        if (s->replicas[r].state != MR_REPLICA_READY || gw_node_url(g, node, url, sizeof url))
             continue;
         int which = !gw_node_is_up(g, node) ? 2 : best - applied[r] > g->cfg->read_lag_tolerance ? 1 : 0;
         group[which][count[which]++] = node;
@@ -79,21 +125,23 @@ size_t gw_replica_order(gw *g, const mr_index *ix, uint32_t shard, uint64_t key,
 
 void gw_nodes_check(gw *g)
 {
-    size_t n = g->cfg->node_count;
+    mr_member members[MR_MAX_NODES];
+    size_t n = gw_members(g, members);
     mr_http_req reqs[MR_MAX_NODES];
     memset(reqs, 0, sizeof reqs);
     for (size_t i = 0; i < n; i++) {
         reqs[i].method = "GET";
-        snprintf(reqs[i].url, sizeof reqs[i].url, "%s/health", g->cfg->nodes[i].url);
+        snprintf(reqs[i].url, sizeof reqs[i].url, "%s/health", members[i].node.url);
         reqs[i].timeout_ms = 1000;
     }
     mr_http_run(g->http, reqs, n);
     for (size_t i = 0; i < n; i++) {
+        const char *id = members[i].node.id;
         int ok = reqs[i].status == 200;
-        int was_up = gw_node_is_up(g, g->cfg->nodes[i].id);
-        gw_node_report(g, g->cfg->nodes[i].id, ok);
+        int was_up = gw_node_is_up(g, id);
+        gw_node_report(g, id, ok);
         if (was_up != ok)
-            mr_log(ok ? "info" : "warn", "gateway", "node %s is %s", g->cfg->nodes[i].id, ok ? "up" : "down");
+            mr_log(ok ? "info" : "warn", "gateway", "node %s is %s", id, ok ? "up" : "down");
         mr_http_req_reset(&reqs[i]);
     }
 }

@@ -26,10 +26,13 @@ int gw_scatter(gw *g, gw_shard_call *calls, size_t n, mr_error *err, size_t *fai
             if (c->answer || c->error.status || tried[i] == replicas[i])
                 continue;
             const char *node = order[i][tried[i]++];
+            char base[256];
+            if (gw_node_url(g, node, base, sizeof base))
+                continue; /* left the cluster since the order was made */
             mr_http_req *r = &batch[m];
             memset(r, 0, sizeof *r);
             r->method = c->method;
-            snprintf(r->url, sizeof r->url, "%s%s", gw_node(g, node)->url, c->path);
+            snprintf(r->url, sizeof r->url, "%s%s", base, c->path);
             r->body = c->body;
             r->body_len = c->body ? strlen(c->body) : 0;
             owner[m++] = i;
@@ -49,6 +52,10 @@ int gw_scatter(gw *g, gw_shard_call *calls, size_t n, mr_error *err, size_t *fai
                        mr_error_from_json(&c->error, (int)r->status, body) == 0) {
                 gw_node_report(g, node, 1); /* the node judged the request: every replica would */
                 json_decref(body);
+                /* ...unless the node lacks the shard's index: a replica just retired by the
+                 * rebalancer, or not rebuilt yet. Another replica may have it. */
+                if (strcmp(c->error.code, "index_not_found") == 0 && tried[owner[k]] < replicas[owner[k]])
+                    c->error.status = 0;
             } else {
                 mr_log("warn", "gateway", "%s %s on node %s failed: %ld %s", c->method, c->path, node, r->status,
                        r->status ? "" : r->curl_error);

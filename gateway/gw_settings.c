@@ -41,8 +41,10 @@ static const char *setting_of_route(const char *kebab)
 
 static int validate_on_node(gw *g, const char *body, size_t len, mr_error *err)
 {
-    for (size_t i = 0; i < g->cfg->node_count; i++) {
-        const mr_node *n = &g->cfg->nodes[i];
+    mr_member members[MR_MAX_NODES];
+    size_t count = gw_members(g, members);
+    for (size_t i = 0; i < count; i++) {
+        const mr_node *n = &members[i].node;
         if (!gw_node_is_up(g, n->id))
             continue;
         mr_http_req r = {0};

@@ -79,16 +79,18 @@ void gw_route_stats(gw *g, const gw_request *req, gw_response *res)
     }
     mr_topology_release(mr_meta_topology(g->meta), topo);
     /* Sizes are physical: the sum over nodes, replicas included. */
+    mr_member members[MR_MAX_NODES];
+    size_t count = gw_members(g, members);
     mr_http_req reqs[MR_MAX_NODES];
     memset(reqs, 0, sizeof reqs);
-    for (size_t i = 0; i < g->cfg->node_count; i++) {
+    for (size_t i = 0; i < count; i++) {
         reqs[i].method = "GET";
-        snprintf(reqs[i].url, sizeof reqs[i].url, "%s/stats", g->cfg->nodes[i].url);
+        snprintf(reqs[i].url, sizeof reqs[i].url, "%s/stats", members[i].node.url);
     }
-    mr_http_run(g->http, reqs, g->cfg->node_count);
+    mr_http_run(g->http, reqs, count);
     json_int_t size = 0, used = 0;
     char last[64] = "";
-    for (size_t i = 0; i < g->cfg->node_count; i++) {
+    for (size_t i = 0; i < count; i++) {
         json_t *a = mr_http_json(&reqs[i]);
         size += json_integer_value(json_object_get(a, "databaseSize"));
         used += json_integer_value(json_object_get(a, "usedDatabaseSize"));

@@ -1,4 +1,4 @@
-/* gw_tasks.c: tasks (get, list, delete; cancel refused), health, version and the topology view. */
+/* gw_tasks.c: tasks (get, list, delete; cancel refused), health and version. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +36,7 @@ void gw_route_task_get(gw *g, const gw_request *req, gw_response *res)
 
 /* Cluster colour: green when every replica of every shard is on a live node, yellow when some
  * shard lost a replica but keeps one, red when some shard has no live ready replica. */
-static const char *cluster_health(gw *g, json_t *shards_out)
+const char *gw_cluster_health(gw *g, json_t *shards_out)
 {
     mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
     int worst = 0;
@@ -62,7 +62,7 @@ void gw_route_health(gw *g, const gw_request *req, gw_response *res)
 {
     (void)req;
     json_t *degraded = json_array();
-    const char *colour = cluster_health(g, degraded);
+    const char *colour = gw_cluster_health(g, degraded);
     /* Meilisearch SDKs read only "status"; red still answers "available" for the shards that
      * are fine, and the detail says which are not. */
     gw_reply(res, 200, json_pack("{s:s, s:s, s:o}", "status", "available", "cluster", colour, "degradedShards", degraded));
@@ -74,37 +74,6 @@ void gw_route_version(gw *g, const gw_request *req, gw_response *res)
     (void)req;
     gw_reply(res, 200, json_pack("{s:s, s:s, s:s, s:s}", "commitSha", "miroir", "commitDate", "unknown", "pkgVersion",
                                  "1.21.0", "miroirVersion", "0.1.0"));
-}
-
-void gw_route_topology(gw *g, const gw_request *req, gw_response *res)
-{
-    (void)req;
-    json_t *nodes = json_array();
-    for (size_t i = 0; i < g->cfg->node_count; i++)
-        json_array_append_new(nodes, json_pack("{s:s, s:s, s:b}", "id", g->cfg->nodes[i].id, "url", g->cfg->nodes[i].url,
-                                               "up", gw_node_is_up(g, g->cfg->nodes[i].id)));
-    json_t *indexes = json_array();
-    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
-    for (size_t i = 0; i < topo->count; i++) {
-        const mr_index *ix = &topo->indexes[i];
-        json_t *shards = json_array();
-        for (uint32_t s = 0; s < ix->shard_count; s++) {
-            json_t *reps = json_array();
-            for (size_t r = 0; r < ix->shards[s].count; r++) {
-                const mr_replica *rep = &ix->shards[s].replicas[r];
-                json_array_append_new(reps, json_pack("{s:s, s:s, s:I}", "node", rep->node, "state",
-                                                      mr_replica_state_name(rep->state), "appliedOffset",
-                                                      (json_int_t)mr_meta_applied(g->meta, ix->storage, s, rep->node, NULL, 0)));
-            }
-            json_array_append_new(shards, json_pack("{s:i, s:o}", "shard", (int)s, "replicas", reps));
-        }
-        json_array_append_new(indexes, json_pack("{s:s, s:s, s:s, s:i, s:i, s:b, s:o}", "uid", ix->uid, "storage",
-                                                 ix->storage, "primaryKey", ix->primary_key, "shards",
-                                                 (int)ix->shard_count, "replicationFactor", (int)ix->rf, "deleted",
-                                                 ix->deleted, "placement", shards));
-    }
-    mr_topology_release(mr_meta_topology(g->meta), topo);
-    gw_reply(res, 200, json_pack("{s:o, s:o, s:s}", "nodes", nodes, "indexes", indexes, "health", cluster_health(g, NULL)));
 }
 
 /* ---- GET /tasks ---- */

@@ -38,10 +38,6 @@ int main(void)
         fprintf(stderr, "miroir-gateway: %s\n", err);
         return 2;
     }
-    if (cfg.node_count == 0) {
-        fprintf(stderr, "miroir-gateway: no nodes configured (nodes = id=url,…)\n");
-        return 2;
-    }
     snprintf(cfg.worker_id, sizeof cfg.worker_id, "gateway");
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
@@ -53,6 +49,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
 
     gw g = {.cfg = &cfg};
+    pthread_mutex_init(&g.health_lock, NULL);
     int rc = 1;
     pthread_t meta_thread, health_thread;
     struct MHD_Daemon *daemon = NULL;
@@ -66,12 +63,17 @@ int main(void)
         snprintf(err, sizeof err, "could not read the metadata topics within 30 s");
         goto fail;
     }
+    mr_error seed_err = {0};
+    if (mr_meta_seed_members(g.meta, g.producer, &cfg, &seed_err)) {
+        snprintf(err, sizeof err, "could not record the configured nodes: %.400s", seed_err.message);
+        goto fail;
+    }
     g.http = mr_http_new(cfg.node_key, cfg.upstream_timeout_ms, cfg.connect_timeout_ms);
     pthread_create(&meta_thread, NULL, follow_meta, &g);
     pthread_create(&health_thread, NULL, check_nodes, &g);
     daemon = gw_http_start(&g, err, sizeof err);
     if (daemon) {
-        mr_log("info", "gateway", "listening on %s with %zu nodes", cfg.gateway_listen, cfg.node_count);
+        mr_log("info", "gateway", "listening on %s", cfg.gateway_listen);
         int sig;
         sigwait(&sigs, &sig);
         mr_log("info", "gateway", "signal %d: shutting down", sig);
@@ -91,6 +93,7 @@ fail:
         rd_kafka_flush(g.producer, 5000);
         rd_kafka_destroy(g.producer);
     }
+    pthread_mutex_destroy(&g.health_lock);
     curl_global_cleanup();
     return rc;
 }

@@ -38,6 +38,8 @@ static void buf_free(struct buf *b)
 
 /* ---------------------------------------------------------------- stream life cycle */
 
+static void set_paused(ingest *in, struct stream *s, int paused);
+
 static void batch_reset(struct stream *s)
 {
     s->kind = BATCH_NONE;
@@ -69,35 +71,90 @@ static void stream_clear(struct stream *s)
     }
 }
 
+static void free_stream_array(struct stream *streams, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        stream_clear(&streams[i]);
+        buf_free(&streams[i].body);
+    }
+    free(streams);
+}
+
 void ingest_free_streams(ingest *in)
 {
-    for (size_t i = 0; i < in->stream_count; i++) {
-        stream_clear(&in->streams[i]);
-        buf_free(&in->streams[i].body);
-    }
-    free(in->streams);
+    free_stream_array(in->streams, in->stream_count);
     in->streams = NULL;
     in->stream_count = 0;
 }
 
-static int node_slot(const ingest *in, const char *id)
+void ingest_free_readers(ingest *in)
 {
-    for (size_t i = 0; i < in->cfg->node_count; i++)
-        if (strcmp(in->cfg->nodes[i].id, id) == 0)
+    for (size_t i = 0; i < in->reader_count; i++) {
+        rd_kafka_consumer_close(in->readers[i].consumer);
+        rd_kafka_destroy(in->readers[i].consumer);
+    }
+    in->reader_count = 0;
+}
+
+/* The reader of node id (its URL refreshed), created on first use; -1 if none can be. */
+static int reader_slot(ingest *in, const mr_node *node)
+{
+    for (size_t i = 0; i < in->reader_count; i++) {
+        if (strcmp(in->readers[i].id, node->id) == 0) {
+            snprintf(in->readers[i].url, sizeof in->readers[i].url, "%s", node->url);
             return (int)i;
-    return -1;
+        }
+    }
+    if (in->reader_count == MR_MAX_NODES)
+        return -1;
+    char err[512];
+    rd_kafka_t *c = mr_kafka_consumer(in->cfg, NULL, err, sizeof err);
+    if (!c) {
+        mr_log("error", "ingest", "no reader for node %s: %s", node->id, err);
+        return -1;
+    }
+    rd_kafka_poll_set_consumer(c);
+    struct node_reader *r = &in->readers[in->reader_count];
+    *r = (struct node_reader){.consumer = c};
+    snprintf(r->id, sizeof r->id, "%s", node->id);
+    snprintf(r->url, sizeof r->url, "%s", node->url);
+    return (int)in->reader_count++;
+}
+
+/* Takes the stream of the same replica (same life) out of old, if there is one. */
+static int adopt(struct stream *old, size_t old_count, struct stream *s)
+{
+    for (size_t i = 0; i < old_count; i++) {
+        struct stream *o = &old[i];
+        if (o->topic[0] && o->shard == s->shard && o->incarnation == s->incarnation &&
+            strcmp(o->node_id, s->node_id) == 0 && strcmp(o->topic, s->topic) == 0) {
+            struct stream fresh = *s;
+            *s = *o;
+            memset(o, 0, sizeof *o); /* now owned by s */
+            s->deleted = fresh.deleted;
+            s->dlq_writer = fresh.dlq_writer;
+            memcpy(s->primary_key, fresh.primary_key, sizeof s->primary_key);
+            memcpy(s->node_url, fresh.node_url, sizeof s->node_url);
+            s->node_slot = fresh.node_slot;
+            return 1;
+        }
+    }
+    return 0;
 }
 
 void ingest_rebuild_streams(ingest *in)
 {
-    ingest_free_streams(in);
+    struct stream *old = in->streams;
+    size_t old_count = in->stream_count;
+    in->streams = NULL;
+    in->stream_count = 0;
     mr_meta_sync(in->meta, 5000); /* applied offsets as fresh as Kafka has them */
     mr_topology_holder *holder = mr_meta_topology(in->meta);
     if (in->topo_seen)
         mr_topology_release(holder, in->topo_seen);
     in->topo_seen = mr_topology_acquire(holder);
     in->streams_dirty = 0;
-    size_t cap = 0;
+    size_t cap = 0, kept = 0;
     for (int i = 0; in->leased && i < in->leased->cnt; i++) {
         const rd_kafka_topic_partition_t *tp = &in->leased->elems[i];
         const char *storage = tp->topic + strlen(MR_TOPIC_INDEX_PREFIX);
@@ -111,8 +168,12 @@ void ingest_rebuild_streams(ingest *in)
         int first_writer = 1;
         for (size_t r = 0; r < sh->count; r++) {
             const mr_replica *rep = &sh->replicas[r];
-            int slot = node_slot(in, rep->node);
-            if (rep->state == MR_REPLICA_RETIRING || slot < 0)
+            const mr_member *member = mr_topology_member(in->topo_seen, rep->node);
+            /* new: the rebalancer is still clearing the node; retiring: about to be dropped */
+            if (rep->state == MR_REPLICA_RETIRING || rep->state == MR_REPLICA_NEW || !member)
+                continue;
+            int slot = reader_slot(in, &member->node);
+            if (slot < 0)
                 continue;
             if (in->stream_count == cap) {
                 cap = cap ? cap * 2 : 16;
@@ -126,28 +187,41 @@ void ingest_rebuild_streams(ingest *in)
             snprintf(s->primary_key, sizeof s->primary_key, "%s", ix->primary_key);
             s->shard = (uint32_t)tp->partition;
             s->shard_count = ix->shard_count;
-            s->node = &in->cfg->nodes[slot];
+            snprintf(s->node_id, sizeof s->node_id, "%s", member->node.id);
+            snprintf(s->node_url, sizeof s->node_url, "%s", member->node.url);
+            s->incarnation = rep->incarnation;
             s->node_slot = slot;
             s->dlq_writer = first_writer;
             s->deleted = ix->deleted;
             first_writer = 0;
-            s->applied = mr_meta_applied(in->meta, ix->storage, s->shard, rep->node, NULL, 0);
+            if (adopt(old, old_count, s)) {
+                kept++;
+                continue;
+            }
+            s->applied = mr_meta_applied(in->meta, ix->storage, s->shard, rep, NULL, 0);
             s->expect = s->applied;
             s->split_until = -1;
             batch_reset(s);
         }
     }
-    /* Position every node reader at the applied offsets of its replicas. */
-    for (size_t n = 0; n < in->cfg->node_count; n++) {
+    free_stream_array(old, old_count); /* the streams of replicas this worker no longer applies */
+    /* Position every node reader at its replicas' positions; kept streams go on where they were. */
+    for (size_t n = 0; n < in->reader_count; n++) {
         rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(8);
         for (size_t i = 0; i < in->stream_count; i++)
             if (in->streams[i].node_slot == (int)n)
                 rd_kafka_topic_partition_list_add(parts, in->streams[i].topic, (int32_t)in->streams[i].shard)->offset =
-                    in->streams[i].applied;
+                    in->streams[i].expect;
         rd_kafka_assign(in->readers[n].consumer, parts->cnt ? parts : NULL);
         rd_kafka_topic_partition_list_destroy(parts);
     }
-    mr_log("info", "ingest", "applying %zu replica streams", in->stream_count);
+    for (size_t i = 0; i < in->stream_count; i++) {
+        if (in->streams[i].paused) { /* a new assignment starts unpaused */
+            in->streams[i].paused = 0;
+            set_paused(in, &in->streams[i], 1);
+        }
+    }
+    mr_log("info", "ingest", "applying %zu replica streams (%zu kept)", in->stream_count, kept);
 }
 
 static struct stream *stream_find(ingest *in, int slot, const char *topic, int32_t partition)
@@ -183,10 +257,11 @@ static void set_paused(ingest *in, struct stream *s, int paused)
 
 static void write_applied(ingest *in, struct stream *s)
 {
-    char key[700], at[48], value[128];
-    snprintf(key, sizeof key, "applied/%s/%u/%s", s->index, s->shard, s->node->id);
+    char key[700], at[48], value[160];
+    snprintf(key, sizeof key, "applied/%s/%u/%s", s->index, s->shard, s->node_id);
     mr_now_rfc3339(at, sizeof at);
-    int n = snprintf(value, sizeof value, "{\"offset\":%" PRId64 ",\"at\":\"%s\"}", s->applied, at);
+    int n = snprintf(value, sizeof value, "{\"offset\":%" PRId64 ",\"at\":\"%s\",\"incarnation\":%" PRIu64 "}",
+                     s->applied, at, s->incarnation);
     rd_kafka_producev(in->producer, RD_KAFKA_V_TOPIC(MR_TOPIC_META), RD_KAFKA_V_PARTITION(0),
                       RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE(value, (size_t)n),
                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
@@ -208,7 +283,7 @@ static void stream_node_failed(ingest *in, struct stream *s, const char *why)
     if (backoff > MAX_BACKOFF_MS)
         backoff = MAX_BACKOFF_MS;
     if (s->failures == 0)
-        mr_log("warn", "ingest", "replica %s on %s: %s; retrying from offset %" PRId64, s->shard_index, s->node->id,
+        mr_log("warn", "ingest", "replica %s on %s: %s; retrying from offset %" PRId64, s->shard_index, s->node_id,
                why, s->applied);
     s->failures++;
     stream_rewind(in, s, s->applied, backoff);
@@ -366,7 +441,7 @@ static int batch_due(const ingest *in, const struct stream *s, int64_t now)
 /* Fills r with the Meilisearch call for the stream's batch. */
 static void batch_request(const struct stream *s, mr_http_req *r, char *scratch, size_t scratch_len)
 {
-    const char *base = s->node->url;
+    const char *base = s->node_url;
     char *epk = curl_easy_escape(NULL, s->primary_key, 0);
     r->body = s->body.data;
     r->body_len = s->body.len;
@@ -552,7 +627,7 @@ static int failed_alone(ingest *in, const struct stream *s, json_t *task)
         return 0;
     mr_http_req r = {0};
     char url[512];
-    snprintf(url, sizeof url, "%s/batches/%" JSON_INTEGER_FORMAT, s->node->url, json_integer_value(batch_uid));
+    snprintf(url, sizeof url, "%s/batches/%" JSON_INTEGER_FORMAT, s->node_url, json_integer_value(batch_uid));
     mr_http_one(in->http, &r, "GET", url, NULL, 0);
     json_t *batch = mr_http_json(&r);
     json_t *tasks = json_object_get(json_object_get(batch, "stats"), "totalNbTasks");
@@ -620,7 +695,7 @@ static void stream_settle(ingest *in, struct stream *s, json_t *statuses)
 
 static int poll_tasks(ingest *in, int64_t now)
 {
-    size_t nodes = in->cfg->node_count;
+    size_t nodes = in->reader_count;
     mr_http_req reqs[MR_MAX_NODES];
     int slots[MR_MAX_NODES];
     size_t n = 0;
@@ -659,7 +734,7 @@ static int poll_tasks(ingest *in, int64_t now)
             continue;
         memset(&reqs[n], 0, sizeof reqs[n]);
         reqs[n].method = "GET";
-        snprintf(reqs[n].url, sizeof reqs[n].url, "%s/tasks?limit=%zu&uids=%s", in->cfg->nodes[slot].url, count, list);
+        snprintf(reqs[n].url, sizeof reqs[n].url, "%s/tasks?limit=%zu&uids=%s", in->readers[slot].url, count, list);
         slots[n++] = (int)slot;
         in->readers[slot].last_poll_ms = now;
     }
@@ -697,14 +772,14 @@ static int poll_tasks(ingest *in, int64_t now)
 static int read_records(ingest *in)
 {
     int got = 0;
-    for (size_t slot = 0; slot < in->cfg->node_count; slot++) {
+    for (size_t slot = 0; slot < in->reader_count; slot++) {
         for (int k = 0; k < 5000; k++) {
             rd_kafka_message_t *m = rd_kafka_consumer_poll(in->readers[slot].consumer, 0);
             if (!m)
                 break;
             if (m->err) {
                 if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                    mr_log("warn", "ingest", "reader %s: %s", in->cfg->nodes[slot].id, rd_kafka_message_errstr(m));
+                    mr_log("warn", "ingest", "reader %s: %s", in->readers[slot].id, rd_kafka_message_errstr(m));
                 rd_kafka_message_destroy(m);
                 continue;
             }

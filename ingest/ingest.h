@@ -3,8 +3,9 @@
  *
  * Ownership: main owns the ingest context. The context owns the group consumer (the lease), one
  * plain consumer per node (the readers, positioned per replica), the streams, and a producer for
- * metadata, DLQ and inbox routing. Streams are rebuilt whenever the lease or the topology
- * changes; their durable state is only the applied offset in miroir.meta. */
+ * metadata, DLQ and inbox routing. When the lease or the topology changes, the set of streams is
+ * made again; a stream whose replica is unchanged keeps its batches and tasks in flight. Their
+ * durable state is only the applied offset in miroir.meta. */
 #ifndef MIROIR_INGEST_H
 #define MIROIR_INGEST_H
 
@@ -50,7 +51,9 @@ struct stream {
     uint32_t shard;
     uint32_t shard_count;
     char primary_key[256];
-    const mr_node *node;
+    char node_id[MR_NODE_ID_MAX];
+    char node_url[256];
+    uint64_t incarnation; /* the replica's (topology.h); its applied offset is recorded with it */
     int node_slot;
     int dlq_writer; /* the first replica of the shard writes DLQ records, so they are not duplicated */
     int deleted;    /* the index is deleted: only its delete-index records still apply */
@@ -75,6 +78,8 @@ struct stream {
 };
 
 struct node_reader {
+    char id[MR_NODE_ID_MAX];
+    char url[256];
     rd_kafka_t *consumer; /* assign()-only: one position per replica of this node */
     int64_t last_poll_ms; /* last task poll */
 };
@@ -85,7 +90,8 @@ typedef struct ingest {
     rd_kafka_t *producer;
     mr_meta *meta;
     mr_http *http;
-    struct node_reader readers[MR_MAX_NODES];
+    struct node_reader readers[MR_MAX_NODES]; /* one per node ever seen, created on first use */
+    size_t reader_count;
     rd_kafka_topic_partition_list_t *leased; /* index-topic partitions this worker owns */
     mr_topology *topo_seen; /* the snapshot the streams were built from */
     int streams_dirty;
@@ -96,6 +102,7 @@ typedef struct ingest {
 
 /* apply.c */
 void ingest_rebuild_streams(ingest *in);
+void ingest_free_readers(ingest *in);
 void ingest_free_streams(ingest *in);
 /* Reads from the node readers, sends batches, polls tasks. Returns 1 if it did any work. */
 int ingest_apply_round(ingest *in);

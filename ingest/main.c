@@ -95,10 +95,6 @@ int main(void)
         fprintf(stderr, "miroir-ingest: %s\n", err);
         return 2;
     }
-    if (cfg.node_count == 0) {
-        fprintf(stderr, "miroir-ingest: no nodes configured\n");
-        return 2;
-    }
     curl_global_init(CURL_GLOBAL_DEFAULT);
     sigset_t sigs;
     sigemptyset(&sigs);
@@ -115,11 +111,14 @@ int main(void)
     in.meta = mr_meta_new(&cfg, err, sizeof err);
     if (!in.meta)
         goto out;
-    for (size_t i = 0; i < cfg.node_count; i++) {
-        in.readers[i].consumer = mr_kafka_consumer(&cfg, NULL, err, sizeof err);
-        if (!in.readers[i].consumer)
-            goto out;
-        rd_kafka_poll_set_consumer(in.readers[i].consumer);
+    if (mr_meta_sync(in.meta, 30000)) {
+        snprintf(err, sizeof err, "could not read the metadata topics within 30 s");
+        goto out;
+    }
+    mr_error seed_err = {0};
+    if (mr_meta_seed_members(in.meta, in.producer, &cfg, &seed_err)) {
+        snprintf(err, sizeof err, "could not record the configured nodes: %.400s", seed_err.message);
+        goto out;
     }
     in.http = mr_http_new(cfg.node_key, cfg.upstream_timeout_ms, cfg.connect_timeout_ms);
 
@@ -148,7 +147,7 @@ int main(void)
     rd_kafka_topic_partition_list_add(sub, SUBSCRIPTION, RD_KAFKA_PARTITION_UA);
     rd_kafka_subscribe(in.group, sub);
     rd_kafka_topic_partition_list_destroy(sub);
-    mr_log("info", "ingest", "worker %s started with %zu nodes", cfg.worker_id, cfg.node_count);
+    mr_log("info", "ingest", "worker %s started", cfg.worker_id);
 
     const struct timespec no_wait = {0, 0};
     while (1) {
@@ -184,11 +183,7 @@ out:
         rd_kafka_topic_partition_list_destroy(in.leased);
     if (in.topo_seen)
         mr_topology_release(mr_meta_topology(in.meta), in.topo_seen);
-    for (size_t i = 0; i < cfg.node_count; i++)
-        if (in.readers[i].consumer) {
-            rd_kafka_consumer_close(in.readers[i].consumer);
-            rd_kafka_destroy(in.readers[i].consumer);
-        }
+    ingest_free_readers(&in);
     mr_http_free(in.http);
     mr_meta_free(in.meta);
     if (in.producer) {

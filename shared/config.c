@@ -39,6 +39,9 @@ static const struct key keys[] = {
     {S(worker_id, "ingest")},
     {L(default_max_total_hits, 1000, 1, 100000000)},
     {L(read_lag_tolerance, 1000, 0, 1000000000)},
+    {L(rebalance_concurrency, 2, 1, 1024)},
+    {L(rebalance_interval_ms, 500, 10, 60000)},
+    {L(retire_grace_ms, 2000, 0, 600000)},
 };
 
 #undef S

@@ -37,6 +37,9 @@ typedef struct mr_config {
     char worker_id[64];
     long default_max_total_hits;
     long read_lag_tolerance;    /* a replica further behind its most advanced peer serves no reads while a peer can */
+    long rebalance_concurrency; /* replicas being built at once, cluster-wide: the rebuild throttle */
+    long rebalance_interval_ms; /* how often the rebalancer looks at the placement */
+    long retire_grace_ms;       /* between a replica's last read and the drop of its index */
     mr_kafka_prop kafka_props[MR_MAX_KAFKA_PROPS]; /* kafka.<property> = value, passed to librdkafka */
     size_t kafka_prop_count;
 } mr_config;

@@ -16,7 +16,9 @@ struct mr_meta {
     mr_topology_holder topology;
     pthread_mutex_t lock; /* guards everything below */
     pthread_cond_t progressed;
-    json_t *applied; /* "uid/shard/node" -> {"offset", "at"} */
+    json_t *applied; /* "uid/shard/node" -> {"offset", "at", "incarnation"} */
+    json_t *placements; /* storage -> {"createdAt", "placement"}: the rebalancer's placements */
+    json_t *rebuilds;   /* "storage/shard/node" -> {"at"}: replicas to rebuild from the log */
     json_t *dlq;     /* "uid/shard" -> [[offset, error], …] */
     json_t *tasks;   /* "uid" -> task */
     json_t *deleted_tasks; /* [[first, last], …]: task uids deleted from the history */
@@ -43,6 +45,8 @@ mr_meta *mr_meta_new(const mr_config *cfg, char *err, size_t errlen)
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->progressed, NULL);
     m->applied = json_object();
+    m->placements = json_object();
+    m->rebuilds = json_object();
     m->dlq = json_object();
     m->tasks = json_object();
     m->deleted_tasks = json_array();
@@ -63,6 +67,8 @@ void mr_meta_free(mr_meta *m)
     rd_kafka_destroy(m->consumer);
     mr_topology_holder_destroy(&m->topology);
     json_decref(m->applied);
+    json_decref(m->placements);
+    json_decref(m->rebuilds);
     json_decref(m->dlq);
     json_decref(m->tasks);
     json_decref(m->deleted_tasks);
@@ -76,6 +82,59 @@ mr_topology_holder *mr_meta_topology(mr_meta *m)
     return &m->topology;
 }
 
+/* The rebalancer owns placements (placement/<storage>), the gateway owns definitions
+ * (index/<uid>): two writers never overwrite each other's fields. A placement applies to the
+ * index of its storage created at the time it names, so one left from a deleted index of the
+ * same name never applies to a new one. */
+static void overlay_placement(mr_meta *m, mr_index *ix)
+{
+    pthread_mutex_lock(&m->lock);
+    json_t *p = json_object_get(m->placements, ix->storage);
+    const char *created = json_string_value(json_object_get(p, "createdAt"));
+    if (created && strcmp(created, ix->created_at) == 0 &&
+        mr_placement_from_json(json_object_get(p, "placement"), ix) != 0)
+        mr_log("warn", "meta", "ignoring a malformed placement of %s", ix->storage);
+    pthread_mutex_unlock(&m->lock);
+}
+
+static void apply_placement(mr_meta *m, const char *storage, json_t *value)
+{
+    pthread_mutex_lock(&m->lock);
+    if (value)
+        json_object_set(m->placements, storage, value);
+    else
+        json_object_del(m->placements, storage);
+    pthread_mutex_unlock(&m->lock);
+    mr_topology *cur = mr_topology_acquire(&m->topology);
+    const mr_index *found = mr_topology_find_storage(cur, storage);
+    if (found && value) {
+        mr_index ix;
+        mr_index_copy(&ix, found);
+        overlay_placement(m, &ix);
+        mr_topology_publish(&m->topology, mr_topology_with(cur, ix.uid, &ix));
+        mr_index_clear(&ix);
+    }
+    mr_topology_release(&m->topology, cur);
+}
+
+static void apply_member(mr_meta *m, const char *id, const json_t *value)
+{
+    mr_node node = {0};
+    enum mr_member_state state = MR_MEMBER_ACTIVE;
+    const char *url = json_string_value(json_object_get(value, "url"));
+    if (strlen(id) >= sizeof node.id ||
+        (value && (!url || mr_member_state_parse(json_string_value(json_object_get(value, "state")), &state)))) {
+        mr_log("warn", "meta", "ignoring a malformed member record for node %s", id);
+        return;
+    }
+    memcpy(node.id, id, strlen(id) + 1);
+    snprintf(node.url, sizeof node.url, "%s", url ? url : "");
+    mr_topology *cur = mr_topology_acquire(&m->topology);
+    mr_topology *next = mr_topology_with_member(cur, &node, value ? &state : NULL);
+    mr_topology_release(&m->topology, cur);
+    mr_topology_publish(&m->topology, next);
+}
+
 static void apply_index(mr_meta *m, const char *uid, const json_t *value)
 {
     mr_index ix;
@@ -85,6 +144,7 @@ static void apply_index(mr_meta *m, const char *uid, const json_t *value)
             mr_log("warn", "meta", "ignoring a malformed definition of index %s", uid);
             return;
         }
+        overlay_placement(m, &ix);
         def = &ix;
     }
     mr_topology *cur = mr_topology_acquire(&m->topology);
@@ -106,6 +166,7 @@ static void apply_swap(mr_meta *m, const json_t *value)
         mr_index ix;
         if (mr_index_from_json(def, &ix) != 0)
             continue;
+        overlay_placement(m, &ix);
         mr_topology *t = mr_topology_with(next ? next : cur, ix.uid, &ix);
         if (next)
             mr_topology_release(&m->topology, next);
@@ -185,6 +246,10 @@ static void apply_meta_record(mr_meta *m, const rd_kafka_message_t *msg)
     json_t *value = msg->len ? json_loadb(msg->payload, msg->len, 0, NULL) : NULL;
     if (strncmp(key, "index/", 6) == 0) {
         apply_index(m, key + 6, value);
+    } else if (strncmp(key, "placement/", 10) == 0) {
+        apply_placement(m, key + 10, value);
+    } else if (strncmp(key, "node/", 5) == 0) {
+        apply_member(m, key + 5, value);
     } else if (strncmp(key, "swap/", 5) == 0) {
         if (value)
             apply_swap(m, value);
@@ -195,6 +260,11 @@ static void apply_meta_record(mr_meta *m, const rd_kafka_message_t *msg)
                 json_object_set(m->applied, key + 8, value);
             else
                 json_object_del(m->applied, key + 8);
+        } else if (strncmp(key, "rebuild/", 8) == 0) {
+            if (value)
+                json_object_set(m->rebuilds, key + 8, value);
+            else
+                json_object_del(m->rebuilds, key + 8);
         } else if (strncmp(key, "dlq/", 4) == 0) {
             apply_dlq(m, key + 4, value);
         } else if (strncmp(key, "deleted-tasks/", 14) == 0 && value) {
@@ -288,12 +358,14 @@ int mr_meta_wait(mr_meta *m, const char *topic, int64_t offset, int timeout_ms)
     return rc;
 }
 
-int64_t mr_meta_applied(mr_meta *m, const char *index, uint32_t shard, const char *node, char *at, size_t atlen)
+int64_t mr_meta_applied(mr_meta *m, const char *index, uint32_t shard, const mr_replica *rep, char *at, size_t atlen)
 {
     char key[600];
-    snprintf(key, sizeof key, "%s/%u/%s", index, shard, node);
+    snprintf(key, sizeof key, "%s/%u/%s", index, shard, rep->node);
     pthread_mutex_lock(&m->lock);
     json_t *v = json_object_get(m->applied, key);
+    if ((uint64_t)json_integer_value(json_object_get(v, "incarnation")) != rep->incarnation)
+        v = NULL; /* written by an earlier life of this replica */
     int64_t off = v ? (int64_t)json_integer_value(json_object_get(v, "offset")) : 0;
     if (at) {
         const char *s = v ? json_string_value(json_object_get(v, "at")) : NULL;
@@ -309,6 +381,10 @@ json_t *mr_meta_index_keys(mr_meta *m, const char *index)
     size_t len = strlen(index);
     char key[1200];
     pthread_mutex_lock(&m->lock);
+    if (json_object_get(m->placements, index)) {
+        snprintf(key, sizeof key, "placement/%s", index);
+        json_array_append_new(keys, json_string(key));
+    }
     const char *k;
     json_t *v;
     json_object_foreach(m->applied, k, v) {
@@ -329,6 +405,14 @@ json_t *mr_meta_index_keys(mr_meta *m, const char *index)
     }
     pthread_mutex_unlock(&m->lock);
     return keys;
+}
+
+json_t *mr_meta_rebuilds(mr_meta *m)
+{
+    pthread_mutex_lock(&m->lock);
+    json_t *copy = json_deep_copy(m->rebuilds);
+    pthread_mutex_unlock(&m->lock);
+    return copy;
 }
 
 int64_t mr_meta_task_count(mr_meta *m)
@@ -404,4 +488,23 @@ int mr_meta_put(mr_meta *m, rd_kafka_t *producer, const char *key, const json_t 
 int mr_meta_add_task(mr_meta *m, rd_kafka_t *producer, const json_t *task, int64_t *uid, mr_error *err)
 {
     return put_and_wait(m, producer, MR_TOPIC_TASKS, NULL, task, 1, uid, err);
+}
+
+int mr_meta_seed_members(mr_meta *m, rd_kafka_t *producer, const mr_config *cfg, mr_error *err)
+{
+    mr_topology *t = mr_topology_acquire(&m->topology);
+    size_t members = t->member_count;
+    mr_topology_release(&m->topology, t);
+    if (members)
+        return 0;
+    for (size_t i = 0; i < cfg->node_count; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "node/%s", cfg->nodes[i].id);
+        json_t *v = json_pack("{s:s, s:s}", "url", cfg->nodes[i].url, "state", mr_member_state_name(MR_MEMBER_ACTIVE));
+        int rc = mr_meta_put(m, producer, key, v, i + 1 == cfg->node_count, err);
+        json_decref(v);
+        if (rc)
+            return -1;
+    }
+    return 0;
 }

@@ -1,8 +1,15 @@
 /* meta.h: the cluster's metadata, kept in Kafka and followed by every process.
  *
  * Topic miroir.meta (1 partition, compacted) holds, by key:
- *   index/<uid>                     the index definition and placement (topology.h), or a tombstone
- *   applied/<storage>/<shard>/<node> {"offset": next offset to apply, "at": time} for one replica
+ *   node/<id>                       {"url", "state": active|draining|removing}: a cluster member;
+ *                                   a tombstone removes it
+ *   index/<uid>                     the index definition (topology.h), or a tombstone; written by
+ *                                   the gateway, with the placement it was created with
+ *   placement/<storage>             {"createdAt", "placement"}: the placement as the rebalancer
+ *                                   moves replicas; it overrides the definition's (its only writer)
+ *   rebuild/<storage>/<shard>/<node> {"at"}: a request to rebuild one replica from the log
+ *   applied/<storage>/<shard>/<node> {"offset": next offset to apply, "at": time, "incarnation"}
+ *                                   for one replica
  *   dlq/<storage>/<shard>/<offset>  {"error": {…}} for a record that went to the dead-letter topic
  *   swap/<id>                       {"indexes": [definition, …]}: definitions that change together
  *                                   (an index swap), applied in one snapshot
@@ -42,7 +49,10 @@ mr_topology_holder *mr_meta_topology(mr_meta *m);
 
 /* The next offset to apply for one replica (0 if it has applied nothing). If at is not NULL,
  * it receives the time of the last applied batch ("" if none). */
-int64_t mr_meta_applied(mr_meta *m, const char *index, uint32_t shard, const char *node, char *at, size_t atlen);
+int64_t mr_meta_applied(mr_meta *m, const char *index, uint32_t shard, const mr_replica *rep, char *at, size_t atlen);
+
+/* The pending rebuild requests: a new object "storage/shard/node" -> {"at"}. */
+json_t *mr_meta_rebuilds(mr_meta *m);
 
 /* How many task records exist: their uids are 0 … count-1. */
 int64_t mr_meta_task_count(mr_meta *m);
@@ -63,6 +73,10 @@ json_t *mr_meta_index_keys(mr_meta *m, const char *index);
  * wait_applied, also until this follower has applied it (read-your-writes). */
 int mr_meta_put(mr_meta *m, rd_kafka_t *producer, const char *key, const json_t *value, int wait_applied,
                 mr_error *err);
+
+/* Writes the configured nodes as the cluster's members if it has none yet: the config seeds the
+ * membership once; afterwards it changes through the admin API. Returns 0 or -1 with err. */
+int mr_meta_seed_members(mr_meta *m, rd_kafka_t *producer, const mr_config *cfg, mr_error *err);
 
 /* Appends a task record; on success *uid is its uid. */
 int mr_meta_add_task(mr_meta *m, rd_kafka_t *producer, const json_t *task, int64_t *uid, mr_error *err);

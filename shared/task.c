@@ -57,7 +57,7 @@ static enum progress task_progress(mr_meta *m, const json_t *task, mr_node_live_
                 continue;
             ready++;
             char at[48];
-            int64_t applied = mr_meta_applied(m, ix->storage, shard, rep->node, at, sizeof at);
+            int64_t applied = mr_meta_applied(m, ix->storage, shard, rep, at, sizeof at);
             if (applied > last) {
                 done++;
                 if (strcmp(at, finished) > 0)

@@ -7,7 +7,24 @@
 
 #include "hrw.h"
 
-static const char *const state_names[] = {"ready", "building", "retiring"};
+static const char *const state_names[] = {"ready", "building", "retiring", "new"};
+static const char *const member_state_names[] = {"active", "draining", "removing"};
+
+const char *mr_member_state_name(enum mr_member_state s)
+{
+    return member_state_names[s];
+}
+
+int mr_member_state_parse(const char *s, enum mr_member_state *out)
+{
+    for (size_t i = 0; i < sizeof member_state_names / sizeof member_state_names[0]; i++) {
+        if (s && strcmp(s, member_state_names[i]) == 0) {
+            *out = (enum mr_member_state)i;
+            return 0;
+        }
+    }
+    return -1;
+}
 
 const char *mr_replica_state_name(enum mr_replica_state s)
 {
@@ -30,16 +47,52 @@ void mr_shard_index_name(char *out, size_t outlen, const char *index, uint32_t s
     snprintf(out, outlen, "%s__s%u", index, shard);
 }
 
-json_t *mr_index_to_json(const mr_index *ix)
+json_t *mr_placement_to_json(const mr_index *ix)
 {
     json_t *shards = json_array();
     for (uint32_t s = 0; s < ix->shard_count; s++) {
         json_t *reps = json_array();
-        for (size_t r = 0; r < ix->shards[s].count; r++)
-            json_array_append_new(reps, json_pack("{s:s, s:s}", "node", ix->shards[s].replicas[r].node, "state",
-                                                  mr_replica_state_name(ix->shards[s].replicas[r].state)));
+        for (size_t r = 0; r < ix->shards[s].count; r++) {
+            const mr_replica *rep = &ix->shards[s].replicas[r];
+            json_array_append_new(reps, json_pack("{s:s, s:s, s:I}", "node", rep->node, "state",
+                                                  mr_replica_state_name(rep->state), "incarnation",
+                                                  (json_int_t)rep->incarnation));
+        }
         json_array_append_new(shards, reps);
     }
+    return shards;
+}
+
+int mr_placement_from_json(const json_t *j, mr_index *ix)
+{
+    if (!json_is_array(j) || json_array_size(j) != ix->shard_count)
+        return -1;
+    mr_shard *shards = calloc(ix->shard_count, sizeof *shards);
+    for (uint32_t s = 0; s < ix->shard_count; s++) {
+        json_t *reps = json_array_get(j, s);
+        size_t r;
+        json_t *rep;
+        json_array_foreach(reps, r, rep) {
+            if (r >= MR_MAX_REPLICAS)
+                break;
+            mr_replica *dst = &shards[s].replicas[r];
+            const char *node = json_string_value(json_object_get(rep, "node"));
+            if (!node || state_parse(json_string_value(json_object_get(rep, "state")), &dst->state)) {
+                free(shards);
+                return -1;
+            }
+            snprintf(dst->node, sizeof dst->node, "%s", node);
+            dst->incarnation = (uint64_t)json_integer_value(json_object_get(rep, "incarnation"));
+            shards[s].count++;
+        }
+    }
+    free(ix->shards);
+    ix->shards = shards;
+    return 0;
+}
+
+json_t *mr_index_to_json(const mr_index *ix)
+{
     return json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:s, s:b, s:I, s:s, s:s, s:o}", "uid", ix->uid, "storage",
                      ix->storage[0] ? ix->storage : ix->uid, "primaryKey", ix->primary_key,
                      "shards", (json_int_t)ix->shard_count, "replicationFactor", (json_int_t)ix->rf,
@@ -47,7 +100,7 @@ json_t *mr_index_to_json(const mr_index *ix)
                      (json_int_t)ix->max_values_per_facet, "distinctAttribute", ix->distinct_attribute, "deleted",
                      ix->deleted, "deletionTask", (json_int_t)ix->deletion_task, "createdAt",
                      ix->created_at, "updatedAt", ix->updated_at,
-                     "placement", shards);
+                     "placement", mr_placement_to_json(ix));
 }
 
 int mr_index_from_json(const json_t *j, mr_index *ix)
@@ -77,24 +130,8 @@ int mr_index_from_json(const json_t *j, mr_index *ix)
     snprintf(ix->distinct_attribute, sizeof ix->distinct_attribute, "%s", distinct);
     ix->deleted = deleted;
     ix->deletion_task = deletion_task;
-    ix->shards = calloc(ix->shard_count, sizeof *ix->shards);
-    for (uint32_t s = 0; s < ix->shard_count; s++) {
-        json_t *reps = json_array_get(placement, s);
-        size_t r;
-        json_t *rep;
-        json_array_foreach(reps, r, rep) {
-            if (r >= MR_MAX_REPLICAS)
-                break;
-            mr_replica *dst = &ix->shards[s].replicas[r];
-            const char *node = json_string_value(json_object_get(rep, "node"));
-            if (!node || state_parse(json_string_value(json_object_get(rep, "state")), &dst->state)) {
-                mr_index_clear(ix);
-                return -1;
-            }
-            snprintf(dst->node, sizeof dst->node, "%s", node);
-            ix->shards[s].count++;
-        }
-    }
+    if (mr_placement_from_json(placement, ix) != 0)
+        return -1;
     return 0;
 }
 
@@ -111,12 +148,9 @@ void mr_index_copy(mr_index *dst, const mr_index *src)
     memcpy(dst->shards, src->shards, src->shard_count * sizeof *dst->shards);
 }
 
-void mr_index_place(mr_index *ix, const mr_node *nodes, size_t node_count)
+void mr_index_place(mr_index *ix, const char *const *ids, size_t node_count)
 {
-    const char *ids[MR_MAX_NODES];
     size_t top[MR_MAX_REPLICAS];
-    for (size_t i = 0; i < node_count; i++)
-        ids[i] = nodes[i].id;
     ix->shards = calloc(ix->shard_count, sizeof *ix->shards);
     size_t rf = ix->rf < MR_MAX_REPLICAS ? ix->rf : MR_MAX_REPLICAS;
     for (uint32_t s = 0; s < ix->shard_count; s++) {
@@ -134,6 +168,46 @@ mr_topology *mr_topology_new(void)
     mr_topology *t = calloc(1, sizeof *t);
     t->refs = 1;
     return t;
+}
+
+mr_topology *mr_topology_with_member(const mr_topology *t, const mr_node *node, const enum mr_member_state *state)
+{
+    mr_topology *n = mr_topology_with(t, "", NULL); /* a copy: no index has the empty uid */
+    size_t k = 0;
+    while (k < n->member_count && strcmp(n->members[k].node.id, node->id) != 0)
+        k++;
+    if (!state) {
+        if (k < n->member_count) {
+            memmove(&n->members[k], &n->members[k + 1], (n->member_count - k - 1) * sizeof n->members[0]);
+            n->member_count--;
+        }
+        return n;
+    }
+    if (k == n->member_count) {
+        if (k == MR_MAX_NODES)
+            return n;
+        n->member_count++;
+    }
+    n->members[k].node = *node;
+    n->members[k].state = *state;
+    return n;
+}
+
+const mr_member *mr_topology_member(const mr_topology *t, const char *id)
+{
+    for (size_t i = 0; i < t->member_count; i++)
+        if (strcmp(t->members[i].node.id, id) == 0)
+            return &t->members[i];
+    return NULL;
+}
+
+size_t mr_topology_active_ids(const mr_topology *t, const char **ids)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < t->member_count; i++)
+        if (t->members[i].state == MR_MEMBER_ACTIVE)
+            ids[n++] = t->members[i].node.id;
+    return n;
 }
 
 static void topology_free(mr_topology *t)
@@ -171,6 +245,8 @@ const mr_index *mr_topology_find_storage(const mr_topology *t, const char *stora
 mr_topology *mr_topology_with(const mr_topology *t, const char *uid, const mr_index *ix)
 {
     mr_topology *n = mr_topology_new();
+    memcpy(n->members, t->members, t->member_count * sizeof t->members[0]);
+    n->member_count = t->member_count;
     n->indexes = calloc(t->count + 1, sizeof *n->indexes);
     int placed = 0;
     for (size_t i = 0; i < t->count; i++) {

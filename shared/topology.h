@@ -21,14 +21,30 @@
 
 enum mr_replica_state {
     MR_REPLICA_READY,    /* caught up: serves reads, counts for task completion */
-    MR_REPLICA_BUILDING, /* being filled; takes writes, no reads */
+    MR_REPLICA_BUILDING, /* being filled by replaying the partition; takes writes, no reads */
     MR_REPLICA_RETIRING, /* leaving: no reads, no writes; its index is about to be dropped */
+    MR_REPLICA_NEW,      /* placed; the rebalancer is clearing the node of any stale copy first */
 };
 
 typedef struct mr_replica {
     char node[MR_NODE_ID_MAX];
     enum mr_replica_state state;
+    /* Which life of this replica: a rebuild starts a new one, and an applied offset counts only
+     * for the incarnation that wrote it, so a stale offset can never skip history. */
+    uint64_t incarnation;
 } mr_replica;
+
+enum mr_member_state {
+    MR_MEMBER_ACTIVE,   /* placement may put replicas here */
+    MR_MEMBER_DRAINING, /* its replicas move away; it stays a member (e.g. for maintenance) */
+    MR_MEMBER_REMOVING, /* its replicas move away, then it leaves the cluster */
+};
+
+/* A Meilisearch node of the cluster, from miroir.meta (node/<id>). */
+typedef struct mr_member {
+    mr_node node;
+    enum mr_member_state state;
+} mr_member;
 
 typedef struct mr_shard {
     mr_replica replicas[MR_MAX_REPLICAS];
@@ -56,6 +72,8 @@ typedef struct mr_index {
 typedef struct mr_topology {
     mr_index *indexes; /* owned, sorted by uid */
     size_t count;
+    mr_member members[MR_MAX_NODES];
+    size_t member_count;
     int refs;          /* guarded by the holder's mutex */
 } mr_topology;
 
@@ -67,9 +85,14 @@ void mr_index_clear(mr_index *ix);
 /* Deep copy into dst (which must be cleared/uninitialised). */
 void mr_index_copy(mr_index *dst, const mr_index *src);
 
-/* Builds the placement of a new index: HRW over nodes, state ready (an empty index is caught up).
- * ix->uid, shard_count and rf must be set; allocates ix->shards. */
-void mr_index_place(mr_index *ix, const mr_node *nodes, size_t node_count);
+/* Builds the placement of a new index: HRW over node ids, state ready (an empty index is caught
+ * up). ix->storage, shard_count and rf must be set; allocates ix->shards. */
+void mr_index_place(mr_index *ix, const char *const *node_ids, size_t node_count);
+
+/* The placement alone ([[{node, state, incarnation}, …], …]), as the rebalancer writes it. */
+json_t *mr_placement_to_json(const mr_index *ix);
+/* Replaces ix's placement with j's. Returns 0, or -1 (ix untouched) if j doesn't fit ix. */
+int mr_placement_from_json(const json_t *j, mr_index *ix);
 
 /* Lookup in a snapshot; NULL if absent. */
 const mr_index *mr_topology_find(const mr_topology *t, const char *uid);
@@ -80,6 +103,15 @@ const mr_index *mr_topology_find_storage(const mr_topology *t, const char *stora
  * removed when ix is NULL. t itself is untouched. */
 mr_topology *mr_topology_with(const mr_topology *t, const char *uid, const mr_index *ix);
 mr_topology *mr_topology_new(void);
+/* Returns a new snapshot equal to t with the member set (added or replaced), or removed when
+ * state is NULL. */
+mr_topology *mr_topology_with_member(const mr_topology *t, const mr_node *node, const enum mr_member_state *state);
+
+/* A member by id, or NULL. */
+const mr_member *mr_topology_member(const mr_topology *t, const char *id);
+/* Fills ids (MR_MAX_NODES entries) with the active members' ids; returns their number. The
+ * pointers live as long as t. */
+size_t mr_topology_active_ids(const mr_topology *t, const char **ids);
 
 typedef struct mr_topology_holder {
     pthread_mutex_t lock;
@@ -98,5 +130,7 @@ void mr_topology_publish(mr_topology_holder *h, mr_topology *t);
 void mr_shard_index_name(char *out, size_t outlen, const char *index, uint32_t shard);
 
 const char *mr_replica_state_name(enum mr_replica_state s);
+const char *mr_member_state_name(enum mr_member_state s);
+int mr_member_state_parse(const char *s, enum mr_member_state *out);
 
 #endif

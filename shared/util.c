@@ -15,6 +15,13 @@ int64_t mr_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void mr_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
 void mr_now_rfc3339(char *out, size_t outlen)
 {
     struct timespec ts;

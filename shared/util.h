@@ -7,6 +7,7 @@
 
 /* Monotonic milliseconds, for timeouts and durations. */
 int64_t mr_now_ms(void);
+void mr_sleep_ms(long ms);
 
 /* Wall-clock time as RFC 3339 with nanoseconds, like Meilisearch's "2024-01-01T00:00:00.123456789Z". */
 void mr_now_rfc3339(char *out, size_t outlen);

@@ -104,7 +104,7 @@ def sanitizer_reports(state):
     found = []
     logs = os.path.join(state, "logs")
     for name in sorted(os.listdir(logs)) if os.path.isdir(logs) else []:
-        if not (name.startswith("gateway") or name.startswith("ingest")):
+        if not name.startswith(("gateway", "ingest", "rebalancer")):
             continue
         with open(os.path.join(logs, name), errors="replace") as f:
             text = f.read()

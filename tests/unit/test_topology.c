@@ -11,7 +11,7 @@
 
 static mr_index make_index(const char *uid)
 {
-    mr_node nodes[3] = {{"n1", "http://a"}, {"n2", "http://b"}, {"n3", "http://c"}};
+    const char *nodes[3] = {"n1", "n2", "n3"};
     mr_index ix = {.shard_count = 4, .rf = 2, .max_total_hits = 1000, .max_values_per_facet = 100};
     strcpy(ix.uid, uid);
     strcpy(ix.storage, uid);

@@ -1,0 +1,374 @@
+/* gw_admin.c: the cluster's own API under /_miroir/: topology, membership and replica checks.
+ *
+ * The gateway only records intent here (node/<id>, rebuild/… in miroir.meta); the rebalancer
+ * turns it into replica moves, so a gateway restart never interrupts one. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checksum.h"
+#include "gw.h"
+#include "kafka.h"
+#include "record.h"
+#include "util.h"
+
+#define VERIFY_PAGE 5000
+#define VERIFY_ATTEMPTS 5
+
+/* The partition's end offset, or -1 if Kafka doesn't say within a second. */
+static int64_t shard_end(gw *g, const mr_index *ix, uint32_t shard)
+{
+    char topic[300];
+    int64_t lo, hi;
+    snprintf(topic, sizeof topic, "%s%s", MR_TOPIC_INDEX_PREFIX, ix->storage);
+    if (rd_kafka_query_watermark_offsets(g->producer, topic, (int32_t)shard, &lo, &hi, 1000))
+        return -1;
+    return hi;
+}
+
+static size_t replicas_on(const mr_topology *t, const char *node)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < t->count; i++)
+        for (uint32_t s = 0; s < t->indexes[i].shard_count; s++)
+            for (size_t r = 0; r < t->indexes[i].shards[s].count; r++)
+                n += strcmp(t->indexes[i].shards[s].replicas[r].node, node) == 0;
+    return n;
+}
+
+static json_t *member_json(gw *g, const mr_topology *t, const mr_member *m)
+{
+    return json_pack("{s:s, s:s, s:s, s:b, s:I}", "id", m->node.id, "url", m->node.url, "state",
+                     mr_member_state_name(m->state), "up", gw_node_is_up(g, m->node.id), "replicas",
+                     (json_int_t)replicas_on(t, m->node.id));
+}
+
+void gw_route_topology(gw *g, const gw_request *req, gw_response *res)
+{
+    (void)req;
+    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
+    json_t *nodes = json_array();
+    for (size_t i = 0; i < topo->member_count; i++)
+        json_array_append_new(nodes, member_json(g, topo, &topo->members[i]));
+    json_t *indexes = json_array();
+    for (size_t i = 0; i < topo->count; i++) {
+        const mr_index *ix = &topo->indexes[i];
+        json_t *shards = json_array();
+        for (uint32_t s = 0; s < ix->shard_count; s++) {
+            int64_t end = ix->deleted ? -1 : shard_end(g, ix, s);
+            json_t *reps = json_array();
+            for (size_t r = 0; r < ix->shards[s].count; r++) {
+                const mr_replica *rep = &ix->shards[s].replicas[r];
+                int64_t applied = mr_meta_applied(g->meta, ix->storage, s, rep, NULL, 0);
+                json_t *j = json_pack("{s:s, s:s, s:I, s:I}", "node", rep->node, "state", mr_replica_state_name(rep->state),
+                                      "incarnation", (json_int_t)rep->incarnation, "appliedOffset", (json_int_t)applied);
+                if (end >= 0)
+                    json_object_set_new(j, "lag", json_integer(end > applied ? end - applied : 0));
+                json_array_append_new(reps, j);
+            }
+            json_t *shard = json_pack("{s:i, s:o}", "shard", (int)s, "replicas", reps);
+            if (end >= 0)
+                json_object_set_new(shard, "endOffset", json_integer(end));
+            json_array_append_new(shards, shard);
+        }
+        json_array_append_new(indexes, json_pack("{s:s, s:s, s:s, s:i, s:i, s:b, s:o}", "uid", ix->uid, "storage",
+                                                 ix->storage, "primaryKey", ix->primary_key, "shards",
+                                                 (int)ix->shard_count, "replicationFactor", (int)ix->rf, "deleted",
+                                                 ix->deleted, "placement", shards));
+    }
+    mr_topology_release(mr_meta_topology(g->meta), topo);
+    gw_reply(res, 200, json_pack("{s:o, s:o, s:s}", "nodes", nodes, "indexes", indexes, "health",
+                                 gw_cluster_health(g, NULL)));
+}
+
+/* ---- membership ---- */
+
+void gw_route_nodes_list(gw *g, const gw_request *req, gw_response *res)
+{
+    (void)req;
+    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
+    json_t *nodes = json_array();
+    for (size_t i = 0; i < topo->member_count; i++)
+        json_array_append_new(nodes, member_json(g, topo, &topo->members[i]));
+    mr_topology_release(mr_meta_topology(g->meta), topo);
+    gw_reply(res, 200, json_pack("{s:o}", "results", nodes));
+}
+
+static int node_id_valid(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n >= MR_NODE_ID_MAX)
+        return 0;
+    for (const char *p = id; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+            return 0;
+    return 1;
+}
+
+static void put_member(gw *g, const mr_node *node, enum mr_member_state state, gw_response *res)
+{
+    mr_error err = {0};
+    char key[64];
+    snprintf(key, sizeof key, "node/%s", node->id);
+    json_t *v = json_pack("{s:s, s:s}", "url", node->url, "state", mr_member_state_name(state));
+    int rc = mr_meta_put(g->meta, g->producer, key, v, 1, &err);
+    json_decref(v);
+    if (rc) {
+        gw_reply_error(res, &err);
+        return;
+    }
+    mr_log("info", "gateway", "node %s is now %s", node->id, mr_member_state_name(state));
+    gw_reply(res, 202, json_pack("{s:s, s:s, s:s}", "id", node->id, "url", node->url, "state",
+                                 mr_member_state_name(state)));
+}
+
+/* POST /_miroir/nodes {"id", "url"}: adds a node, or makes a draining one active again. */
+void gw_route_node_add(gw *g, const gw_request *req, gw_response *res)
+{
+    mr_error err = {0};
+    json_t *body = gw_body_object(req, &err);
+    if (!body) {
+        gw_reply_error(res, &err);
+        return;
+    }
+    const char *id = json_string_value(json_object_get(body, "id"));
+    const char *url = json_string_value(json_object_get(body, "url"));
+    mr_node node = {0};
+    if (!id || !node_id_valid(id)) {
+        mr_error_set(&err, "miroir_invalid_node",
+                     "`id` must be a string of 1 to %d letters, digits, hyphens or underscores.", MR_NODE_ID_MAX - 1);
+    } else if (!url || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) ||
+               strlen(url) >= sizeof node.url) {
+        mr_error_set(&err, "miroir_invalid_node", "`url` must be an http:// or https:// URL of at most %zu bytes.",
+                     sizeof node.url - 1);
+    }
+    if (err.status) {
+        json_decref(body);
+        gw_reply_error(res, &err);
+        return;
+    }
+    snprintf(node.id, sizeof node.id, "%s", id);
+    snprintf(node.url, sizeof node.url, "%s", url);
+    json_decref(body);
+    put_member(g, &node, MR_MEMBER_ACTIVE, res);
+}
+
+static int find_member(gw *g, const char *id, mr_node *out, gw_response *res)
+{
+    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
+    const mr_member *m = mr_topology_member(topo, id);
+    if (m)
+        *out = m->node;
+    mr_topology_release(mr_meta_topology(g->meta), topo);
+    if (!m) {
+        mr_error err;
+        mr_error_set(&err, "miroir_node_not_found", "Node `%.64s` is not a member of the cluster.", id);
+        gw_reply_error(res, &err);
+        return -1;
+    }
+    return 0;
+}
+
+void gw_route_node_drain(gw *g, const gw_request *req, gw_response *res)
+{
+    mr_node node;
+    if (find_member(g, req->captures[0], &node, res) == 0)
+        put_member(g, &node, MR_MEMBER_DRAINING, res);
+}
+
+/* DELETE /_miroir/nodes/<id>: its replicas move away first, then it leaves. With ?force=true
+ * it leaves at once (a dead node): its replicas are rebuilt elsewhere from the log. */
+void gw_route_node_remove(gw *g, const gw_request *req, gw_response *res)
+{
+    mr_node node;
+    if (find_member(g, req->captures[0], &node, res))
+        return;
+    const char *force = gw_arg(req, "force");
+    if (!force || strcmp(force, "true") != 0) {
+        put_member(g, &node, MR_MEMBER_REMOVING, res);
+        return;
+    }
+    mr_error err = {0};
+    char key[64];
+    snprintf(key, sizeof key, "node/%s", node.id);
+    if (mr_meta_put(g->meta, g->producer, key, NULL, 1, &err)) {
+        gw_reply_error(res, &err);
+        return;
+    }
+    mr_log("warn", "gateway", "node %s removed at once (forced)", node.id);
+    gw_reply(res, 202, json_pack("{s:s, s:s, s:s}", "id", node.id, "url", node.url, "state", "removed"));
+}
+
+/* ---- verify: compare replicas by checksum ---- */
+
+/* Digests one replica's documents by browsing them all. Returns 0, or -1 if the node failed. */
+static int replica_checksum(gw *g, const char *url, const mr_index *ix, uint32_t shard, mr_checksum *sum)
+{
+    char name[300];
+    mr_shard_index_name(name, sizeof name, ix->storage, shard);
+    *sum = (mr_checksum){0};
+    for (long offset = 0;; offset += VERIFY_PAGE) {
+        char u[1024];
+        snprintf(u, sizeof u, "%s/indexes/%s/documents?offset=%ld&limit=%d", url, name, offset, VERIFY_PAGE);
+        mr_http_req r = {0};
+        mr_http_one(g->http, &r, "GET", u, NULL, 0);
+        json_t *page = mr_http_json(&r);
+        json_t *results = json_object_get(page, "results");
+        int ok = r.status == 200 && json_is_array(results);
+        size_t i;
+        json_t *doc;
+        json_array_foreach(results, i, doc) mr_checksum_add(sum, doc);
+        size_t got = json_array_size(results);
+        json_decref(page);
+        mr_http_req_reset(&r);
+        if (!ok)
+            return -1;
+        if (got < VERIFY_PAGE)
+            return 0;
+    }
+}
+
+/* 1 if every ready replica has applied the whole partition (nothing can change under a scan). */
+static int shard_settled(gw *g, const mr_index *ix, uint32_t shard)
+{
+    int64_t end = shard_end(g, ix, shard);
+    if (end < 0)
+        return 0;
+    for (size_t r = 0; r < ix->shards[shard].count; r++) {
+        const mr_replica *rep = &ix->shards[shard].replicas[r];
+        if (rep->state == MR_REPLICA_READY && mr_meta_applied(g->meta, ix->storage, shard, rep, NULL, 0) != end)
+            return 0;
+    }
+    return 1;
+}
+
+/* Picks the replicas to rebuild in a divergent shard: those outside the largest group of equal
+ * checksums; between equal groups, the replica rebuilt most recently from the log (highest
+ * incarnation) is trusted. */
+static void choose_suspects(const mr_replica *reps, const char sums[][48], size_t n, int *suspect)
+{
+    size_t best = 0, best_size = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t size = 0;
+        for (size_t j = 0; j < n; j++)
+            size += strcmp(sums[i], sums[j]) == 0;
+        if (size > best_size || (size == best_size && reps[i].incarnation > reps[best].incarnation)) {
+            best = i;
+            best_size = size;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        suspect[i] = strcmp(sums[i], sums[best]) != 0;
+}
+
+static json_t *verify_shard(gw *g, const mr_index *ix, uint32_t shard, int repair, mr_error *err)
+{
+    mr_replica reps[MR_MAX_REPLICAS];
+    char sums[MR_MAX_REPLICAS][48];
+    size_t n = 0;
+    const char *status = "consistent";
+    for (int attempt = 0; attempt < VERIFY_ATTEMPTS; attempt++) {
+        status = "unsettled";
+        if (!shard_settled(g, ix, shard)) {
+            mr_sleep_ms(200 << attempt);
+            continue;
+        }
+        n = 0;
+        int failed = 0;
+        for (size_t r = 0; r < ix->shards[shard].count; r++) {
+            const mr_replica *rep = &ix->shards[shard].replicas[r];
+            char url[256];
+            mr_checksum sum;
+            if (rep->state != MR_REPLICA_READY)
+                continue;
+            if (gw_node_url(g, rep->node, url, sizeof url) || replica_checksum(g, url, ix, shard, &sum)) {
+                failed = 1;
+                continue;
+            }
+            reps[n] = *rep;
+            mr_checksum_format(&sum, sums[n], sizeof sums[n]);
+            n++;
+        }
+        if (!shard_settled(g, ix, shard))
+            continue; /* something was applied during the scan: the digests may be of different states */
+        status = failed ? "unavailable" : "consistent";
+        for (size_t i = 1; i < n; i++)
+            if (strcmp(sums[i], sums[0]) != 0)
+                status = "divergent";
+        break;
+    }
+    json_t *out = json_pack("{s:s, s:i, s:s, s:[]}", "index", ix->uid, "shard", (int)shard, "status", status, "replicas");
+    int suspect[MR_MAX_REPLICAS] = {0};
+    int divergent = strcmp(status, "divergent") == 0;
+    if (divergent)
+        choose_suspects(reps, (const char(*)[48])sums, n, suspect);
+    for (size_t i = 0; i < n; i++) {
+        json_t *rj = json_pack("{s:s, s:s, s:b}", "node", reps[i].node, "checksum", sums[i], "divergent", suspect[i]);
+        if (divergent && suspect[i] && repair) {
+            char key[600], at[48];
+            snprintf(key, sizeof key, "rebuild/%s/%u/%s", ix->storage, shard, reps[i].node);
+            mr_now_rfc3339(at, sizeof at);
+            json_t *v = json_pack("{s:s}", "at", at);
+            int rc = mr_meta_put(g->meta, g->producer, key, v, 0, err);
+            json_decref(v);
+            if (rc) {
+                json_decref(rj);
+                json_decref(out);
+                return NULL;
+            }
+            json_object_set_new(rj, "rebuildRequested", json_true());
+        }
+        json_array_append_new(json_object_get(out, "replicas"), rj);
+    }
+    return out;
+}
+
+/* POST /_miroir/verify {"indexes": [uid, …], "repair": bool} */
+void gw_route_verify(gw *g, const gw_request *req, gw_response *res)
+{
+    mr_error err = {0};
+    json_t *body = req->body_len ? gw_body_object(req, &err) : json_object();
+    if (!body) {
+        gw_reply_error(res, &err);
+        return;
+    }
+    json_t *only = json_object_get(body, "indexes");
+    json_t *repair = json_object_get(body, "repair");
+    if ((only && !json_is_array(only)) || (repair && !json_is_boolean(repair))) {
+        mr_error_set(&err, "bad_request", "`indexes` must be an array of index uids and `repair` a boolean.");
+        json_decref(body);
+        gw_reply_error(res, &err);
+        return;
+    }
+    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
+    json_t *shards = json_array();
+    size_t counts[4] = {0, 0, 0, 0};
+    static const char *const names[] = {"consistent", "divergent", "unsettled", "unavailable"};
+    for (size_t i = 0; i < topo->count && !err.status; i++) {
+        const mr_index *ix = &topo->indexes[i];
+        int wanted = !only;
+        size_t k;
+        json_t *u;
+        json_array_foreach(only, k, u) wanted |= json_is_string(u) && strcmp(json_string_value(u), ix->uid) == 0;
+        for (uint32_t s = 0; s < ix->shard_count && wanted && !ix->deleted; s++) {
+            json_t *one = verify_shard(g, ix, s, json_is_true(repair), &err);
+            if (!one)
+                break;
+            const char *st = json_string_value(json_object_get(one, "status"));
+            for (int c = 0; c < 4; c++)
+                counts[c] += strcmp(st, names[c]) == 0;
+            json_array_append_new(shards, one);
+        }
+    }
+    mr_topology_release(mr_meta_topology(g->meta), topo);
+    json_decref(body);
+    if (err.status) {
+        json_decref(shards);
+        gw_reply_error(res, &err);
+        return;
+    }
+    gw_reply(res, 200, json_pack("{s:{s:I, s:I, s:I, s:I}, s:o}", "summary", names[0], (json_int_t)counts[0], names[1],
+                                 (json_int_t)counts[1], names[2], (json_int_t)counts[2], names[3], (json_int_t)counts[3],
+                                 "shards", shards));
+}

@@ -1,0 +1,402 @@
+/* miroirctl.c: the operator's command line. It speaks only to the gateway's /_miroir/ API, so
+ * it needs no access to Kafka or to the nodes. */
+#include <curl/curl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util.h"
+
+static const char usage[] =
+    "usage: miroirctl [--gateway URL] COMMAND [ARGS]\n"
+    "\n"
+    "Operate a Miroir cluster through its gateway.\n"
+    "\n"
+    "Commands:\n"
+    "  status                 nodes, then one table per index: shards × nodes, each cell the\n"
+    "                         replica's state (R ready, B building, N new, X retiring) and lag\n"
+    "  lag                    every replica that is behind its shard's log, with its lag\n"
+    "  add-node ID URL        add a Meilisearch node (or make a drained one active again);\n"
+    "                         the rebalancer moves to it only the shards HRW gives it\n"
+    "  drain ID               move every replica off the node; it stays a member\n"
+    "  remove-node ID         drain the node, then remove it from the cluster\n"
+    "  remove-node --force ID remove it at once (a dead node); its replicas are rebuilt on the\n"
+    "                         other nodes from the log\n"
+    "  verify [--repair] [INDEX...]\n"
+    "                         compare every shard's replicas by checksum; with --repair, rebuild\n"
+    "                         the divergent ones from the log\n"
+    "  wait                   wait until no replica is moving, with a progress bar\n"
+    "\n"
+    "Options:\n"
+    "  -g, --gateway URL      the gateway (default $MIROIR_GATEWAY, else http://127.0.0.1:17700)\n"
+    "  -k, --key KEY          an API key for the gateway (default $MIROIR_API_KEY)\n"
+    "  -w, --wait             after add-node, drain or remove-node, wait for the moves to finish\n"
+    "  -t, --timeout SECONDS  how long wait waits (default 3600)\n"
+    "  -h, --help             this help\n"
+    "\n"
+    "Exit status: 0 on success, 1 when the gateway refused or verify found divergence, 2 on\n"
+    "bad usage or when the gateway could not be reached.\n";
+
+struct ctl {
+    const char *gateway;
+    const char *key;
+    int wait;
+    long timeout_s;
+};
+
+struct sink {
+    char *data;
+    size_t len;
+};
+
+static size_t collect(char *p, size_t size, size_t n, void *arg)
+{
+    struct sink *s = arg;
+    char *grown = realloc(s->data, s->len + size * n + 1);
+    if (!grown)
+        return 0;
+    s->data = grown;
+    memcpy(s->data + s->len, p, size * n);
+    s->len += size * n;
+    s->data[s->len] = '\0';
+    return size * n;
+}
+
+/* Calls the gateway; returns the HTTP status (0 if unreachable) and the JSON answer in *out. */
+static long call(const struct ctl *c, const char *method, const char *path, const json_t *body, json_t **out)
+{
+    CURL *h = curl_easy_init();
+    struct sink sink = {0};
+    char url[1024], auth[600];
+    struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
+    if (c->key && *c->key) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->key);
+        headers = curl_slist_append(headers, auth);
+    }
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    snprintf(url, sizeof url, "%s%s", c->gateway, path);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 600L);
+    if (text)
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, text);
+    long status = 0;
+    if (curl_easy_perform(h) == CURLE_OK)
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    *out = sink.data ? json_loads(sink.data, 0, NULL) : NULL;
+    free(sink.data);
+    free(text);
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(h);
+    return status;
+}
+
+/* Prints a refusal or an unreachable gateway; returns the exit status for it. */
+static int failed(const struct ctl *c, long status, json_t *answer)
+{
+    if (status == 0) {
+        fprintf(stderr, "miroirctl: cannot reach the gateway at %s\n", c->gateway);
+        return 2;
+    }
+    const char *msg = json_string_value(json_object_get(answer, "message"));
+    const char *code = json_string_value(json_object_get(answer, "code"));
+    fprintf(stderr, "miroirctl: %s (%s, HTTP %ld)\n", msg ? msg : "request failed", code ? code : "?", status);
+    return 1;
+}
+
+static char state_letter(const char *state)
+{
+    if (!state)
+        return '?';
+    if (strcmp(state, "ready") == 0)
+        return 'R';
+    if (strcmp(state, "building") == 0)
+        return 'B';
+    if (strcmp(state, "new") == 0)
+        return 'N';
+    return 'X';
+}
+
+static void print_status(json_t *topo)
+{
+    json_t *nodes = json_object_get(topo, "nodes");
+    printf("cluster: %s\n\n%-16s %-8s %-9s %-5s %s\n", json_string_value(json_object_get(topo, "health")), "NODE", "STATE",
+           "REPLICAS", "UP", "URL");
+    size_t i;
+    json_t *n;
+    json_array_foreach(nodes, i, n) {
+        printf("%-16s %-8s %-9lld %-5s %s\n", json_string_value(json_object_get(n, "id")),
+               json_string_value(json_object_get(n, "state")), json_integer_value(json_object_get(n, "replicas")),
+               json_is_true(json_object_get(n, "up")) ? "yes" : "NO", json_string_value(json_object_get(n, "url")));
+    }
+    json_t *ix;
+    json_array_foreach(json_object_get(topo, "indexes"), i, ix) {
+        if (json_is_true(json_object_get(ix, "deleted")))
+            continue;
+        printf("\nindex %s (storage %s, %lld shards, rf %lld)\n%-6s", json_string_value(json_object_get(ix, "uid")),
+               json_string_value(json_object_get(ix, "storage")), json_integer_value(json_object_get(ix, "shards")),
+               json_integer_value(json_object_get(ix, "replicationFactor")), "SHARD");
+        size_t k;
+        json_array_foreach(nodes, k, n) printf(" %-12.12s", json_string_value(json_object_get(n, "id")));
+        printf("\n");
+        size_t s;
+        json_t *shard;
+        json_array_foreach(json_object_get(ix, "placement"), s, shard) {
+            printf("%-6zu", s);
+            json_array_foreach(nodes, k, n) {
+                const char *id = json_string_value(json_object_get(n, "id"));
+                char cell[32] = "-";
+                size_t r;
+                json_t *rep;
+                json_array_foreach(json_object_get(shard, "replicas"), r, rep) {
+                    if (strcmp(json_string_value(json_object_get(rep, "node")), id) != 0)
+                        continue;
+                    json_t *lag = json_object_get(rep, "lag");
+                    if (lag && json_integer_value(lag) > 0)
+                        snprintf(cell, sizeof cell, "%c lag %lld", state_letter(json_string_value(json_object_get(rep, "state"))),
+                                 json_integer_value(lag));
+                    else
+                        snprintf(cell, sizeof cell, "%c", state_letter(json_string_value(json_object_get(rep, "state"))));
+                }
+                printf(" %-12s", cell);
+            }
+            printf("\n");
+        }
+    }
+}
+
+static int cmd_status(const struct ctl *c)
+{
+    json_t *topo;
+    long st = call(c, "GET", "/_miroir/topology", NULL, &topo);
+    int rc = st == 200 ? (print_status(topo), 0) : failed(c, st, topo);
+    json_decref(topo);
+    return rc;
+}
+
+static int cmd_lag(const struct ctl *c)
+{
+    json_t *topo;
+    long st = call(c, "GET", "/_miroir/topology", NULL, &topo);
+    if (st != 200) {
+        int rc = failed(c, st, topo);
+        json_decref(topo);
+        return rc;
+    }
+    printf("%-24s %-6s %-14s %-9s %s\n", "INDEX", "SHARD", "NODE", "STATE", "LAG");
+    size_t i, s, r;
+    json_t *ix, *shard, *rep;
+    json_array_foreach(json_object_get(topo, "indexes"), i, ix) {
+        json_array_foreach(json_object_get(ix, "placement"), s, shard) {
+            json_array_foreach(json_object_get(shard, "replicas"), r, rep) {
+                json_int_t lag = json_integer_value(json_object_get(rep, "lag"));
+                if (lag > 0)
+                    printf("%-24s %-6zu %-14s %-9s %lld\n", json_string_value(json_object_get(ix, "uid")), s,
+                           json_string_value(json_object_get(rep, "node")),
+                           json_string_value(json_object_get(rep, "state")), lag);
+            }
+        }
+    }
+    json_decref(topo);
+    return 0;
+}
+
+/* Counts the replicas still moving and the records their rebuilds have left to apply. */
+static void moving(json_t *topo, long *replicas, long long *records_left, long long *records_total)
+{
+    *replicas = 0;
+    *records_left = *records_total = 0;
+    size_t i, s, r;
+    json_t *ix, *shard, *rep;
+    json_array_foreach(json_object_get(topo, "indexes"), i, ix) {
+        json_array_foreach(json_object_get(ix, "placement"), s, shard) {
+            json_array_foreach(json_object_get(shard, "replicas"), r, rep) {
+                const char *st = json_string_value(json_object_get(rep, "state"));
+                if (!st || strcmp(st, "ready") == 0)
+                    continue;
+                (*replicas)++;
+                *records_left += json_integer_value(json_object_get(rep, "lag"));
+                *records_total += json_integer_value(json_object_get(shard, "endOffset"));
+            }
+        }
+    }
+    /* members on their way out count until they are gone */
+    json_t *n;
+    json_array_foreach(json_object_get(topo, "nodes"), i, n) {
+        if (strcmp(json_string_value(json_object_get(n, "state")), "removing") == 0)
+            (*replicas)++;
+    }
+}
+
+static int cmd_wait(const struct ctl *c)
+{
+    int64_t deadline = mr_now_ms() + c->timeout_s * 1000;
+    int tty = isatty(STDERR_FILENO);
+    int settled_rounds = 0;
+    while (mr_now_ms() < deadline) {
+        json_t *topo;
+        long st = call(c, "GET", "/_miroir/topology", NULL, &topo);
+        if (st != 200) {
+            int rc = failed(c, st, topo);
+            json_decref(topo);
+            return rc;
+        }
+        long replicas;
+        long long left, total;
+        moving(topo, &replicas, &left, &total);
+        json_decref(topo);
+        double done = total > 0 ? 1.0 - (double)left / (double)total : (replicas ? 0.0 : 1.0);
+        int width = 30, filled = (int)(done * width);
+        char bar[64];
+        for (int k = 0; k < width; k++)
+            bar[k] = k < filled ? '#' : '.';
+        bar[width] = '\0';
+        fprintf(stderr, "%s[%s] %3d%%  %ld replica(s) moving, %lld records left%s", tty ? "\r" : "", bar,
+                (int)(done * 100), replicas, left, tty ? "   " : "\n");
+        /* the rebalancer may not have placed anything yet: settled means settled twice */
+        settled_rounds = replicas == 0 ? settled_rounds + 1 : 0;
+        if (settled_rounds >= 2) {
+            fprintf(stderr, "%sdone\n", tty ? "\n" : "");
+            return 0;
+        }
+        mr_sleep_ms(1000);
+    }
+    fprintf(stderr, "\nmiroirctl: still moving after %ld s\n", c->timeout_s);
+    return 1;
+}
+
+static int membership(const struct ctl *c, const char *method, const char *path, json_t *body)
+{
+    json_t *answer;
+    long st = call(c, method, path, body, &answer);
+    json_decref(body);
+    if (st != 202) {
+        int rc = failed(c, st, answer);
+        json_decref(answer);
+        return rc;
+    }
+    printf("node %s: %s\n", json_string_value(json_object_get(answer, "id")),
+           json_string_value(json_object_get(answer, "state")));
+    json_decref(answer);
+    return c->wait ? cmd_wait(c) : 0;
+}
+
+static int cmd_verify(const struct ctl *c, int repair, char **indexes, int n)
+{
+    json_t *body = json_pack("{s:b}", "repair", repair);
+    if (n > 0) {
+        json_t *list = json_array();
+        for (int i = 0; i < n; i++)
+            json_array_append_new(list, json_string(indexes[i]));
+        json_object_set_new(body, "indexes", list);
+    }
+    json_t *answer;
+    long st = call(c, "POST", "/_miroir/verify", body, &answer);
+    json_decref(body);
+    if (st != 200) {
+        int rc = failed(c, st, answer);
+        json_decref(answer);
+        return rc;
+    }
+    size_t i, r;
+    json_t *shard, *rep;
+    int bad = 0;
+    json_array_foreach(json_object_get(answer, "shards"), i, shard) {
+        const char *status = json_string_value(json_object_get(shard, "status"));
+        printf("%-24s shard %-4lld %-11s", json_string_value(json_object_get(shard, "index")),
+               json_integer_value(json_object_get(shard, "shard")), status);
+        json_array_foreach(json_object_get(shard, "replicas"), r, rep) {
+            printf(" %s=%s%s%s", json_string_value(json_object_get(rep, "node")),
+                   json_string_value(json_object_get(rep, "checksum")),
+                   json_is_true(json_object_get(rep, "divergent")) ? "(divergent)" : "",
+                   json_is_true(json_object_get(rep, "rebuildRequested")) ? "(rebuilding)" : "");
+        }
+        printf("\n");
+        bad |= strcmp(status, "consistent") != 0;
+    }
+    json_t *sum = json_object_get(answer, "summary");
+    printf("consistent %lld, divergent %lld, unsettled %lld, unavailable %lld\n",
+           json_integer_value(json_object_get(sum, "consistent")), json_integer_value(json_object_get(sum, "divergent")),
+           json_integer_value(json_object_get(sum, "unsettled")), json_integer_value(json_object_get(sum, "unavailable")));
+    json_decref(answer);
+    return bad;
+}
+
+int main(int argc, char **argv)
+{
+    struct ctl c = {.gateway = getenv("MIROIR_GATEWAY"), .key = getenv("MIROIR_API_KEY"), .timeout_s = 3600};
+    int force = 0, repair = 0;
+    static const struct option opts[] = {{"gateway", required_argument, NULL, 'g'}, {"key", required_argument, NULL, 'k'},
+                                         {"wait", no_argument, NULL, 'w'},          {"timeout", required_argument, NULL, 't'},
+                                         {"force", no_argument, NULL, 'f'},         {"repair", no_argument, NULL, 'r'},
+                                         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+    int o;
+    while ((o = getopt_long(argc, argv, "g:k:wt:frh", opts, NULL)) != -1) {
+        switch (o) {
+        case 'g':
+            c.gateway = optarg;
+            break;
+        case 'k':
+            c.key = optarg;
+            break;
+        case 'w':
+            c.wait = 1;
+            break;
+        case 't':
+            c.timeout_s = strtol(optarg, NULL, 10);
+            break;
+        case 'f':
+            force = 1;
+            break;
+        case 'r':
+            repair = 1;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            return 2;
+        }
+    }
+    if (!c.gateway || !*c.gateway)
+        c.gateway = "http://127.0.0.1:17700";
+    if (optind >= argc) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    const char *cmd = argv[optind];
+    char **args = argv + optind + 1;
+    int nargs = argc - optind - 1;
+    char path[256];
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    int rc = 2;
+    if (strcmp(cmd, "status") == 0 && nargs == 0) {
+        rc = cmd_status(&c);
+    } else if (strcmp(cmd, "lag") == 0 && nargs == 0) {
+        rc = cmd_lag(&c);
+    } else if (strcmp(cmd, "wait") == 0 && nargs == 0) {
+        rc = cmd_wait(&c);
+    } else if (strcmp(cmd, "add-node") == 0 && nargs == 2) {
+        rc = membership(&c, "POST", "/_miroir/nodes", json_pack("{s:s, s:s}", "id", args[0], "url", args[1]));
+    } else if (strcmp(cmd, "drain") == 0 && nargs == 1) {
+        snprintf(path, sizeof path, "/_miroir/nodes/%.100s/drain", args[0]);
+        rc = membership(&c, "POST", path, NULL);
+    } else if (strcmp(cmd, "remove-node") == 0 && nargs == 1) {
+        snprintf(path, sizeof path, "/_miroir/nodes/%.100s%s", args[0], force ? "?force=true" : "");
+        rc = membership(&c, "DELETE", path, NULL);
+    } else if (strcmp(cmd, "verify") == 0) {
+        rc = cmd_verify(&c, repair, args, nargs);
+    } else {
+        fprintf(stderr, "miroirctl: unknown command or wrong arguments: %s\n\n", cmd);
+        fputs(usage, stderr);
+    }
+    curl_global_cleanup();
+    return rc;
+}

@@ -1,0 +1,320 @@
+/* move.c: one rebalancer pass: plan, then advance each replica's move by one step. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kafka.h"
+#include "plan.h"
+#include "rebalancer.h"
+#include "record.h"
+#include "util.h"
+
+#define TASK_WAIT_MS 30000
+#define PROGRESS_LOG_MS 5000
+
+/* Deletes a shard index on a node and waits for Meilisearch to finish. Returns 0 when the index
+ * is gone (or never was), -1 if the node could not be asked. */
+static int drop_shard_index(rebalancer *rb, const char *url, const char *name)
+{
+    char u[1024];
+    snprintf(u, sizeof u, "%s/indexes/%s", url, name);
+    mr_http_req r = {0};
+    mr_http_one(rb->http, &r, "DELETE", u, NULL, 0);
+    json_t *answer = mr_http_json(&r);
+    json_int_t task = json_integer_value(json_object_get(answer, "taskUid"));
+    long status = r.status;
+    json_decref(answer);
+    mr_http_req_reset(&r);
+    if (status == 404)
+        return 0;
+    if (status != 202)
+        return -1;
+    snprintf(u, sizeof u, "%s/tasks/%" JSON_INTEGER_FORMAT, url, task);
+    for (int64_t deadline = mr_now_ms() + TASK_WAIT_MS; mr_now_ms() < deadline; mr_sleep_ms(20)) {
+        mr_http_one(rb->http, &r, "GET", u, NULL, 0);
+        answer = mr_http_json(&r);
+        const char *st = json_string_value(json_object_get(answer, "status"));
+        int done = st && (strcmp(st, "succeeded") == 0 || strcmp(st, "failed") == 0);
+        json_decref(answer);
+        mr_http_req_reset(&r);
+        if (done)
+            return 0;
+    }
+    return -1;
+}
+
+static int64_t partition_end(rebalancer *rb, const mr_index *ix, uint32_t shard)
+{
+    char topic[300];
+    int64_t lo, hi;
+    snprintf(topic, sizeof topic, "%s%s", MR_TOPIC_INDEX_PREFIX, ix->storage);
+    if (rd_kafka_query_watermark_offsets(rb->producer, topic, (int32_t)shard, &lo, &hi, 2000))
+        return -1;
+    return hi;
+}
+
+static mr_replica *replica_on(mr_shard *s, const char *node)
+{
+    for (size_t r = 0; r < s->count; r++)
+        if (strcmp(s->replicas[r].node, node) == 0)
+            return &s->replicas[r];
+    return NULL;
+}
+
+static void remove_replica(mr_shard *s, const char *node)
+{
+    mr_replica *rep = replica_on(s, node);
+    if (!rep)
+        return;
+    size_t i = (size_t)(rep - s->replicas);
+    memmove(&s->replicas[i], &s->replicas[i + 1], (s->count - i - 1) * sizeof s->replicas[0]);
+    s->count--;
+}
+
+/* A fresh incarnation: later than any earlier one of the same replica. */
+static uint64_t next_incarnation(const mr_replica *old)
+{
+    uint64_t now = (uint64_t)mr_now_ms();
+    return old && old->incarnation >= now ? old->incarnation + 1 : now;
+}
+
+static size_t count_building(const mr_topology *t)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < t->count; i++)
+        for (uint32_t s = 0; s < t->indexes[i].shard_count; s++)
+            for (size_t r = 0; r < t->indexes[i].shards[s].count; r++) {
+                enum mr_replica_state st = t->indexes[i].shards[s].replicas[r].state;
+                n += st == MR_REPLICA_NEW || st == MR_REPLICA_BUILDING;
+            }
+    return n;
+}
+
+static void replica_key(char *out, size_t len, const mr_index *ix, uint32_t shard, const char *node)
+{
+    snprintf(out, len, "%s/%u/%s", ix->storage, shard, node);
+}
+
+/* Rebuild requests (from verify --repair): a ready replica starts a new life from the log,
+ * as long as the shard keeps another ready replica meanwhile (or has only one copy at all). */
+static int take_rebuilds(const mr_index *ix, uint32_t shard, mr_shard *s, json_t *requests,
+                         size_t *budget)
+{
+    int changed = 0;
+    for (size_t r = 0; r < s->count && *budget; r++) {
+        mr_replica *rep = &s->replicas[r];
+        char key[600];
+        replica_key(key, sizeof key, ix, shard, rep->node);
+        if (!json_object_get(requests, key) || rep->state != MR_REPLICA_READY)
+            continue;
+        size_t other_ready = 0;
+        for (size_t o = 0; o < s->count; o++)
+            other_ready += o != r && s->replicas[o].state == MR_REPLICA_READY;
+        if (other_ready == 0 && ix->rf > 1)
+            continue;
+        mr_log("info", "rebalancer", "rebuilding %s shard %u on %s from the log", ix->uid, shard, rep->node);
+        rep->state = MR_REPLICA_NEW;
+        rep->incarnation = next_incarnation(rep);
+        (*budget)--;
+        changed = 1;
+    }
+    return changed;
+}
+
+/* Advances the replicas that wait on I/O: new → building once the node is cleared; building →
+ * ready once caught up; retiring → gone once its index is dropped. */
+static int advance(rebalancer *rb, const mr_topology *t, const mr_index *ix, uint32_t shard, mr_shard *s,
+                   int64_t now)
+{
+    int changed = 0;
+    int64_t end = -2;
+    char name[300];
+    mr_shard_index_name(name, sizeof name, ix->storage, shard);
+    for (size_t r = 0; r < s->count; r++) {
+        mr_replica *rep = &s->replicas[r];
+        const mr_member *m = mr_topology_member(t, rep->node);
+        char key[600];
+        replica_key(key, sizeof key, ix, shard, rep->node);
+        if (!m)
+            continue;
+        if (rep->state == MR_REPLICA_NEW) {
+            if (drop_shard_index(rb, m->node.url, name) == 0) {
+                rep->state = MR_REPLICA_BUILDING;
+                changed = 1;
+                mr_log("info", "rebalancer", "building %s shard %u on %s", ix->uid, shard, rep->node);
+            }
+        } else if (rep->state == MR_REPLICA_BUILDING) {
+            if (end == -2)
+                end = partition_end(rb, ix, shard);
+            int64_t applied = mr_meta_applied(rb->meta, ix->storage, shard, rep, NULL, 0);
+            /* Caught up: it has applied all that the most advanced ready peer has, or the
+             * whole log when no peer is ready. Never promoted on a tolerance: a half-built
+             * replica would answer with documents missing. */
+            int64_t best_peer = -1;
+            for (size_t p = 0; p < s->count; p++) {
+                int64_t peer = mr_meta_applied(rb->meta, ix->storage, shard, &s->replicas[p], NULL, 0);
+                if (s->replicas[p].state == MR_REPLICA_READY && peer > best_peer)
+                    best_peer = peer;
+            }
+            int64_t goal = best_peer >= 0 && best_peer < end ? best_peer : end;
+            if (end >= 0 && applied >= goal) {
+                rep->state = MR_REPLICA_READY;
+                changed = 1;
+                mr_log("info", "rebalancer", "%s shard %u on %s is ready (%" PRId64 "/%" PRId64 " records)", ix->uid,
+                       shard, rep->node, applied, end);
+            } else if (now - rb->last_progress_log_ms >= PROGRESS_LOG_MS) {
+                mr_log("info", "rebalancer", "building %s shard %u on %s: %" PRId64 "/%" PRId64 " records", ix->uid,
+                       shard, rep->node, applied, end);
+            }
+        } else if (rep->state == MR_REPLICA_RETIRING) {
+            json_t *since = json_object_get(rb->retiring_since, key);
+            if (!since) {
+                json_object_set_new(rb->retiring_since, key, json_integer(now));
+                continue;
+            }
+            if (now - json_integer_value(since) < rb->cfg->retire_grace_ms)
+                continue;
+            /* A node that can't be asked keeps a stale copy; a later move back clears it first. */
+            if (drop_shard_index(rb, m->node.url, name) != 0)
+                mr_log("warn", "rebalancer", "could not drop %s on %s; leaving it", name, rep->node);
+            json_object_del(rb->retiring_since, key);
+            mr_log("info", "rebalancer", "retired %s shard %u from %s", ix->uid, shard, rep->node);
+            remove_replica(s, rep->node);
+            r--;
+            changed = 1;
+        }
+    }
+    return changed;
+}
+
+static int apply_steps(const mr_index *ix, uint32_t shard, mr_shard *s, const mr_step *steps, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const mr_step *st = &steps[i];
+        mr_replica *rep = replica_on(s, st->node);
+        switch (st->kind) {
+        case MR_STEP_ADD:
+            if (s->count < MR_MAX_REPLICAS) {
+                mr_replica *nr = &s->replicas[s->count++];
+                memset(nr, 0, sizeof *nr);
+                snprintf(nr->node, sizeof nr->node, "%s", st->node);
+                nr->state = MR_REPLICA_NEW;
+                nr->incarnation = next_incarnation(NULL);
+                mr_log("info", "rebalancer", "placing %s shard %u on %s", ix->uid, shard, st->node);
+            }
+            break;
+        case MR_STEP_RETIRE:
+            if (rep) {
+                rep->state = MR_REPLICA_RETIRING;
+                mr_log("info", "rebalancer", "retiring %s shard %u on %s", ix->uid, shard, st->node);
+            }
+            break;
+        case MR_STEP_FORGET:
+            mr_log("warn", "rebalancer", "forgetting %s shard %u on %s: the node left the cluster", ix->uid, shard,
+                   st->node);
+            remove_replica(s, st->node);
+            break;
+        }
+    }
+    return n > 0;
+}
+
+static int write_placement(rebalancer *rb, const mr_index *ix)
+{
+    char key[300];
+    snprintf(key, sizeof key, "placement/%s", ix->storage);
+    json_t *v = json_pack("{s:s, s:o}", "createdAt", ix->created_at, "placement", mr_placement_to_json(ix));
+    mr_error err = {0};
+    int rc = mr_meta_put(rb->meta, rb->producer, key, v, 1, &err);
+    json_decref(v);
+    if (rc)
+        mr_log("warn", "rebalancer", "could not write the placement of %s: %s", ix->uid, err.message);
+    return rc;
+}
+
+/* Requests whose replica no longer needs them (rebuilt, moved, or gone) are cleared. */
+static void clear_rebuilds(rebalancer *rb, const mr_topology *t, json_t *requests)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(requests, key, v) {
+        char storage[MR_INDEX_UID_MAX + 1], node[MR_NODE_ID_MAX];
+        unsigned shard;
+        if (sscanf(key, "%255[^/]/%u/%31s", storage, &shard, node) != 3)
+            continue;
+        const mr_index *ix = mr_topology_find_storage(t, storage);
+        const mr_replica *rep = NULL;
+        for (size_t r = 0; ix && shard < ix->shard_count && r < ix->shards[shard].count; r++)
+            if (strcmp(ix->shards[shard].replicas[r].node, node) == 0)
+                rep = &ix->shards[shard].replicas[r];
+        if (rep && rep->state == MR_REPLICA_READY)
+            continue; /* not started yet */
+        char full[700];
+        snprintf(full, sizeof full, "rebuild/%s", key);
+        mr_error err = {0};
+        mr_meta_put(rb->meta, rb->producer, full, NULL, 0, &err);
+    }
+}
+
+/* Members on their way out leave once they hold no replica. */
+static void release_members(rebalancer *rb, const mr_topology *t)
+{
+    for (size_t i = 0; i < t->member_count; i++) {
+        const mr_member *m = &t->members[i];
+        if (m->state != MR_MEMBER_REMOVING)
+            continue;
+        int holds = 0;
+        for (size_t k = 0; k < t->count && !holds; k++)
+            for (uint32_t s = 0; s < t->indexes[k].shard_count && !holds; s++)
+                for (size_t r = 0; r < t->indexes[k].shards[s].count; r++)
+                    holds |= strcmp(t->indexes[k].shards[s].replicas[r].node, m->node.id) == 0;
+        if (holds)
+            continue;
+        char key[64];
+        snprintf(key, sizeof key, "node/%s", m->node.id);
+        mr_error err = {0};
+        if (mr_meta_put(rb->meta, rb->producer, key, NULL, 1, &err) == 0)
+            mr_log("info", "rebalancer", "node %s left the cluster", m->node.id);
+    }
+}
+
+int rb_tick(rebalancer *rb)
+{
+    mr_topology_holder *holder = mr_meta_topology(rb->meta);
+    mr_topology *t = mr_topology_acquire(holder);
+    json_t *requests = mr_meta_rebuilds(rb->meta);
+    int64_t now = mr_now_ms();
+    size_t building = count_building(t);
+    size_t budget = building < (size_t)rb->cfg->rebalance_concurrency ? (size_t)rb->cfg->rebalance_concurrency - building : 0;
+    int writes = 0;
+    for (size_t i = 0; i < t->count; i++) {
+        mr_index ix;
+        mr_index_copy(&ix, &t->indexes[i]);
+        int changed = 0;
+        for (uint32_t s = 0; s < ix.shard_count; s++) {
+            mr_step steps[MR_MAX_REPLICAS * 2];
+            /* plan against the snapshot, change the copy */
+            size_t n = mr_plan_shard(t, &t->indexes[i], s, &budget, steps);
+            changed |= apply_steps(&ix, s, &ix.shards[s], steps, n);
+            if (!ix.deleted)
+                changed |= take_rebuilds(&ix, s, &ix.shards[s], requests, &budget);
+            changed |= advance(rb, t, &ix, s, &ix.shards[s], now);
+        }
+        if (changed && write_placement(rb, &ix) == 0)
+            writes++;
+        mr_index_clear(&ix);
+    }
+    if (now - rb->last_progress_log_ms >= PROGRESS_LOG_MS)
+        rb->last_progress_log_ms = now;
+    mr_topology_release(holder, t);
+    if (writes == 0) {
+        /* Act on membership and requests only against a placement this pass did not change. */
+        t = mr_topology_acquire(holder);
+        release_members(rb, t);
+        clear_rebuilds(rb, t, requests);
+        mr_topology_release(holder, t);
+    }
+    json_decref(requests);
+    return writes;
+}
