@@ -44,6 +44,18 @@ static int drop_shard_index(rebalancer *rb, const char *url, const char *name)
     return -1;
 }
 
+/* Writes to miroir.meta and reads it back: this process's follower is polled only here. */
+static int put_meta(rebalancer *rb, const char *key, const json_t *value, mr_error *err)
+{
+    if (mr_meta_put(rb->meta, rb->producer, key, value, 0, err))
+        return -1;
+    if (mr_meta_sync(rb->meta, 15000)) {
+        mr_error_set(err, "miroir_kafka_unavailable", "metadata written but not read back within 15 s");
+        return -1;
+    }
+    return 0;
+}
+
 static int64_t partition_end(rebalancer *rb, const mr_index *ix, uint32_t shard)
 {
     char topic[300];
@@ -226,7 +238,7 @@ static int write_placement(rebalancer *rb, const mr_index *ix)
     snprintf(key, sizeof key, "placement/%s", ix->storage);
     json_t *v = json_pack("{s:s, s:o}", "createdAt", ix->created_at, "placement", mr_placement_to_json(ix));
     mr_error err = {0};
-    int rc = mr_meta_put(rb->meta, rb->producer, key, v, 1, &err);
+    int rc = put_meta(rb, key, v, &err);
     json_decref(v);
     if (rc)
         mr_log("warn", "rebalancer", "could not write the placement of %s: %s", ix->uid, err.message);
@@ -274,7 +286,7 @@ static void release_members(rebalancer *rb, const mr_topology *t)
         char key[64];
         snprintf(key, sizeof key, "node/%s", m->node.id);
         mr_error err = {0};
-        if (mr_meta_put(rb->meta, rb->producer, key, NULL, 1, &err) == 0)
+        if (put_meta(rb, key, NULL, &err) == 0)
             mr_log("info", "rebalancer", "node %s left the cluster", m->node.id);
     }
 }

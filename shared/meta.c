@@ -501,10 +501,15 @@ int mr_meta_seed_members(mr_meta *m, rd_kafka_t *producer, const mr_config *cfg,
         char key[64];
         snprintf(key, sizeof key, "node/%s", cfg->nodes[i].id);
         json_t *v = json_pack("{s:s, s:s}", "url", cfg->nodes[i].url, "state", mr_member_state_name(MR_MEMBER_ACTIVE));
-        int rc = mr_meta_put(m, producer, key, v, i + 1 == cfg->node_count, err);
+        int rc = mr_meta_put(m, producer, key, v, 0, err);
         json_decref(v);
         if (rc)
             return -1;
+    }
+    /* the caller's follower isn't polled by anyone else yet: read the members back here */
+    if (cfg->node_count && mr_meta_sync(m, 15000)) {
+        mr_error_set(err, "miroir_kafka_unavailable", "the configured nodes were written but not read back within 15 s");
+        return -1;
     }
     return 0;
 }

@@ -75,7 +75,8 @@ int mr_meta_put(mr_meta *m, rd_kafka_t *producer, const char *key, const json_t 
                 mr_error *err);
 
 /* Writes the configured nodes as the cluster's members if it has none yet: the config seeds the
- * membership once; afterwards it changes through the admin API. Returns 0 or -1 with err. */
+ * membership once; afterwards it changes through the admin API. Call it before another thread
+ * polls m (it reads the members back itself). Returns 0 or -1 with err. */
 int mr_meta_seed_members(mr_meta *m, rd_kafka_t *producer, const mr_config *cfg, mr_error *err);
 
 /* Appends a task record; on success *uid is its uid. */
