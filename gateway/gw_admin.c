@@ -243,23 +243,24 @@ static int shard_settled(gw *g, const mr_index *ix, uint32_t shard)
     return 1;
 }
 
-/* Picks the replicas to rebuild in a divergent shard: those outside the largest group of equal
- * checksums; between equal groups, the replica rebuilt most recently from the log (highest
- * incarnation) is trusted. */
-static void choose_suspects(const mr_replica *reps, const char sums[][48], size_t n, int *suspect)
+/* Picks the replicas to rebuild in a divergent shard. With a strict majority of equal
+ * checksums, the others; without one (two replicas that differ), all of them: checksums can't
+ * tell which is right, the log can. The rebalancer rebuilds them one at a time, so the shard
+ * keeps a ready replica throughout. */
+static void choose_suspects(const char sums[][48], size_t n, int *suspect)
 {
     size_t best = 0, best_size = 0;
     for (size_t i = 0; i < n; i++) {
         size_t size = 0;
         for (size_t j = 0; j < n; j++)
             size += strcmp(sums[i], sums[j]) == 0;
-        if (size > best_size || (size == best_size && reps[i].incarnation > reps[best].incarnation)) {
+        if (size > best_size) {
             best = i;
             best_size = size;
         }
     }
     for (size_t i = 0; i < n; i++)
-        suspect[i] = strcmp(sums[i], sums[best]) != 0;
+        suspect[i] = 2 * best_size <= n || strcmp(sums[i], sums[best]) != 0;
 }
 
 static json_t *verify_shard(gw *g, const mr_index *ix, uint32_t shard, int repair, mr_error *err)
@@ -302,7 +303,7 @@ static json_t *verify_shard(gw *g, const mr_index *ix, uint32_t shard, int repai
     int suspect[MR_MAX_REPLICAS] = {0};
     int divergent = strcmp(status, "divergent") == 0;
     if (divergent)
-        choose_suspects(reps, (const char(*)[48])sums, n, suspect);
+        choose_suspects((const char(*)[48])sums, n, suspect);
     for (size_t i = 0; i < n; i++) {
         json_t *rj = json_pack("{s:s, s:s, s:b}", "node", reps[i].node, "checksum", sums[i], "divergent", suspect[i]);
         if (divergent && suspect[i] && repair) {

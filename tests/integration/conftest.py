@@ -1,9 +1,11 @@
 """Fixtures that run a real Miroir cluster: Kafka (KRaft), Meilisearch nodes, ingest and gateway,
 started through miroir.sh on ports of their own, plus one plain Meilisearch node as a baseline.
 Everything started here is stopped here."""
+import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -82,18 +84,19 @@ class Http:
         return wait_until(f"task {uid}", done, timeout)
 
 
-def miroir_env(state):
+def miroir_env(state, kafka=KAFKA_PORT, gateway=GATEWAY_PORT, node_base=NODE_PORT_BASE, ingest=1, extra=""):
     env = dict(os.environ)
     env.update(
         MIROIR_STATE=state,
         MIROIR_BUILD=BUILD,
-        MIROIR_KAFKA_PORT=str(KAFKA_PORT),
-        MIROIR_GATEWAY_PORT=str(GATEWAY_PORT),
-        MIROIR_NODE_PORT_BASE=str(NODE_PORT_BASE),
+        MIROIR_KAFKA_PORT=str(kafka),
+        MIROIR_GATEWAY_PORT=str(gateway),
+        MIROIR_NODE_PORT_BASE=str(node_base),
         MIROIR_NODE_COUNT="3",
+        MIROIR_INGEST_COUNT=str(ingest),
         MIROIR_NODE_KEY=NODE_KEY,
         # a dead broker must turn into a 503 within the tests' patience
-        MIROIR_EXTRA_CONFIG=f"max_body_bytes = {MAX_BODY}\nproduce_timeout_ms = 4000",
+        MIROIR_EXTRA_CONFIG=f"max_body_bytes = {MAX_BODY}\nproduce_timeout_ms = 4000\n{extra}",
         # sanitizer builds: report, don't abort the daemons on exit-time leaks inside libraries
         ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
     )
@@ -115,16 +118,17 @@ def sanitizer_reports(state):
     return found
 
 
-@pytest.fixture(scope="session")
-def cluster():
-    state = tempfile.mkdtemp(prefix="miroir-it-")
-    env = miroir_env(state)
+@contextlib.contextmanager
+def running_cluster(prefix="miroir-it-", kafka=KAFKA_PORT, gateway=GATEWAY_PORT, node_base=NODE_PORT_BASE, **kw):
+    """A cluster started through miroir.sh in a state directory of its own, stopped on exit."""
+    state = tempfile.mkdtemp(prefix=prefix)
+    env = miroir_env(state, kafka, gateway, node_base, **kw)
     started = subprocess.run([os.path.join(ROOT, "miroir.sh"), "start"], env=env, cwd=ROOT)
     try:
         assert started.returncode == 0, "miroir.sh start failed; logs in " + state
-        yield {"state": state, "env": env, "gateway": Http(f"http://{HOST}:{GATEWAY_PORT}"),
-               "nodes": {f"n{i}": Http(f"http://{HOST}:{NODE_PORT_BASE + i - 1}", NODE_KEY) for i in (1, 2, 3)},
-               "kafka": f"{HOST}:{KAFKA_PORT}"}
+        yield {"state": state, "env": env, "gateway": Http(f"http://{HOST}:{gateway}"),
+               "nodes": {f"n{i}": Http(f"http://{HOST}:{node_base + i - 1}", NODE_KEY) for i in (1, 2, 3)},
+               "kafka": f"{HOST}:{kafka}", "gateway_url": f"http://{HOST}:{gateway}"}
     finally:
         subprocess.run([os.path.join(ROOT, "miroir.sh"), "down"], env=env, cwd=ROOT)
         reports = sanitizer_reports(state)
@@ -133,6 +137,12 @@ def cluster():
         else:
             shutil.rmtree(state, ignore_errors=True)
         assert not reports, "sanitizer reports:\n" + "\n".join(reports)
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    with running_cluster() as c:
+        yield c
 
 
 @pytest.fixture(scope="session")
@@ -203,3 +213,131 @@ def loaded(cluster, baseline):
     status, t = baseline.post("/indexes/packages/documents", raw=sample, ctype="application/x-ndjson")
     assert node_wait_task(baseline, t["taskUid"])["status"] == "succeeded"
     return {"docs": docs, "by_id": {d["id"]: d for d in docs}}
+
+
+# ---- a second cluster whose membership the tests change (rebalance and chaos tests) ----
+
+MOVING_KAFKA_PORT = 39092
+MOVING_GATEWAY_PORT = 37700
+MOVING_NODE_PORT_BASE = 37701
+MIROIRCTL = os.path.join(BUILD, "rebalancer", "miroirctl")
+
+
+def hrw_target(storage, shard, nodes, rf):
+    """The rendezvous placement, computed here independently of the C code."""
+    scored = sorted(nodes, key=lambda n: xxhash.xxh64(f"{storage}/{shard}/{n}".encode(), seed=0).intdigest(),
+                    reverse=True)
+    return set(scored[:rf])
+
+
+class ExtraNode:
+    """A Meilisearch node the test starts itself, on loopback or inside a network namespace
+    (then `cut` makes it unreachable while it keeps running)."""
+
+    def __init__(self, state, name, port, netns=None):
+        self.name, self.netns = name, netns
+        self.dir = os.path.join(state, name)
+        self.proc = None
+        if netns:
+            subnet = netns["subnet"]
+            self.host_if, self.ns_if = f"{netns['name']}-h", f"{netns['name']}-n"
+            for cmd in (f"ip netns add {netns['name']}",
+                        f"ip link add {self.host_if} type veth peer name {self.ns_if}",
+                        f"ip link set {self.ns_if} netns {netns['name']}",
+                        f"ip addr add {subnet}.1/30 dev {self.host_if}",
+                        f"ip link set {self.host_if} up",
+                        f"ip netns exec {netns['name']} ip addr add {subnet}.2/30 dev {self.ns_if}",
+                        f"ip netns exec {netns['name']} ip link set {self.ns_if} up",
+                        f"ip netns exec {netns['name']} ip link set lo up"):
+                subprocess.run(cmd.split(), check=True)
+            self.addr = f"{subnet}.2:{port}"
+        else:
+            self.addr = f"{HOST}:{port}"
+        self.url = f"http://{self.addr}"
+        self.http = Http(self.url, NODE_KEY)
+
+    def start(self):
+        host, port = self.addr.rsplit(":", 1)
+        with socket.socket() as probe:
+            assert probe.connect_ex((host, int(port))) != 0, f"{self.addr} is already taken by another process"
+        cmd = [MEILI, "--http-addr", self.addr, "--master-key", NODE_KEY, "--db-path", os.path.join(self.dir, "data"),
+               "--no-analytics", "--max-indexing-memory", "1GiB"]
+        if self.netns:
+            cmd = ["ip", "netns", "exec", self.netns["name"]] + cmd
+        os.makedirs(self.dir, exist_ok=True)
+        self.log = open(os.path.join(self.dir, "meilisearch.log"), "ab")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_until(f"node {self.name}", lambda: _healthy(self.http), 30)
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def cut(self, off=True):
+        subprocess.run(["ip", "netns", "exec", self.netns["name"], "ip", "link", "set", self.ns_if,
+                        "down" if off else "up"], check=True)
+
+    def close(self):
+        self.kill()
+        if self.netns:
+            subprocess.run(["ip", "netns", "del", self.netns["name"]])
+            subprocess.run(["ip", "link", "del", self.host_if], stderr=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def extra_nodes(moving_cluster):
+    """Nodes a test starts; each is stopped (and its namespace removed) whatever happens."""
+    nodes = []
+
+    def make(name, port, netns=None):
+        node = ExtraNode(moving_cluster["state"], name, port, netns)
+        nodes.append(node)
+        return node
+
+    yield make
+    for node in nodes:
+        node.close()
+
+
+@pytest.fixture(scope="session")
+def moving_cluster():
+    """Three nodes through miroir.sh, two ingest workers, a fast rebalancer; tests add nodes."""
+    with running_cluster("miroir-moving-", MOVING_KAFKA_PORT, MOVING_GATEWAY_PORT, MOVING_NODE_PORT_BASE, ingest=2,
+                         extra="rebalance_interval_ms = 200\nretire_grace_ms = 500\nconnect_timeout_ms = 500") as c:
+        c["pidfile"] = lambda name: os.path.join(c["state"], "pids", f"{name}.pid")
+        yield c
+
+
+def miroirctl(cluster, *args, timeout=300):
+    return subprocess.run([MIROIRCTL, "--gateway", cluster["gateway_url"], *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def replica_documents(url, name):
+    """Every document of one shard index on one node, by id."""
+    node = Http(url, NODE_KEY)
+    docs, offset = {}, 0
+    while True:
+        status, page = node.get(f"/indexes/{name}/documents", offset=offset, limit=5000)
+        assert status == 200, (url, name, page)
+        for d in page["results"]:
+            docs[str(d["id"])] = d
+        if len(page["results"]) < 5000:
+            return docs
+        offset += 5000
+
+
+def settled(gw, index):
+    """True when every replica of index is ready and has applied its whole partition."""
+    topo = gw.get("/_miroir/topology")[1]
+    ix = next((i for i in topo["indexes"] if i["uid"] == index), None)
+    if ix is None or any(n["state"] == "removing" for n in topo["nodes"]):
+        return False
+    return all(r["state"] == "ready" and r.get("lag", 1) == 0 for s in ix["placement"] for r in s["replicas"])
+
+
+def placement_of(gw, index):
+    topo = gw.get("/_miroir/topology")[1]
+    return next(i for i in topo["indexes"] if i["uid"] == index)["placement"]
