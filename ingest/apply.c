@@ -13,6 +13,7 @@
 #define MAX_BATCH_BYTES (64u << 20)
 #define TASK_POLL_MS 10
 #define MAX_BACKOFF_MS 30000
+#define MAX_PENDING 20000 /* records queued ahead of the batch; past it the partition pauses */
 
 /* ---------------------------------------------------------------- buffers */
 
@@ -65,10 +66,9 @@ static void stream_clear(struct stream *s)
     batch_reset(s);
     while (s->inflight_count)
         inflight_pop(s);
-    if (s->held) {
-        rd_kafka_message_destroy(s->held);
-        s->held = NULL;
-    }
+    for (size_t i = s->pending_head; i < s->pending_len; i++)
+        rd_kafka_message_destroy(s->pending[i]);
+    s->pending_head = s->pending_len = 0;
 }
 
 static void free_stream_array(struct stream *streams, size_t count)
@@ -76,6 +76,7 @@ static void free_stream_array(struct stream *streams, size_t count)
     for (size_t i = 0; i < count; i++) {
         stream_clear(&streams[i]);
         buf_free(&streams[i].body);
+        free(streams[i].pending);
     }
     free(streams);
 }
@@ -312,7 +313,6 @@ static void extend_range(struct stream *s, int64_t offset)
         s->batch_started_ms = mr_now_ms();
     }
     s->batch_last = offset;
-    s->expect = offset + 1;
 }
 
 /* Makes the document line for a replace or update, or sets err. The key is the authority: a
@@ -355,14 +355,33 @@ static size_t batch_limit(const ingest *in, const struct stream *s, int64_t offs
     return (size_t)in->cfg->ingest_batch_docs;
 }
 
-/* Takes one record into the stream's batch, holds it (and pauses) if it doesn't fit, or
- * dead-letters it. Takes ownership of m. */
-static void stream_take(ingest *in, struct stream *s, rd_kafka_message_t *m)
+static size_t pending_count(const struct stream *s)
 {
-    if (m->offset < s->expect || s->held || s->paused) {
-        rd_kafka_message_destroy(m); /* stale, or read ahead of a held record: read again later */
-        return;
+    return s->pending_len - s->pending_head;
+}
+
+static void pending_push(struct stream *s, rd_kafka_message_t *m)
+{
+    if (s->pending_head > 0 && s->pending_head == s->pending_len)
+        s->pending_head = s->pending_len = 0;
+    if (s->pending_len == s->pending_cap) {
+        if (s->pending_head > 0) { /* slide the live part to the front before growing */
+            memmove(s->pending, s->pending + s->pending_head, pending_count(s) * sizeof *s->pending);
+            s->pending_len -= s->pending_head;
+            s->pending_head = 0;
+        }
+        if (s->pending_len == s->pending_cap) {
+            s->pending_cap = s->pending_cap ? s->pending_cap * 2 : 256;
+            s->pending = realloc(s->pending, s->pending_cap * sizeof *s->pending);
+        }
     }
+    s->pending[s->pending_len++] = m;
+}
+
+/* Takes one record into the stream's batch, or dead-letters or skips it: returns 0 and owns m.
+ * Returns 1, m untouched, when it doesn't fit the batch being built. */
+static int stream_take(ingest *in, struct stream *s, rd_kafka_message_t *m)
+{
     size_t op_len = 0;
     const char *op = mr_header_get(m, MR_HEADER_OP, &op_len);
     mr_record rec;
@@ -379,24 +398,22 @@ static void stream_take(ingest *in, struct stream *s, rd_kafka_message_t *m)
                            m->len, op ? mr_op_name(mr_op_parse(op, op_len)) : "replace", &err, s->dlq_writer);
         extend_range(s, m->offset);
         rd_kafka_message_destroy(m);
-        return;
+        return 0;
     }
     if (s->deleted && rec.op != MR_OP_DELETE_INDEX) {
         /* whatever precedes or follows the deletion, the index ends up gone: skip it */
         free(line);
         extend_range(s, m->offset);
         rd_kafka_message_destroy(m);
-        return;
+        return 0;
     }
     enum batch_kind kind = kind_of(rec.op);
     int fits = s->kind == BATCH_NONE ||
                (s->kind == kind && kind != BATCH_CONTROL && s->batch_docs < batch_limit(in, s, m->offset) &&
                 s->body.len < MAX_BATCH_BYTES);
     if (!fits) {
-        s->held = m;
-        set_paused(in, s, 1);
         free(line);
-        return;
+        return 1;
     }
     if (s->kind == BATCH_NONE) {
         s->kind = kind;
@@ -424,6 +441,22 @@ static void stream_take(ingest *in, struct stream *s, rd_kafka_message_t *m)
     free(line);
     extend_range(s, m->offset);
     rd_kafka_message_destroy(m);
+    return 0;
+}
+
+/* A record from the node's reader: into the batch, or queued behind the records waiting. */
+static void stream_receive(ingest *in, struct stream *s, rd_kafka_message_t *m)
+{
+    if (m->offset < s->expect || s->paused) {
+        rd_kafka_message_destroy(m); /* stale, or fetched before a pause: read again on resume */
+        return;
+    }
+    s->expect = m->offset + 1;
+    if (pending_count(s) == 0 && stream_take(in, s, m) == 0)
+        return;
+    pending_push(s, m);
+    if (pending_count(s) >= MAX_PENDING)
+        set_paused(in, s, 1);
 }
 
 /* ---------------------------------------------------------------- sending batches */
@@ -434,7 +467,7 @@ static int batch_due(const ingest *in, const struct stream *s, int64_t now)
     size_t max_inflight = s->split_until >= 0 ? 1 : (size_t)in->cfg->ingest_inflight;
     if (s->batch_first < 0 || s->inflight_count >= max_inflight || now < s->resume_at_ms)
         return 0;
-    return s->held || s->kind == BATCH_CONTROL || s->batch_docs >= batch_limit(in, s, s->batch_first) ||
+    return pending_count(s) > 0 || s->kind == BATCH_CONTROL || s->batch_docs >= batch_limit(in, s, s->batch_first) ||
            now - s->batch_started_ms >= in->cfg->ingest_batch_ms;
 }
 
@@ -520,19 +553,11 @@ static void push_inflight(struct stream *s, int64_t task_uid)
     batch_reset(s);
 }
 
-/* After a batch left, a held record can go into the next one. */
-static void release_held(ingest *in, struct stream *s)
+/* After a batch left, the queued records start the next ones. */
+static void release_pending(ingest *in, struct stream *s)
 {
-    if (!s->held)
-        return;
-    rd_kafka_message_t *m = s->held;
-    s->held = NULL;
-    s->paused = 0; /* let stream_take accept it; the reader is resumed just below */
-    stream_take(in, s, m);
-    if (!s->held) {
-        s->paused = 1;
-        set_paused(in, s, 0);
-    }
+    while (pending_count(s) && stream_take(in, s, s->pending[s->pending_head]) == 0)
+        s->pending_head++;
 }
 
 static int send_batches(ingest *in, int64_t now)
@@ -552,7 +577,7 @@ static int send_batches(ingest *in, int64_t now)
             continue;
         if (s->batch_docs == 0) { /* only poison records: nothing to send */
             push_inflight(s, TASK_NONE);
-            release_held(in, s);
+            release_pending(in, s);
             continue;
         }
         size_t scratch_len = s->body.len + 1024;
@@ -567,13 +592,13 @@ static int send_batches(ingest *in, int64_t now)
         json_t *uid = json_object_get(answer, "taskUid");
         if (reqs[i].status == 202 && json_is_integer(uid)) {
             push_inflight(s, json_integer_value(uid));
-            release_held(in, s);
+            release_pending(in, s);
         } else if (reqs[i].status >= 400 && reqs[i].status < 500 && reqs[i].status != 408 && reqs[i].status != 429 &&
                    json_object_get(answer, "code")) {
             /* The node refused the batch itself (e.g. invalid settings): settle it like a failed task. */
             push_inflight(s, TASK_REJECTED);
             s->inflight[s->inflight_count - 1].error = json_incref(answer);
-            release_held(in, s);
+            release_pending(in, s);
         } else {
             char why[300];
             snprintf(why, sizeof why, "sending a batch failed: %ld %.200s", reqs[i].status,
@@ -785,7 +810,7 @@ static int read_records(ingest *in)
             }
             struct stream *s = stream_find(in, (int)slot, rd_kafka_topic_name(m->rkt), m->partition);
             if (s)
-                stream_take(in, s, m);
+                stream_receive(in, s, m);
             else
                 rd_kafka_message_destroy(m);
             got = 1;
@@ -798,7 +823,7 @@ static void resume_streams(ingest *in, int64_t now)
 {
     for (size_t i = 0; i < in->stream_count; i++) {
         struct stream *s = &in->streams[i];
-        if (s->paused && !s->held && now >= s->resume_at_ms)
+        if (s->paused && pending_count(s) < MAX_PENDING / 2 && now >= s->resume_at_ms)
             set_paused(in, s, 0);
     }
 }

@@ -58,7 +58,7 @@ struct stream {
     int dlq_writer; /* the first replica of the shard writes DLQ records, so they are not duplicated */
     int deleted;    /* the index is deleted: only its delete-index records still apply */
     int64_t applied;  /* next offset to apply; durable in miroir.meta */
-    int64_t expect;   /* next offset this stream wants from Kafka */
+    int64_t expect;   /* next offset this stream wants from Kafka (after the pending records) */
     /* the batch being built */
     enum batch_kind kind;
     enum mr_op batch_op;
@@ -66,7 +66,11 @@ struct stream {
     size_t batch_docs;
     int64_t batch_first, batch_last, batch_started_ms;
     char *single_key, *single_value;
-    rd_kafka_message_t *held; /* a record that did not fit; its partition is paused */
+    /* Records read but not yet in a batch (the first did not fit the one being built), in
+     * offset order. Reading on into this queue, rather than pausing and seeking back at every
+     * batch boundary, keeps a replay of mixed operations as fast as a bulk load. */
+    rd_kafka_message_t **pending;
+    size_t pending_head, pending_len, pending_cap;
     struct inflight inflight[MAX_INFLIGHT];
     size_t inflight_count;
     /* failure handling */
