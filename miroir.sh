@@ -9,6 +9,8 @@
 #   ./miroir.sh deps     install dependencies only
 #   ./miroir.sh build    build only
 #   ./miroir.sh ctl ...  run miroirctl against this cluster's gateway (ctl --help)
+#   ./miroir.sh bench [--quick]   Miroir against direct Meilisearch; writes docs/benchmarks.md
+#   ./miroir.sh stop NAME...      stop some processes of the cluster (e.g. ingest1)
 #
 # Everything lives under one state directory (MIROIR_STATE, default .miroir/cluster);
 # downloaded dependencies under .miroir/deps. Ports are configurable through the
@@ -220,11 +222,17 @@ cmd_start() {
 
 cmd_down() {
   [ -d "$STATE/pids" ] || return 0
-  local f pid name order=(gateway rebalancer)
+  local f order=(gateway rebalancer)
   for f in "$STATE"/pids/ingest*.pid; do [ -e "$f" ] && order+=("$(basename "$f" .pid)"); done
   for f in "$STATE"/pids/node*.pid; do [ -e "$f" ] && order+=("$(basename "$f" .pid)"); done
   order+=(kafka)
-  for name in "${order[@]}"; do
+  cmd_stop "${order[@]}"
+}
+
+# stop NAME...: stops the named processes of this state directory (start brings them back).
+cmd_stop() {
+  local f pid name
+  for name in "$@"; do
     f=$(pidfile "$name")
     [ -f "$f" ] || continue
     pid=$(cat "$f")
@@ -302,6 +310,8 @@ case ${1:-} in
   deps) cmd_deps ;;
   build) cmd_build ;;
   test) shift; cmd_test "$@" ;;
+  stop) shift; cmd_stop "$@" ;;
+  bench) shift; cmd_deps; cmd_build; MIROIR_BUILD=$BUILD python3 "$ROOT/tests/bench/bench.py" "$@" ;;
   ctl) shift; MIROIR_GATEWAY=${MIROIR_GATEWAY:-http://$HOST:$GATEWAY_PORT} exec "$BUILD/rebalancer/miroirctl" "$@" ;;
-  *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

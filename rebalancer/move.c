@@ -251,10 +251,16 @@ static void clear_rebuilds(rebalancer *rb, const mr_topology *t, json_t *request
     const char *key;
     json_t *v;
     json_object_foreach(requests, key, v) {
-        char storage[MR_INDEX_UID_MAX + 1], node[MR_NODE_ID_MAX];
-        unsigned shard;
-        if (sscanf(key, "%255[^/]/%u/%31s", storage, &shard, node) != 3)
+        /* key = "<storage>/<shard>/<node>"; node ids and storages hold no '/' */
+        char storage[MR_INDEX_UID_MAX + 1];
+        const char *node_sep = strrchr(key, '/');
+        const char *shard_sep = node_sep ? memrchr(key, '/', (size_t)(node_sep - key)) : NULL;
+        if (!shard_sep || (size_t)(shard_sep - key) >= sizeof storage)
             continue;
+        memcpy(storage, key, (size_t)(shard_sep - key));
+        storage[shard_sep - key] = '\0';
+        unsigned shard = (unsigned)strtoul(shard_sep + 1, NULL, 10);
+        const char *node = node_sep + 1;
         const mr_index *ix = mr_topology_find_storage(t, storage);
         const mr_replica *rep = NULL;
         for (size_t r = 0; ix && shard < ix->shard_count && r < ix->shards[shard].count; r++)

@@ -1,0 +1,288 @@
+"""./miroir.sh bench [--quick]: Miroir against direct Meilisearch, measured in one run.
+
+Starts its own cluster (3 nodes, then a 4th), a baseline node and the load generator, on ports
+4xxxx; runs every row; prints a table and writes docs/benchmarks.md and docs/benchmarks.json.
+Each row is a ratio against a baseline measured in the same run: absolute figures on a shared
+machine are noise. Everything started here is stopped here."""
+import argparse
+import gzip
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+
+from conftest import (BUILD, NODE_KEY, ROOT, ExtraNode, Http, hrw_target, placement_of,  # noqa: E402
+                      running_cluster, settled, wait_until)
+
+CORPUS = os.path.abspath(os.path.join(ROOT, "..", "shared", "data", "packages.jsonl.gz"))
+QUERIES = os.path.join(HERE, "queries.jsonl")
+LOADGEN = os.path.join(BUILD, "tests", "miroir-loadgen")
+MERGEBENCH = os.path.join(BUILD, "tests", "miroir-mergebench")
+KAFKA, GATEWAY, NODES, N4, BASE = 49092, 47700, 47701, 47704, 47710
+SETTINGS = {"filterableAttributes": ["registry", "month"], "sortableAttributes": ["month"]}
+CHUNK = 100_000
+CONCURRENCY = 8
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def chunks_of(path, limit):
+    """The corpus as NDJSON request bodies of CHUNK documents (as the design's direct import)."""
+    bodies, lines = [], []
+    with gzip.open(path, "rt") as f:
+        for n, line in enumerate(f):
+            if limit and n >= limit:
+                break
+            lines.append(line)
+            if len(lines) == CHUNK:
+                bodies.append("".join(lines).encode())
+                lines = []
+    if lines:
+        bodies.append("".join(lines).encode())
+    return bodies, sum(b.count(b"\n") for b in bodies)
+
+
+def wait_node_task(node, uid, timeout=3600):
+    def done():
+        t = node.get(f"/tasks/{uid}")[1]
+        return t if t["status"] in ("succeeded", "failed") else None
+    t = wait_until(f"task {uid}", done, timeout, 0.2)
+    assert t["status"] == "succeeded", t
+
+
+def import_direct(node, bodies):
+    node.post("/indexes", {"uid": "packages", "primaryKey": "id"})
+    status, t = node.req("PATCH", "/indexes/packages/settings", SETTINGS)
+    wait_node_task(node, t["taskUid"])
+    started = time.monotonic()
+    uids = [node.post("/indexes/packages/documents", raw=b, ctype="application/x-ndjson")[1]["taskUid"] for b in bodies]
+    wait_node_task(node, uids[-1])
+    return time.monotonic() - started
+
+
+def create_index(gw, uid, shards, rf):
+    status, t = gw.post("/indexes", {"uid": uid, "primaryKey": "id", "shards": shards, "replicationFactor": rf})
+    assert status == 202, t
+    gw.wait_task(t["taskUid"])
+    status, t = gw.req("PATCH", f"/indexes/{uid}/settings", SETTINGS)
+    assert gw.wait_task(t["taskUid"])["status"] == "succeeded"
+
+
+def import_gateway(gw, uid, bodies):
+    started = time.monotonic()
+    tasks = []
+    for b in bodies:
+        status, t = gw.post(f"/indexes/{uid}/documents", raw=b, ctype="application/x-ndjson")
+        assert status == 202, t
+        tasks.append(t["taskUid"])
+    for uid_ in tasks:
+        assert gw.wait_task(uid_, timeout=7200)["status"] == "succeeded"
+    return time.monotonic() - started
+
+
+def load(urls, duration, key=None):
+    cmd = [LOADGEN, "--queries", QUERIES, "--concurrency", str(CONCURRENCY), "--duration", str(duration)]
+    for u in urls:
+        cmd += ["--url", u]
+    if key:
+        cmd += ["--key", key]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    result = json.loads(out)
+    assert result["errors"] == 0, result
+    return result
+
+
+def rss_kb(pid, field="VmRSS"):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def pid_of(cluster, name):
+    with open(os.path.join(cluster["state"], "pids", f"{name}.pid")) as f:
+        return int(f.read())
+
+
+def shard_urls(gw, index, nodes):
+    return [f"{nodes[s['replicas'][0]['node']]}/indexes/{index}__s{s['shard']}/search" for s in placement_of(gw, index)]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="a 100k-document subset and shorter load runs")
+    args = ap.parse_args()
+    limit = 100_000 if args.quick else 0
+    duration = 8 if args.quick else 20
+    rows, facts = [], {"mode": "quick" if args.quick else "full", "concurrency": CONCURRENCY}
+    bodies, total = chunks_of(CORPUS, limit)
+    facts["documents"] = total
+    log(f"corpus: {total} documents in {len(bodies)} requests of up to {CHUNK}")
+    state = tempfile.mkdtemp(prefix="miroir-bench-")
+
+    baseline = ExtraNode(state, "baseline", BASE)
+    n4 = ExtraNode(state, "n4", N4)
+    try:
+        baseline.start()
+        direct_s = import_direct(baseline.http, bodies)
+        direct_rate = total / direct_s
+        log(f"direct bulk import into one node: {direct_s:.1f} s, {direct_rate:.0f} docs/s")
+        facts["direct_import_docs_per_s"] = round(direct_rate)
+
+        extra = "rebalance_concurrency = 2\nrebalance_interval_ms = 200\nretire_grace_ms = 500"
+        with running_cluster("miroir-bench-", KAFKA, GATEWAY, NODES, extra=extra) as cluster:
+            gw = cluster["gateway"]
+            nodes = {f"n{i}": f"http://127.0.0.1:{NODES + i - 1}" for i in (1, 2, 3)}
+
+            # rows 4 and 5: RF=2 ingest at S=16 over 3 nodes, then a 4th node joins
+            create_index(gw, "s16", 16, 2)
+            t = import_gateway(gw, "s16", bodies)
+            rows.append(("4", "ingest RF=2 (S=16, 3 nodes), docs/s vs direct bulk import", total / t, direct_rate,
+                         "≥ 0.4×", (total / t) / direct_rate >= 0.4))
+            log(f"ingest RF=2: {t:.1f} s, {total / t:.0f} docs/s")
+            before = {(s["shard"], r["node"]) for s in placement_of(gw, "s16") for r in s["replicas"]}
+            target = {(s, n) for s in range(16) for n in hrw_target("s16", s, ["n1", "n2", "n3", "n4"], 2)}
+            n4.start()
+            nodes["n4"] = n4.url
+            started = time.monotonic()
+            status, _ = gw.post("/_miroir/nodes", {"id": "n4", "url": n4.url})
+            assert status == 202
+            wait_until("the rebalance", lambda: settled(gw, "s16") and
+                       {(s["shard"], r["node"]) for s in placement_of(gw, "s16") for r in s["replicas"]} == target,
+                       7200, 0.5)
+            rebuild_s = time.monotonic() - started
+            after = {(s["shard"], r["node"]) for s in placement_of(gw, "s16") for r in s["replicas"]}
+            moved = after - before
+            moved_docs = 0
+            node4 = Http(n4.url, NODE_KEY)
+            for shard, _ in moved:
+                moved_docs += node4.get(f"/indexes/s16__s{shard}/stats")[1]["numberOfDocuments"]
+            rate = moved_docs / rebuild_s
+            facts["rebalance"] = {"moved": len(moved), "hrw_optimum": len(target - before), "documents": moved_docs,
+                                  "seconds": round(rebuild_s, 1)}
+            rows.append(("5", f"rebalance 3→4 nodes, S=16 RF=2: {len(moved)} replicas moved (HRW optimum "
+                              f"{len(target - before)}); rebuild docs/s vs direct bulk import", rate, direct_rate,
+                         "≥ 0.8×, moves = HRW diff", rate / direct_rate >= 0.8 and len(moved) == len(target - before)))
+            log(f"rebalance: {len(moved)} moved, {moved_docs} docs in {rebuild_s:.1f} s")
+            gw.wait_task(gw.req("DELETE", "/indexes/s16")[1]["taskUid"])
+
+            # row 3: RF=1 ingest at S=4 over the 4 nodes
+            create_index(gw, "s4", 4, 1)
+            t = import_gateway(gw, "s4", bodies)
+            rows.append(("3", "ingest RF=1 (S=4, 4 nodes), docs/s vs direct bulk import", total / t, direct_rate,
+                         "≥ 0.8×", (total / t) / direct_rate >= 0.8))
+            log(f"ingest RF=1: {t:.1f} s, {total / t:.0f} docs/s")
+
+            # row 2: sharded search against the floor and against one node holding everything
+            gw_url = f"{cluster['gateway_url']}/indexes/s4/search"
+            gw_pid = pid_of(cluster, "gateway")
+            rss_before = rss_kb(gw_pid)
+            load([gw_url], 2)  # warm-up
+            g = load([gw_url], duration)
+            floor = load(shard_urls(gw, "s4", nodes), duration, NODE_KEY)
+            single = load([f"{baseline.url}/indexes/packages/search"], duration, NODE_KEY)
+            facts["search_s4"] = {"gateway": g, "floor": floor, "single_node": single}
+            rows.append(("2", "search S=4 RF=1: gateway p50 vs the floor (4 shard searches in parallel, direct)",
+                         g["p50_ms"], floor["p50_ms"], "≤ 1.1×", g["p50_ms"] / floor["p50_ms"] <= 1.1))
+            rows.append(("2b", "search S=4: gateway throughput vs the floor", g["throughput"], floor["throughput"],
+                         "(report)", None))
+            rows.append(("2c", "search S=4: gateway p50 vs one node holding the whole corpus", g["p50_ms"],
+                         single["p50_ms"], "(report)", None))
+            facts["gateway_rss_kb"] = {"before_load": rss_before, "peak": rss_kb(gw_pid, "VmHWM")}
+
+            # row 1: one shard, through the gateway or straight to its node
+            create_index(gw, "s1", 1, 1)
+            import_gateway(gw, "s1", bodies)
+            load([f"{cluster['gateway_url']}/indexes/s1/search"], 2)
+            g1 = load([f"{cluster['gateway_url']}/indexes/s1/search"], duration)
+            d1 = load(shard_urls(gw, "s1", nodes), duration, NODE_KEY)
+            facts["search_s1"] = {"gateway": g1, "direct": d1}
+            rows.append(("1", "search S=1 RF=1: gateway p50 vs the same node directly", g1["p50_ms"], d1["p50_ms"],
+                         "≤ 1.10×", g1["p50_ms"] / d1["p50_ms"] <= 1.10))
+            rows.append(("1b", "search S=1: gateway throughput vs the node directly", g1["throughput"],
+                         d1["throughput"], "≥ 0.9×", g1["throughput"] / d1["throughput"] >= 0.9))
+            for ix in ("s1", "s4"):
+                gw.wait_task(gw.req("DELETE", f"/indexes/{ix}")[1]["taskUid"])
+
+            # row 7: ingest memory with the whole corpus waiting in Kafka (backpressure)
+            create_index(gw, "backlog", 4, 1)
+            subprocess.run([os.path.join(ROOT, "miroir.sh"), "stop", "ingest1"], env=cluster["env"], cwd=ROOT)
+            tasks = [gw.post("/indexes/backlog/documents", raw=b, ctype="application/x-ndjson")[1]["taskUid"]
+                     for b in bodies]
+            subprocess.run([os.path.join(ROOT, "miroir.sh"), "start"], env=cluster["env"], cwd=ROOT, check=True,
+                           stdout=subprocess.DEVNULL)
+            ingest_pid = pid_of(cluster, "ingest1")
+            peak = [0]
+            stop = threading.Event()
+
+            def sample():
+                while not stop.is_set():
+                    try:
+                        peak[0] = max(peak[0], rss_kb(ingest_pid))
+                    except OSError:
+                        return
+                    time.sleep(0.2)
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            gw.wait_task(tasks[-1], timeout=7200)
+            stop.set()
+            sampler.join()
+            facts["ingest_rss_kb"] = {"backlog_records": total, "peak": peak[0]}
+            rows.append(("7", f"ingest peak RSS draining a {total}-record backlog (MiB)", peak[0] / 1024, None,
+                         "bounded", peak[0] < 1024 * 1024))
+            rows.append(("7b", "gateway peak RSS under search load (MiB)", facts["gateway_rss_kb"]["peak"] / 1024, None,
+                         "(report)", None))
+    finally:
+        n4.close()
+        baseline.close()
+
+    # row 6: merge CPU per query, canned shard answers
+    merge = [json.loads(line) for line in subprocess.run([MERGEBENCH, "3000"], capture_output=True, text=True,
+                                                           check=True).stdout.splitlines()]
+    facts["merge"] = merge
+    one = merge[0]["merge_us"]
+    for m in merge:
+        rows.append((f"6/S={m['shards']}", f"merge CPU per query (µs), S={m['shards']}, limit 20; parse of the S "
+                                          f"answers {m['parse_us']:.0f} µs", m["merge_us"], one, "~ k log S", None))
+    report(rows, facts, args.quick)
+
+
+def report(rows, facts, quick):
+    lines = ["# Benchmarks", "",
+             f"Measured by `./miroir.sh bench{' --quick' if quick else ''}` on {time.strftime('%Y-%m-%d')}, "
+             f"{facts['documents']} documents of `packages.jsonl.gz`, {CONCURRENCY} concurrent keep-alive clients "
+             "(`tests/bench/loadgen.c`) cycling through the 400 queries of `tests/bench/queries.jsonl`. "
+             "Every ratio's baseline was measured in the same run, on the same machine.", "",
+             "| row | what | Miroir | baseline | ratio | target | met |", "|---|---|---|---|---|---|---|"]
+    for key, what, value, base, target, met in rows:
+        ratio = f"{value / base:.2f}×" if base else "—"
+        lines.append(f"| {key} | {what} | {value:.2f} | {base:.2f} | {ratio} | {target} | "
+                     f"{'yes' if met else ('no' if met is False else '—')} |" if base else
+                     f"| {key} | {what} | {value:.2f} | — | — | {target} | {'yes' if met else ('no' if met is False else '—')} |")
+    lines += ["", "Raw figures: [benchmarks.json](benchmarks.json).", ""]
+    text = "\n".join(lines)
+    print(text)
+    docs = os.path.join(ROOT, "docs")
+    with open(os.path.join(docs, "benchmarks.json"), "w") as f:
+        json.dump({"rows": [dict(zip(("row", "what", "value", "baseline", "target", "met"), r)) for r in rows],
+                   "facts": facts}, f, indent=1)
+    notes = os.path.join(HERE, "notes.md")
+    with open(os.path.join(docs, "benchmarks.md"), "w") as f:
+        f.write(text)
+        if os.path.exists(notes):
+            with open(notes) as n:
+                f.write("\n" + n.read())
+
+
+if __name__ == "__main__":
+    main()
