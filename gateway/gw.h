@@ -18,13 +18,22 @@
 #include "meili.h"
 #include "merge.h"
 #include "meta.h"
+#include "metrics.h"
 #include "topology.h"
 
 typedef struct gw_node_health {
     char id[MR_NODE_ID_MAX]; /* written once, before the slot is published */
     atomic_llong down_until_ms; /* 0 or a time before now: up */
     atomic_int consecutive_failures;
+    mr_histogram upstream; /* latency of this node's answers, as the gateway sees them */
 } gw_node_health;
+
+#define GW_ROUTE_SLOTS 64 /* one per route of the table, the last for requests no route matched */
+
+typedef struct gw_route_counters {
+    mr_histogram latency;
+    atomic_ullong by_class[6]; /* answers by status class: [2] is 2xx, … [5] is 5xx */
+} gw_route_counters;
 
 typedef struct gw {
     const mr_config *cfg;
@@ -35,6 +44,7 @@ typedef struct gw {
     gw_node_health health[MR_MAX_NODES];
     atomic_int health_count;
     pthread_mutex_t health_lock;
+    gw_route_counters routes[GW_ROUTE_SLOTS];
     atomic_int stopping;
 } gw;
 
@@ -53,6 +63,8 @@ typedef struct gw_request {
 typedef struct gw_response {
     int status;
     json_t *body; /* owned; NULL for an empty body */
+    char *text;   /* owned; a non-JSON body (with text_type) instead of body */
+    const char *text_type;
 } gw_response;
 
 /* Response helpers: each takes ownership of body. */
@@ -161,6 +173,12 @@ void gw_route_node_add(gw *g, const gw_request *req, gw_response *res);
 void gw_route_node_drain(gw *g, const gw_request *req, gw_response *res);
 void gw_route_node_remove(gw *g, const gw_request *req, gw_response *res);
 void gw_route_verify(gw *g, const gw_request *req, gw_response *res);
+void gw_route_metrics(gw *g, const gw_request *req, gw_response *res);
+
+/* The route table, for metrics: route i's method and pattern; false past the last. */
+int gw_route_at(size_t i, const char **method, const char **pattern);
+/* Records the upstream latency of one node answer. */
+void gw_node_observe(gw *g, const char *id, double ms);
 void gw_route_index_create(gw *g, const gw_request *req, gw_response *res);
 void gw_route_index_list(gw *g, const gw_request *req, gw_response *res);
 void gw_route_index_delete(gw *g, const gw_request *req, gw_response *res);

@@ -24,6 +24,7 @@ static const struct route routes[] = {
     {"POST", "_miroir/nodes/*/drain", gw_route_node_drain, 0},
     {"DELETE", "_miroir/nodes/*", gw_route_node_remove, 0},
     {"POST", "_miroir/verify", gw_route_verify, 0},
+    {"GET", "metrics", gw_route_metrics, 0},
     {"POST", "indexes", gw_route_index_create, 0},
     {"GET", "indexes", gw_route_index_list, 0},
     {"GET", "indexes/*", gw_route_index_get, 1},
@@ -57,6 +58,17 @@ static const struct route routes[] = {
     {"DELETE", "tasks", gw_route_tasks_delete, 0},
     {"GET", "tasks/*", gw_route_task_get, 0},
 };
+
+_Static_assert(sizeof routes / sizeof routes[0] < GW_ROUTE_SLOTS, "one metrics slot per route, and one spare");
+
+int gw_route_at(size_t i, const char **method, const char **pattern)
+{
+    if (i >= sizeof routes / sizeof routes[0])
+        return 0;
+    *method = routes[i].method;
+    *pattern = routes[i].pattern;
+    return 1;
+}
 
 /* Per-connection request state across libmicrohttpd's calls. */
 struct upload {
@@ -156,7 +168,8 @@ static int match(const char *pattern, const char *path, char *buf, size_t buflen
     return 1;
 }
 
-static void dispatch(gw *g, gw_request *req, gw_response *res)
+/* Runs the route matching req; returns its index in the table, or GW_ROUTE_SLOTS - 1. */
+static size_t dispatch(gw *g, gw_request *req, gw_response *res)
 {
     char buf[4096];
     const char *path = req->path;
@@ -176,7 +189,7 @@ static void dispatch(gw *g, gw_request *req, gw_response *res)
             continue;
         if (!routes[i].on_index) {
             routes[i].handler(g, req, res);
-            return;
+            return i;
         }
         /* The snapshot is held for the whole call: req->ix stays valid even if the topology
          * changes meanwhile. */
@@ -188,7 +201,7 @@ static void dispatch(gw *g, gw_request *req, gw_response *res)
         else
             gw_reply_error(res, &err);
         mr_topology_release(mr_meta_topology(g->meta), topo);
-        return;
+        return i;
     }
     mr_error e;
     if (path_known)
@@ -196,15 +209,17 @@ static void dispatch(gw *g, gw_request *req, gw_response *res)
     else
         mr_error_set(&e, "not_found", "Route `%s %.200s` does not exist.", req->method, req->path);
     gw_reply_error(res, &e);
+    return GW_ROUTE_SLOTS - 1;
 }
 
-static enum MHD_Result send_response(struct MHD_Connection *conn, const gw_response *res)
+static enum MHD_Result send_response(struct MHD_Connection *conn, gw_response *res)
 {
-    char *text = res->body ? json_dumps(res->body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    char *text = res->text ? res->text : res->body ? json_dumps(res->body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    res->text = NULL; /* the response takes it */
     size_t len = text ? strlen(text) : 0;
     struct MHD_Response *r = MHD_create_response_from_buffer(len, text ? text : (char *)"", text ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (text)
-        MHD_add_response_header(r, "Content-Type", "application/json");
+        MHD_add_response_header(r, "Content-Type", res->text_type ? res->text_type : "application/json");
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)res->status, r);
     MHD_destroy_response(r);
     return ret;
@@ -246,6 +261,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     gw_response res = {.status = 200};
+    size_t route = GW_ROUTE_SLOTS - 1;
     if (up->too_large) {
         mr_error e;
         mr_error_set(&e, "payload_too_large", "The provided payload reached the size limit. The maximum accepted payload size is %ld bytes.",
@@ -253,9 +269,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         gw_reply_error(&res, &e);
     } else {
         gw_request req = {.conn = conn, .method = method, .path = url, .body = up->body ? up->body : "", .body_len = up->len};
-        dispatch(g, &req, &res);
+        route = dispatch(g, &req, &res);
     }
     enum MHD_Result ret = send_response(conn, &res);
+    gw_route_counters *st = &g->routes[route];
+    mr_histogram_observe(&st->latency, (double)(mr_now_ms() - up->started_ms));
+    atomic_fetch_add(&st->by_class[res.status / 100 < 6 ? res.status / 100 : 5], 1);
     if (res.status >= 500)
         mr_log("warn", "gateway", "%s %s -> %d %s", method, url, res.status,
                json_string_value(json_object_get(res.body, "message")));

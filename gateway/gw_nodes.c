@@ -34,6 +34,13 @@ static int node_slot(gw *g, const char *id)
     return i;
 }
 
+void gw_node_observe(gw *g, const char *id, double ms)
+{
+    int i = node_slot(g, id);
+    if (i >= 0)
+        mr_histogram_observe(&g->health[i].upstream, ms);
+}
+
 int gw_node_url(gw *g, const char *id, char *url, size_t len)
 {
     mr_topology *t = mr_topology_acquire(mr_meta_topology(g->meta));

@@ -45,6 +45,8 @@ int gw_scatter(gw *g, gw_shard_call *calls, size_t n, mr_error *err, size_t *fai
             mr_http_req *r = &batch[k];
             const char *node = order[owner[k]][tried[owner[k]] - 1];
             json_t *body = mr_http_json(r);
+            if (r->status)
+                gw_node_observe(g, node, r->elapsed_ms);
             if (r->status >= 200 && r->status < 300 && body) {
                 c->answer = body;
                 gw_node_report(g, node, 1);

@@ -407,6 +407,20 @@ json_t *mr_meta_index_keys(mr_meta *m, const char *index)
     return keys;
 }
 
+size_t mr_meta_dlq_count(mr_meta *m, const char *storage)
+{
+    size_t n = 0, len = strlen(storage);
+    pthread_mutex_lock(&m->lock);
+    const char *k;
+    json_t *v;
+    json_object_foreach(m->dlq, k, v) {
+        if (strncmp(k, storage, len) == 0 && k[len] == '/')
+            n += json_array_size(v);
+    }
+    pthread_mutex_unlock(&m->lock);
+    return n;
+}
+
 json_t *mr_meta_rebuilds(mr_meta *m)
 {
     pthread_mutex_lock(&m->lock);

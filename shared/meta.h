@@ -51,6 +51,9 @@ mr_topology_holder *mr_meta_topology(mr_meta *m);
  * it receives the time of the last applied batch ("" if none). */
 int64_t mr_meta_applied(mr_meta *m, const char *index, uint32_t shard, const mr_replica *rep, char *at, size_t atlen);
 
+/* How many records of storage's shards went to the dead-letter topic. */
+size_t mr_meta_dlq_count(mr_meta *m, const char *storage);
+
 /* The pending rebuild requests: a new object "storage/shard/node" -> {"at"}. */
 json_t *mr_meta_rebuilds(mr_meta *m);
 

@@ -1,0 +1,129 @@
+/* gw_metrics.c: GET /metrics, in Prometheus' text format: the gateway's own requests and
+ * upstream latencies, and the cluster's replication state as the metadata shows it (lag and
+ * rebuild progress per replica, dead-lettered records). Any gateway can be scraped: the cluster
+ * series are the same on all of them. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw.h"
+#include "record.h"
+
+static void requests(gw *g, mr_text *t)
+{
+    mr_text_printf(t, "# HELP miroir_http_requests_total Requests answered, by route and status class.\n"
+                      "# TYPE miroir_http_requests_total counter\n");
+    const char *method, *pattern;
+    for (size_t i = 0; i < GW_ROUTE_SLOTS; i++) {
+        if (!gw_route_at(i, &method, &pattern)) {
+            if (i != GW_ROUTE_SLOTS - 1)
+                continue;
+            method = "any";
+            pattern = "unmatched";
+        }
+        for (int c = 1; c < 6; c++) {
+            unsigned long long n = atomic_load(&g->routes[i].by_class[c]);
+            if (n)
+                mr_text_printf(t, "miroir_http_requests_total{method=\"%s\",route=\"/%s\",code=\"%dxx\"} %llu\n",
+                               method, pattern, c, n);
+        }
+    }
+    mr_text_printf(t, "# HELP miroir_http_request_duration_seconds Time from a request's arrival to its answer.\n"
+                      "# TYPE miroir_http_request_duration_seconds histogram\n");
+    for (size_t i = 0; i < GW_ROUTE_SLOTS; i++) {
+        if (!atomic_load(&g->routes[i].latency.count))
+            continue;
+        if (!gw_route_at(i, &method, &pattern)) {
+            method = "any";
+            pattern = "unmatched";
+        }
+        char labels[256];
+        snprintf(labels, sizeof labels, "method=\"%s\",route=\"/%s\"", method, pattern);
+        mr_histogram_write(t, "miroir_http_request_duration_seconds", labels, &g->routes[i].latency);
+    }
+}
+
+static void nodes(gw *g, mr_text *t)
+{
+    mr_member members[MR_MAX_NODES];
+    size_t n = gw_members(g, members);
+    mr_text_printf(t, "# HELP miroir_node_up 1 if the node answers its health check.\n# TYPE miroir_node_up gauge\n");
+    for (size_t i = 0; i < n; i++)
+        mr_text_printf(t, "miroir_node_up{node=\"%s\",state=\"%s\"} %d\n", members[i].node.id,
+                       mr_member_state_name(members[i].state), gw_node_is_up(g, members[i].node.id));
+    mr_text_printf(t, "# HELP miroir_upstream_duration_seconds Latency of node answers to the gateway.\n"
+                      "# TYPE miroir_upstream_duration_seconds histogram\n");
+    int slots = atomic_load(&g->health_count);
+    for (int i = 0; i < slots; i++) {
+        if (!atomic_load(&g->health[i].upstream.count))
+            continue;
+        char labels[64];
+        snprintf(labels, sizeof labels, "node=\"%s\"", g->health[i].id);
+        mr_histogram_write(t, "miroir_upstream_duration_seconds", labels, &g->health[i].upstream);
+    }
+}
+
+static void replication(gw *g, mr_text *t)
+{
+    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
+    mr_text *lag = &(mr_text){0}, *applied = &(mr_text){0}, *end = &(mr_text){0}, *dlq = &(mr_text){0};
+    size_t by_state[4] = {0, 0, 0, 0};
+    for (size_t i = 0; i < topo->count; i++) {
+        const mr_index *ix = &topo->indexes[i];
+        if (ix->deleted)
+            continue;
+        char uid[2 * MR_INDEX_UID_MAX + 1], topic[300];
+        mr_label_escape(uid, sizeof uid, ix->uid);
+        snprintf(topic, sizeof topic, "%s%s", MR_TOPIC_INDEX_PREFIX, ix->storage);
+        mr_text_printf(dlq, "miroir_dlq_records{index=\"%s\"} %zu\n", uid, mr_meta_dlq_count(g->meta, ix->storage));
+        for (uint32_t s = 0; s < ix->shard_count; s++) {
+            int64_t lo, hi = -1;
+            if (rd_kafka_query_watermark_offsets(g->producer, topic, (int32_t)s, &lo, &hi, 1000))
+                hi = -1;
+            if (hi >= 0)
+                mr_text_printf(end, "miroir_shard_end_offset{index=\"%s\",shard=\"%u\"} %lld\n", uid, s, (long long)hi);
+            for (size_t r = 0; r < ix->shards[s].count; r++) {
+                const mr_replica *rep = &ix->shards[s].replicas[r];
+                int64_t off = mr_meta_applied(g->meta, ix->storage, s, rep, NULL, 0);
+                const char *st = mr_replica_state_name(rep->state);
+                by_state[rep->state]++;
+                mr_text_printf(applied, "miroir_replica_applied_offset{index=\"%s\",shard=\"%u\",node=\"%s\",state=\"%s\"} %lld\n",
+                               uid, s, rep->node, st, (long long)off);
+                if (hi >= 0)
+                    mr_text_printf(lag, "miroir_replica_lag_records{index=\"%s\",shard=\"%u\",node=\"%s\",state=\"%s\"} %lld\n",
+                                   uid, s, rep->node, st, (long long)(hi > off ? hi - off : 0));
+            }
+        }
+    }
+    mr_topology_release(mr_meta_topology(g->meta), topo);
+    mr_text_printf(t, "# HELP miroir_replica_lag_records Records of its partition a replica has yet to apply "
+                      "(for a building replica: what its rebuild has left).\n# TYPE miroir_replica_lag_records gauge\n%s",
+                   lag->data ? lag->data : "");
+    mr_text_printf(t, "# HELP miroir_replica_applied_offset Records a replica has applied (rebuild progress: this "
+                      "over the shard's end offset).\n# TYPE miroir_replica_applied_offset gauge\n%s",
+                   applied->data ? applied->data : "");
+    mr_text_printf(t, "# HELP miroir_shard_end_offset Records in the shard's partition.\n"
+                      "# TYPE miroir_shard_end_offset gauge\n%s", end->data ? end->data : "");
+    mr_text_printf(t, "# HELP miroir_dlq_records Records sent to the dead-letter topic.\n"
+                      "# TYPE miroir_dlq_records gauge\n%s", dlq->data ? dlq->data : "");
+    mr_text_printf(t, "# HELP miroir_replicas Shard replicas by state.\n# TYPE miroir_replicas gauge\n");
+    for (int st = 0; st < 4; st++)
+        mr_text_printf(t, "miroir_replicas{state=\"%s\"} %zu\n", mr_replica_state_name((enum mr_replica_state)st),
+                       by_state[st]);
+    free(lag->data);
+    free(applied->data);
+    free(end->data);
+    free(dlq->data);
+}
+
+void gw_route_metrics(gw *g, const gw_request *req, gw_response *res)
+{
+    (void)req;
+    mr_text t = {0};
+    requests(g, &t);
+    nodes(g, &t);
+    replication(g, &t);
+    res->status = 200;
+    res->text = t.data;
+    res->text_type = "text/plain; version=0.0.4";
+}

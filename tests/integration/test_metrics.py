@@ -1,0 +1,56 @@
+"""GET /metrics speaks Prometheus' text format: request counts and latency histograms per route,
+upstream latency per node, node health, per-replica lag and applied offsets, DLQ counts."""
+import re
+
+import requests
+
+from conftest import GATEWAY_PORT, HOST, NODE_KEY
+
+LINE = re.compile(r'^([a-z_]+)(\{[^}]*\})? (\S+)$')
+
+
+def scrape():
+    r = requests.get(f"http://{HOST}:{GATEWAY_PORT}/metrics", timeout=30)
+    assert r.status_code == 200
+    assert r.headers["Content-Type"].startswith("text/plain")
+    series = {}
+    for line in r.text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = LINE.match(line)
+        assert m, f"not a Prometheus sample: {line!r}"
+        series[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+    return r.text, series
+
+
+def test_metrics(cluster):
+    gw = cluster["gateway"]
+    status, task = gw.post("/indexes", {"uid": "metered", "primaryKey": "id", "shards": 2})
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    status, task = gw.post("/indexes/metered/documents", [{"id": i, "t": "metric"} for i in range(50)])
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    for _ in range(5):
+        assert gw.post("/indexes/metered/search", {"q": "metric"})[0] == 200
+    assert gw.post("/indexes/metered/search", {"limit": -1})[0] == 400
+    assert gw.get("/no/such/route")[0] == 404
+
+    text, series = scrape()
+    assert NODE_KEY not in text
+    ok = 'miroir_http_requests_total{method="POST",route="/indexes/*/search",code="2xx"}'
+    assert series[ok] >= 5
+    assert series['miroir_http_requests_total{method="POST",route="/indexes/*/search",code="4xx"}'] >= 1
+    assert series['miroir_http_requests_total{method="any",route="/unmatched",code="4xx"}'] >= 1
+    # a histogram's buckets are cumulative and end with the count
+    buckets = [v for k, v in series.items()
+               if k.startswith('miroir_http_request_duration_seconds_bucket{method="POST",route="/indexes/*/search"')]
+    assert buckets == sorted(buckets) and buckets[-1] == \
+        series['miroir_http_request_duration_seconds_count{method="POST",route="/indexes/*/search"}']
+    assert sum(v for k, v in series.items() if k.startswith("miroir_upstream_duration_seconds_count")) >= 5
+    for node in ("n1", "n2", "n3"):
+        assert series[f'miroir_node_up{{node="{node}",state="active"}}'] == 1
+    lags = {k: v for k, v in series.items() if k.startswith('miroir_replica_lag_records{index="metered"')}
+    assert len(lags) == 2 * 2 and all(v == 0 for v in lags.values())  # S=2, RF=2, all applied
+    ends = [v for k, v in series.items() if k.startswith('miroir_shard_end_offset{index="metered"')]
+    assert len(ends) == 2 and sum(ends) >= 50
+    assert series['miroir_dlq_records{index="metered"}'] == 0
+    assert series['miroir_replicas{state="building"}'] == 0
