@@ -8,6 +8,7 @@ import argparse
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -138,7 +139,8 @@ def main():
         log(f"direct bulk import into one node: {direct_s:.1f} s, {direct_rate:.0f} docs/s")
         facts["direct_import_docs_per_s"] = round(direct_rate)
 
-        extra = "rebalance_concurrency = 2\nrebalance_interval_ms = 200\nretire_grace_ms = 500"
+        extra = ("rebalance_concurrency = 2\nrebalance_interval_ms = 200\nretire_grace_ms = 500\n"
+                 "max_body_bytes = 209715200\nproduce_timeout_ms = 60000")
         with running_cluster("miroir-bench-", KAFKA, GATEWAY, NODES, extra=extra) as cluster:
             gw = cluster["gateway"]
             nodes = {f"n{i}": f"http://127.0.0.1:{NODES + i - 1}" for i in (1, 2, 3)}
@@ -245,6 +247,7 @@ def main():
     finally:
         n4.close()
         baseline.close()
+        shutil.rmtree(state, ignore_errors=True)
 
     # row 6: merge CPU per query, canned shard answers
     merge = [json.loads(line) for line in subprocess.run([MERGEBENCH, "3000"], capture_output=True, text=True,
