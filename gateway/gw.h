@@ -111,7 +111,9 @@ typedef struct gw_shard_call {
     const char *method;
     char path[1700];  /* appended to the node's URL (at most 256 bytes) */
     const char *body; /* may be NULL; owned by the caller */
+    int raw;          /* keep the 2xx answer as text (raw_answer) instead of parsing it */
     json_t *answer;   /* out: the parsed 2xx answer, owned by the call (gw_scatter_clear) */
+    char *raw_answer; /* out, with raw: the 2xx answer's bytes, owned by the call */
     mr_error error;   /* out: a node's 4xx, passed through */
 } gw_shard_call;
 

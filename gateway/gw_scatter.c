@@ -44,9 +44,17 @@ int gw_scatter(gw *g, gw_shard_call *calls, size_t n, mr_error *err, size_t *fai
             gw_shard_call *c = &calls[owner[k]];
             mr_http_req *r = &batch[k];
             const char *node = order[owner[k]][tried[owner[k]] - 1];
-            json_t *body = mr_http_json(r);
             if (r->status)
                 gw_node_observe(g, node, r->elapsed_ms);
+            if (c->raw && r->status >= 200 && r->status < 300 && r->resp) {
+                c->raw_answer = r->resp; /* taken as is: nothing to merge */
+                r->resp = NULL;
+                c->answer = json_true();
+                gw_node_report(g, node, 1);
+                mr_http_req_reset(r);
+                continue;
+            }
+            json_t *body = mr_http_json(r);
             if (r->status >= 200 && r->status < 300 && body) {
                 c->answer = body;
                 gw_node_report(g, node, 1);
@@ -97,6 +105,8 @@ void gw_scatter_clear(gw_shard_call *calls, size_t n)
     for (size_t i = 0; i < n; i++) {
         json_decref(calls[i].answer);
         calls[i].answer = NULL;
+        free(calls[i].raw_answer);
+        calls[i].raw_answer = NULL;
     }
 }
 

@@ -1,4 +1,4 @@
-/* meili.c: parallel HTTP to Meilisearch nodes over a shared connection cache. */
+/* meili.c: parallel HTTP to Meilisearch nodes over kept-alive connections, per thread. */
 #include "meili.h"
 
 #include <pthread.h>
@@ -7,26 +7,30 @@
 #include <string.h>
 
 struct mr_http {
-    CURLSH *share;
-    pthread_mutex_t locks[CURL_LOCK_DATA_LAST];
+    /* Each thread keeps its own multi handle, and with it its own cache of open connections to
+     * the nodes: a gateway thread serves one client connection for its whole life, so its node
+     * connections stay warm across that client's requests, with no lock and no new multi (and
+     * its wake-up socket pair) per request. Freed when the thread exits. */
+    pthread_key_t multi_key;
     char auth[300];
     long timeout_ms;
     long connect_timeout_ms;
 };
 
-static void share_lock(CURL *c, curl_lock_data data, curl_lock_access access, void *userp)
+static void free_multi(void *multi)
 {
-    (void)c;
-    (void)access;
-    mr_http *h = userp;
-    pthread_mutex_lock(&h->locks[data]);
+    curl_multi_cleanup(multi);
 }
 
-static void share_unlock(CURL *c, curl_lock_data data, void *userp)
+static CURLM *thread_multi(mr_http *h)
 {
-    (void)c;
-    mr_http *h = userp;
-    pthread_mutex_unlock(&h->locks[data]);
+    CURLM *m = pthread_getspecific(h->multi_key);
+    if (!m) {
+        m = curl_multi_init();
+        curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, 256L);
+        pthread_setspecific(h->multi_key, m);
+    }
+    return m;
 }
 
 mr_http *mr_http_new(const char *bearer, long timeout_ms, long connect_timeout_ms)
@@ -34,14 +38,10 @@ mr_http *mr_http_new(const char *bearer, long timeout_ms, long connect_timeout_m
     mr_http *h = calloc(1, sizeof *h);
     if (!h)
         return NULL;
-    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-        pthread_mutex_init(&h->locks[i], NULL);
-    h->share = curl_share_init();
-    curl_share_setopt(h->share, CURLSHOPT_LOCKFUNC, share_lock);
-    curl_share_setopt(h->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
-    curl_share_setopt(h->share, CURLSHOPT_USERDATA, h);
-    curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
-    curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    if (pthread_key_create(&h->multi_key, free_multi)) {
+        free(h);
+        return NULL;
+    }
     if (bearer && *bearer)
         snprintf(h->auth, sizeof h->auth, "Authorization: Bearer %s", bearer);
     h->timeout_ms = timeout_ms;
@@ -53,9 +53,13 @@ void mr_http_free(mr_http *h)
 {
     if (!h)
         return;
-    curl_share_cleanup(h->share);
-    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-        pthread_mutex_destroy(&h->locks[i]);
+    /* other threads' handles went with them; the caller's own is freed here */
+    CURLM *m = pthread_getspecific(h->multi_key);
+    if (m) {
+        pthread_setspecific(h->multi_key, NULL);
+        curl_multi_cleanup(m);
+    }
+    pthread_key_delete(h->multi_key);
     free(h);
 }
 
@@ -84,7 +88,7 @@ void mr_http_req_reset(mr_http_req *r)
 
 int mr_http_run(mr_http *h, mr_http_req *reqs, size_t n)
 {
-    CURLM *multi = curl_multi_init();
+    CURLM *multi = thread_multi(h);
     CURL **easies = calloc(n, sizeof *easies);
     struct curl_slist **lists = calloc(n, sizeof *lists);
     for (size_t i = 0; i < n; i++) {
@@ -92,7 +96,6 @@ int mr_http_run(mr_http *h, mr_http_req *reqs, size_t n)
         mr_http_req_reset(r);
         CURL *e = curl_easy_init();
         easies[i] = e;
-        curl_easy_setopt(e, CURLOPT_SHARE, h->share);
         curl_easy_setopt(e, CURLOPT_URL, r->url);
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -150,7 +153,6 @@ int mr_http_run(mr_http *h, mr_http_req *reqs, size_t n)
     }
     free(easies);
     free(lists);
-    curl_multi_cleanup(multi);
     return 0;
 }
 

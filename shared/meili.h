@@ -1,5 +1,5 @@
 /* meili.h: a libcurl client for Meilisearch nodes: many requests run in parallel on one multi
- * handle, over kept-alive connections shared by every thread of the process. */
+ * handle, over kept-alive connections that each thread keeps for its life. */
 #ifndef MIROIR_MEILI_H
 #define MIROIR_MEILI_H
 

@@ -408,3 +408,27 @@ def test_delete_tasks(cluster):
     assert again["taskUid"] not in [t["uid"] for t in gw.get("/tasks", indexUids="api_taskdel")[1]["results"]]
     status, err = gw.req("DELETE", "/tasks")
     assert (status, err["code"]) == (400, "missing_task_filters")
+
+
+def test_single_shard_search_passes_the_node_answer_through(cluster):
+    """With one shard there is nothing to merge: the node's answer is returned as it is, after
+    the same validation as any search."""
+    gw = cluster["gateway"]
+    status, task = gw.post("/indexes", {"uid": "single", "primaryKey": "id", "shards": 1, "replicationFactor": 2})
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    docs = [{"id": i, "title": f"lone shard {i}", "n": i % 7} for i in range(120)]
+    status, task = gw.req("PATCH", "/indexes/single/settings", {"filterableAttributes": ["n"]})
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    status, task = gw.post("/indexes/single/documents", docs)
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    topo = gw.get("/_miroir/topology")[1]
+    node = next(i for i in topo["indexes"] if i["uid"] == "single")["placement"][0]["replicas"][0]["node"]
+    body = {"q": "lone", "limit": 7, "offset": 3, "filter": "n = 2", "facets": ["n"]}
+    status, via_gateway = gw.post("/indexes/single/search", body)
+    assert status == 200
+    status, direct = cluster["nodes"][node].post("/indexes/single__s0/search", body)
+    assert status == 200
+    for key in ("hits", "estimatedTotalHits", "facetDistribution", "offset", "limit", "query"):
+        assert via_gateway[key] == direct[key], key
+    status, err = gw.post("/indexes/single/search", {"limit": -1})
+    assert status == 400 and err["code"] == "invalid_search_limit"
