@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -45,6 +46,10 @@ typedef struct gw {
     atomic_int health_count;
     pthread_mutex_t health_lock;
     gw_route_counters routes[GW_ROUTE_SLOTS];
+    /* The id of the request the calling thread serves (a connection's thread serves one request
+     * at a time), so fan-out and logs can carry it without threading it through every call. */
+    pthread_key_t request_id_key;
+    atomic_ullong request_seq;
     atomic_int stopping;
 } gw;
 
@@ -66,6 +71,9 @@ typedef struct gw_response {
     char *text;   /* owned; a non-JSON body (with text_type) instead of body */
     const char *text_type;
 } gw_response;
+
+/* The id of the request this thread serves ("-" outside a request). */
+const char *gw_request_id(gw *g);
 
 /* Response helpers: each takes ownership of body. */
 void gw_reply(gw_response *res, int status, json_t *body);

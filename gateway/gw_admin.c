@@ -16,15 +16,9 @@
 #define VERIFY_PAGE 5000
 #define VERIFY_ATTEMPTS 5
 
-/* The partition's end offset, or -1 if Kafka doesn't say within a second. */
 static int64_t shard_end(gw *g, const mr_index *ix, uint32_t shard)
 {
-    char topic[300];
-    int64_t lo, hi;
-    snprintf(topic, sizeof topic, "%s%s", MR_TOPIC_INDEX_PREFIX, ix->storage);
-    if (rd_kafka_query_watermark_offsets(g->producer, topic, (int32_t)shard, &lo, &hi, 1000))
-        return -1;
-    return hi;
+    return mr_kafka_shard_end(g->producer, ix->storage, shard, 1000);
 }
 
 static size_t replicas_on(const mr_topology *t, const char *node)

@@ -70,12 +70,34 @@ int gw_route_at(size_t i, const char **method, const char **pattern)
     return 1;
 }
 
+const char *gw_request_id(gw *g)
+{
+    const char *id = pthread_getspecific(g->request_id_key);
+    return id ? id : "-";
+}
+
+/* The client's X-Request-Id when it is a sane token, else a new one. */
+static void request_id(gw *g, struct MHD_Connection *conn, char *out, size_t len)
+{
+    const char *given = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+    size_t n = given ? strlen(given) : 0;
+    int sane = n > 0 && n < len && n <= 64;
+    for (size_t i = 0; sane && i < n; i++)
+        sane = (given[i] >= 'a' && given[i] <= 'z') || (given[i] >= 'A' && given[i] <= 'Z') ||
+               (given[i] >= '0' && given[i] <= '9') || given[i] == '-' || given[i] == '_' || given[i] == '.';
+    if (sane)
+        snprintf(out, len, "%s", given);
+    else
+        snprintf(out, len, "%llx-%llx", (unsigned long long)mr_now_ms(), atomic_fetch_add(&g->request_seq, 1));
+}
+
 /* Per-connection request state across libmicrohttpd's calls. */
 struct upload {
     char *body;
     size_t len, cap;
     int too_large;
     int64_t started_ms;
+    char request_id[72];
 };
 
 void gw_reply(gw_response *res, int status, json_t *body)
@@ -212,7 +234,7 @@ static size_t dispatch(gw *g, gw_request *req, gw_response *res)
     return GW_ROUTE_SLOTS - 1;
 }
 
-static enum MHD_Result send_response(struct MHD_Connection *conn, gw_response *res)
+static enum MHD_Result send_response(struct MHD_Connection *conn, gw_response *res, const char *rid)
 {
     char *text = res->text ? res->text : res->body ? json_dumps(res->body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     res->text = NULL; /* the response takes it */
@@ -220,6 +242,7 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, gw_response *r
     struct MHD_Response *r = MHD_create_response_from_buffer(len, text ? text : (char *)"", text ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (text)
         MHD_add_response_header(r, "Content-Type", res->text_type ? res->text_type : "application/json");
+    MHD_add_response_header(r, "X-Request-Id", rid);
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)res->status, r);
     MHD_destroy_response(r);
     return ret;
@@ -235,6 +258,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!up) {
         up = calloc(1, sizeof *up);
         up->started_ms = mr_now_ms();
+        request_id(g, conn, up->request_id, sizeof up->request_id);
         *con_cls = up;
         return MHD_YES;
     }
@@ -262,6 +286,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     gw_response res = {.status = 200};
     size_t route = GW_ROUTE_SLOTS - 1;
+    pthread_setspecific(g->request_id_key, up->request_id);
     if (up->too_large) {
         mr_error e;
         mr_error_set(&e, "payload_too_large", "The provided payload reached the size limit. The maximum accepted payload size is %ld bytes.",
@@ -271,14 +296,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         gw_request req = {.conn = conn, .method = method, .path = url, .body = up->body ? up->body : "", .body_len = up->len};
         route = dispatch(g, &req, &res);
     }
-    enum MHD_Result ret = send_response(conn, &res);
+    enum MHD_Result ret = send_response(conn, &res, up->request_id);
     gw_route_counters *st = &g->routes[route];
     mr_histogram_observe(&st->latency, (double)(mr_now_ms() - up->started_ms));
     atomic_fetch_add(&st->by_class[res.status / 100 < 6 ? res.status / 100 : 5], 1);
     if (res.status >= 500)
-        mr_log("warn", "gateway", "%s %s -> %d %s", method, url, res.status,
+        mr_log("warn", "gateway", "request %s: %s %s -> %d %s", up->request_id, method, url, res.status,
                json_string_value(json_object_get(res.body, "message")));
     json_decref(res.body);
+    pthread_setspecific(g->request_id_key, NULL);
     return ret;
 }
 

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "gw.h"
-#include "record.h"
+#include "kafka.h"
 
 static void requests(gw *g, mr_text *t)
 {
@@ -72,14 +72,11 @@ static void replication(gw *g, mr_text *t)
         const mr_index *ix = &topo->indexes[i];
         if (ix->deleted)
             continue;
-        char uid[2 * MR_INDEX_UID_MAX + 1], topic[300];
+        char uid[2 * MR_INDEX_UID_MAX + 1];
         mr_label_escape(uid, sizeof uid, ix->uid);
-        snprintf(topic, sizeof topic, "%s%s", MR_TOPIC_INDEX_PREFIX, ix->storage);
         mr_text_printf(dlq, "miroir_dlq_records{index=\"%s\"} %zu\n", uid, mr_meta_dlq_count(g->meta, ix->storage));
         for (uint32_t s = 0; s < ix->shard_count; s++) {
-            int64_t lo, hi = -1;
-            if (rd_kafka_query_watermark_offsets(g->producer, topic, (int32_t)s, &lo, &hi, 1000))
-                hi = -1;
+            int64_t hi = mr_kafka_shard_end(g->producer, ix->storage, s, 1000);
             if (hi >= 0)
                 mr_text_printf(end, "miroir_shard_end_offset{index=\"%s\",shard=\"%u\"} %lld\n", uid, s, (long long)hi);
             for (size_t r = 0; r < ix->shards[s].count; r++) {

@@ -32,6 +32,7 @@ int gw_scatter(gw *g, gw_shard_call *calls, size_t n, mr_error *err, size_t *fai
             mr_http_req *r = &batch[m];
             memset(r, 0, sizeof *r);
             r->method = c->method;
+            r->request_id = gw_request_id(g);
             snprintf(r->url, sizeof r->url, "%s%s", base, c->path);
             r->body = c->body;
             r->body_len = c->body ? strlen(c->body) : 0;
@@ -67,8 +68,8 @@ int gw_scatter(gw *g, gw_shard_call *calls, size_t n, mr_error *err, size_t *fai
                 if (strcmp(c->error.code, "index_not_found") == 0 && tried[owner[k]] < replicas[owner[k]])
                     c->error.status = 0;
             } else {
-                mr_log("warn", "gateway", "%s %s on node %s failed: %ld %s", c->method, c->path, node, r->status,
-                       r->status ? "" : r->curl_error);
+                mr_log("warn", "gateway", "request %s: %s %s on node %s failed: %ld %s", gw_request_id(g), c->method,
+                       c->path, node, r->status, r->status ? "" : r->curl_error);
                 gw_node_report(g, node, 0);
                 json_decref(body);
             }

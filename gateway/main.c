@@ -30,8 +30,14 @@ static void *check_nodes(void *arg)
     return NULL;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1) {
+        int help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
+        fprintf(help ? stdout : stderr, "usage: %s [--help]\n\n%s\n\n", "miroir-gateway", "The HTTP front: speaks the Meilisearch API on gateway_listen, scatters searches to one\nreplica per shard and merges them, produces writes to Kafka, serves /_miroir/ and /metrics.");
+        mr_config_describe(help ? stdout : stderr);
+        return help ? 0 : 2;
+    }
     mr_config cfg;
     char err[512];
     if (mr_config_load(&cfg, getenv("MIROIR_CONFIG"), err, sizeof err)) {
@@ -50,24 +56,12 @@ int main(void)
 
     gw g = {.cfg = &cfg};
     pthread_mutex_init(&g.health_lock, NULL);
+    pthread_key_create(&g.request_id_key, NULL);
     int rc = 1;
     pthread_t meta_thread, health_thread;
     struct MHD_Daemon *daemon = NULL;
-    g.producer = mr_kafka_producer(&cfg, err, sizeof err);
-    if (!g.producer)
+    if (mr_meta_join(&cfg, &g.producer, &g.meta, err, sizeof err))
         goto fail;
-    g.meta = mr_meta_new(&cfg, err, sizeof err);
-    if (!g.meta)
-        goto fail;
-    if (mr_meta_sync(g.meta, 30000)) {
-        snprintf(err, sizeof err, "could not read the metadata topics within 30 s");
-        goto fail;
-    }
-    mr_error seed_err = {0};
-    if (mr_meta_seed_members(g.meta, g.producer, &cfg, &seed_err)) {
-        snprintf(err, sizeof err, "could not record the configured nodes: %.400s", seed_err.message);
-        goto fail;
-    }
     g.http = mr_http_new(cfg.node_key, cfg.upstream_timeout_ms, cfg.connect_timeout_ms);
     pthread_create(&meta_thread, NULL, follow_meta, &g);
     pthread_create(&health_thread, NULL, check_nodes, &g);
@@ -94,6 +88,7 @@ fail:
         rd_kafka_destroy(g.producer);
     }
     pthread_mutex_destroy(&g.health_lock);
+    pthread_key_delete(g.request_id_key);
     curl_global_cleanup();
     return rc;
 }

@@ -87,8 +87,14 @@ static int poll_group(ingest *in)
     return 1;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1) {
+        int help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
+        fprintf(help ? stdout : stderr, "usage: %s [--help]\n\n%s\n\n", "miroir-ingest", "Applies the shard partitions of every index to every replica, each from its own offset;\nworkers share partitions through the consumer group miroir.ingest.");
+        mr_config_describe(help ? stdout : stderr);
+        return help ? 0 : 2;
+    }
     mr_config cfg;
     char err[512];
     if (mr_config_load(&cfg, getenv("MIROIR_CONFIG"), err, sizeof err)) {
@@ -105,21 +111,8 @@ int main(void)
 
     ingest in = {.cfg = &cfg};
     int rc = 1;
-    in.producer = mr_kafka_producer(&cfg, err, sizeof err);
-    if (!in.producer)
+    if (mr_meta_join(&cfg, &in.producer, &in.meta, err, sizeof err))
         goto out;
-    in.meta = mr_meta_new(&cfg, err, sizeof err);
-    if (!in.meta)
-        goto out;
-    if (mr_meta_sync(in.meta, 30000)) {
-        snprintf(err, sizeof err, "could not read the metadata topics within 30 s");
-        goto out;
-    }
-    mr_error seed_err = {0};
-    if (mr_meta_seed_members(in.meta, in.producer, &cfg, &seed_err)) {
-        snprintf(err, sizeof err, "could not record the configured nodes: %.400s", seed_err.message);
-        goto out;
-    }
     in.http = mr_http_new(cfg.node_key, cfg.upstream_timeout_ms, cfg.connect_timeout_ms);
 
     rd_kafka_conf_t *conf = rd_kafka_conf_new();

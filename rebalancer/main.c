@@ -9,8 +9,14 @@
 #include "rebalancer.h"
 #include "util.h"
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1) {
+        int help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
+        fprintf(help ? stdout : stderr, "usage: %s [--help]\n\n%s\n\n", "miroir-rebalancer", "Moves replicas toward the rendezvous placement of the active members (one per cluster).");
+        mr_config_describe(help ? stdout : stderr);
+        return help ? 0 : 2;
+    }
     mr_config cfg;
     char err[512];
     if (mr_config_load(&cfg, getenv("MIROIR_CONFIG"), err, sizeof err)) {
@@ -28,21 +34,8 @@ int main(void)
 
     rebalancer rb = {.cfg = &cfg, .retiring_since = json_object()};
     int rc = 1;
-    rb.producer = mr_kafka_producer(&cfg, err, sizeof err);
-    if (!rb.producer)
+    if (mr_meta_join(&cfg, &rb.producer, &rb.meta, err, sizeof err))
         goto out;
-    rb.meta = mr_meta_new(&cfg, err, sizeof err);
-    if (!rb.meta)
-        goto out;
-    if (mr_meta_sync(rb.meta, 30000)) {
-        snprintf(err, sizeof err, "could not read the metadata topics within 30 s");
-        goto out;
-    }
-    mr_error seed_err = {0};
-    if (mr_meta_seed_members(rb.meta, rb.producer, &cfg, &seed_err)) {
-        snprintf(err, sizeof err, "could not record the configured nodes: %.400s", seed_err.message);
-        goto out;
-    }
     rb.http = mr_http_new(cfg.node_key, cfg.upstream_timeout_ms, cfg.connect_timeout_ms);
     mr_log("info", "rebalancer", "started");
     const struct timespec no_wait = {0, 0};

@@ -171,24 +171,35 @@ static void print_status(json_t *topo)
     }
 }
 
+/* GET /_miroir/topology into *topo; returns 0, or the exit status (then *topo is NULL). */
+static int fetch_topology(const struct ctl *c, json_t **topo)
+{
+    long st = call(c, "GET", "/_miroir/topology", NULL, topo);
+    if (st == 200)
+        return 0;
+    int rc = failed(c, st, *topo);
+    json_decref(*topo);
+    *topo = NULL;
+    return rc;
+}
+
 static int cmd_status(const struct ctl *c)
 {
     json_t *topo;
-    long st = call(c, "GET", "/_miroir/topology", NULL, &topo);
-    int rc = st == 200 ? (print_status(topo), 0) : failed(c, st, topo);
+    int rc = fetch_topology(c, &topo);
+    if (rc)
+        return rc;
+    print_status(topo);
     json_decref(topo);
-    return rc;
+    return 0;
 }
 
 static int cmd_lag(const struct ctl *c)
 {
     json_t *topo;
-    long st = call(c, "GET", "/_miroir/topology", NULL, &topo);
-    if (st != 200) {
-        int rc = failed(c, st, topo);
-        json_decref(topo);
+    int rc = fetch_topology(c, &topo);
+    if (rc)
         return rc;
-    }
     printf("%-24s %-6s %-14s %-9s %s\n", "INDEX", "SHARD", "NODE", "STATE", "LAG");
     size_t i, s, r;
     json_t *ix, *shard, *rep;
@@ -241,12 +252,9 @@ static int cmd_wait(const struct ctl *c)
     int settled_rounds = 0;
     while (mr_now_ms() < deadline) {
         json_t *topo;
-        long st = call(c, "GET", "/_miroir/topology", NULL, &topo);
-        if (st != 200) {
-            int rc = failed(c, st, topo);
-            json_decref(topo);
+        int rc = fetch_topology(c, &topo);
+        if (rc)
             return rc;
-        }
         long replicas;
         long long left, total;
         moving(topo, &replicas, &left, &total);

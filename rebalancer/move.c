@@ -56,16 +56,6 @@ static int put_meta(rebalancer *rb, const char *key, const json_t *value, mr_err
     return 0;
 }
 
-static int64_t partition_end(rebalancer *rb, const mr_index *ix, uint32_t shard)
-{
-    char topic[300];
-    int64_t lo, hi;
-    snprintf(topic, sizeof topic, "%s%s", MR_TOPIC_INDEX_PREFIX, ix->storage);
-    if (rd_kafka_query_watermark_offsets(rb->producer, topic, (int32_t)shard, &lo, &hi, 2000))
-        return -1;
-    return hi;
-}
-
 static mr_replica *replica_on(mr_shard *s, const char *node)
 {
     for (size_t r = 0; r < s->count; r++)
@@ -158,7 +148,7 @@ static int advance(rebalancer *rb, const mr_topology *t, const mr_index *ix, uin
             }
         } else if (rep->state == MR_REPLICA_BUILDING) {
             if (end == -2)
-                end = partition_end(rb, ix, shard);
+                end = mr_kafka_shard_end(rb->producer, ix->storage, shard, 2000);
             int64_t applied = mr_meta_applied(rb->meta, ix->storage, shard, rep, NULL, 0);
             /* Caught up: it has applied all that the most advanced ready peer has, or the
              * whole log when no peer is ready. Never promoted on a tolerance: a half-built

@@ -189,6 +189,26 @@ static int load_file(mr_config *cfg, const char *path, char *err, size_t errlen)
     return rc;
 }
 
+static void env_name(char *env, size_t len, const char *key)
+{
+    size_t n = (size_t)snprintf(env, len, "MIROIR_");
+    for (const char *p = key; *p && n + 1 < len; p++)
+        env[n++] = (char)toupper((unsigned char)*p);
+    env[n] = '\0';
+}
+
+void mr_config_describe(FILE *out)
+{
+    fprintf(out, "Configuration: the file named by MIROIR_CONFIG (key = value lines), then the environment.\n\n"
+                 "  %-24s %-32s %s\n", "KEY", "ENVIRONMENT", "DEFAULT");
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        char env[128];
+        env_name(env, sizeof env, keys[i].name);
+        fprintf(out, "  %-24s %-32s %s\n", keys[i].name, env, keys[i].def[0] ? keys[i].def : "-");
+    }
+    fprintf(out, "  %-24s %-32s %s\n", "kafka.<property>", "", "passed to librdkafka as is");
+}
+
 int mr_config_load(mr_config *cfg, const char *path, char *err, size_t errlen)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -198,11 +218,8 @@ int mr_config_load(mr_config *cfg, const char *path, char *err, size_t errlen)
     if (path && *path && load_file(cfg, path, err, errlen))
         return -1;
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        char env[128] = "MIROIR_";
-        size_t n = strlen(env);
-        for (const char *p = keys[i].name; *p && n + 1 < sizeof env; p++)
-            env[n++] = (char)toupper((unsigned char)*p);
-        env[n] = '\0';
+        char env[128];
+        env_name(env, sizeof env, keys[i].name);
         const char *v = getenv(env);
         if (v && set_key(cfg, &keys[i], v, err, errlen))
             return -1;

@@ -3,6 +3,7 @@
 #define MIROIR_CONFIG_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #define MR_MAX_NODES 64
 #define MR_NODE_ID_MAX 32
@@ -47,6 +48,9 @@ typedef struct mr_config {
 /* Fills cfg with defaults, then the file at path (NULL or "" for none), then MIROIR_<NAME>
  * environment variables. Returns 0, or -1 with a message in err naming the bad key. */
 int mr_config_load(mr_config *cfg, const char *path, char *err, size_t errlen);
+
+/* Prints every key with its environment variable and default (for --help). */
+void mr_config_describe(FILE *out);
 
 /* Parses "id=url,id=url" into cfg->nodes. Returns 0 or -1 with err. */
 int mr_config_parse_nodes(mr_config *cfg, const char *spec, char *err, size_t errlen);

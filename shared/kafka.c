@@ -288,3 +288,13 @@ int mr_produce_all(rd_kafka_t *producer, mr_produce_msg *msgs, size_t n, mr_erro
     }
     return 0;
 }
+
+int64_t mr_kafka_shard_end(rd_kafka_t *rk, const char *storage, uint32_t shard, int timeout_ms)
+{
+    char topic[300];
+    int64_t lo, hi;
+    snprintf(topic, sizeof topic, "%s%s", MR_TOPIC_INDEX_PREFIX, storage);
+    if (rd_kafka_query_watermark_offsets(rk, topic, (int32_t)shard, &lo, &hi, timeout_ms))
+        return -1;
+    return hi;
+}

@@ -24,6 +24,10 @@ int mr_kafka_create_topic(rd_kafka_t *rk, const char *topic, int partitions, con
 
 /* Deletes a topic and waits until the cluster no longer lists it (a missing topic is fine).
  * Returns 0, or -1 with err. */
+/* The end offset of an index's shard partition (miroir.idx.<storage>, partition shard): how many
+ * records a caught-up replica has applied. -1 if Kafka doesn't say within timeout_ms. */
+int64_t mr_kafka_shard_end(rd_kafka_t *rk, const char *storage, uint32_t shard, int timeout_ms);
+
 int mr_kafka_delete_topic(rd_kafka_t *rk, const char *topic, int timeout_ms, char *err, size_t errlen);
 
 /* One record to produce. headers may be NULL; mr_produce_all takes ownership of it. */

@@ -116,6 +116,11 @@ int mr_http_run(mr_http *h, mr_http_req *reqs, size_t n)
             curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
             curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
         }
+        if (r->request_id) {
+            char rid[96];
+            snprintf(rid, sizeof rid, "X-Request-Id: %s", r->request_id);
+            l = curl_slist_append(l, rid);
+        }
         l = curl_slist_append(l, "Expect:"); /* no 100-continue round trip on large bodies */
         lists[i] = l;
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, l);

@@ -18,6 +18,7 @@ typedef struct mr_http_req {
     size_t body_len;
     const char *content_type; /* default application/json when body is set */
     long timeout_ms;          /* 0: the client's default */
+    const char *request_id;   /* sent as X-Request-Id when not NULL */
     /* results */
     long status;              /* HTTP status, 0 if no answer (then curl_error says why) */
     char *resp;               /* NUL-terminated body, malloc'd */

@@ -527,3 +527,27 @@ int mr_meta_seed_members(mr_meta *m, rd_kafka_t *producer, const mr_config *cfg,
     }
     return 0;
 }
+
+int mr_meta_join(const mr_config *cfg, rd_kafka_t **producer, mr_meta **meta, char *err, size_t errlen)
+{
+    *meta = NULL;
+    *producer = mr_kafka_producer(cfg, err, errlen);
+    if (!*producer)
+        return -1;
+    *meta = mr_meta_new(cfg, err, errlen);
+    mr_error seed = {0};
+    if (!*meta) {
+        /* err is set */
+    } else if (mr_meta_sync(*meta, 30000)) {
+        snprintf(err, errlen, "could not read the metadata topics within 30 s");
+    } else if (mr_meta_seed_members(*meta, *producer, cfg, &seed)) {
+        snprintf(err, errlen, "could not record the configured nodes: %s", seed.message);
+    } else {
+        return 0;
+    }
+    mr_meta_free(*meta);
+    *meta = NULL;
+    rd_kafka_destroy(*producer);
+    *producer = NULL;
+    return -1;
+}

@@ -77,6 +77,11 @@ json_t *mr_meta_index_keys(mr_meta *m, const char *index);
 int mr_meta_put(mr_meta *m, rd_kafka_t *producer, const char *key, const json_t *value, int wait_applied,
                 mr_error *err);
 
+/* What every process needs to take part in the cluster: an idempotent producer, and a follower
+ * read up to Kafka's end with the configured nodes seeded as members. Returns 0, or -1 with err
+ * and nothing left open. */
+int mr_meta_join(const mr_config *cfg, rd_kafka_t **producer, mr_meta **meta, char *err, size_t errlen);
+
 /* Writes the configured nodes as the cluster's members if it has none yet: the config seeds the
  * membership once; afterwards it changes through the admin API. Call it before another thread
  * polls m (it reads the members back itself). Returns 0 or -1 with err. */

@@ -54,3 +54,15 @@ def test_metrics(cluster):
     assert len(ends) == 2 and sum(ends) >= 50
     assert series['miroir_dlq_records{index="metered"}'] == 0
     assert series['miroir_replicas{state="building"}'] == 0
+
+
+def test_request_ids(cluster):
+    """A request id follows a request: the client's own (if sane) or a new one, in the answer's
+    X-Request-Id and in the gateway's log lines about it."""
+    base = f"http://{HOST}:{GATEWAY_PORT}"
+    r = requests.get(f"{base}/health", headers={"X-Request-Id": "trace-42.a_b"}, timeout=10)
+    assert r.headers["X-Request-Id"] == "trace-42.a_b"
+    ids = {requests.get(f"{base}/health", timeout=10).headers["X-Request-Id"] for _ in range(3)}
+    assert len(ids) == 3 and all(ids)
+    r = requests.get(f"{base}/health", headers={"X-Request-Id": "bad id\"with spaces"}, timeout=10)
+    assert r.headers["X-Request-Id"] != "bad id\"with spaces"
