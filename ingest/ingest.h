@@ -57,6 +57,7 @@ struct stream {
     int node_slot;
     int dlq_writer; /* the first replica of the shard writes DLQ records, so they are not duplicated */
     int deleted;    /* the index is deleted: only its delete-index records still apply */
+    int rebuilding; /* the replica is building: replaying history, in larger batches */
     int64_t applied;  /* next offset to apply; durable in miroir.meta */
     int64_t expect;   /* next offset this stream wants from Kafka (after the pending records) */
     /* the batch being built */

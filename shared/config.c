@@ -35,6 +35,7 @@ static const struct key keys[] = {
     {L(ingest_batch_docs, 10000, 1, 1000000)},
     {L(ingest_batch_ms, 50, 0, 60000)},
     {L(ingest_inflight, 4, 1, 64)},
+    {L(rebuild_batch_docs, 50000, 1, 1000000)},
     {L(ingest_retry_ms, 200, 10, 60000)},
     {S(worker_id, "ingest")},
     {L(default_max_total_hits, 1000, 1, 100000000)},

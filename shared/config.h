@@ -34,6 +34,7 @@ typedef struct mr_config {
     long ingest_batch_docs;
     long ingest_batch_ms;
     long ingest_inflight;       /* Meilisearch tasks in flight per replica */
+    long rebuild_batch_docs;    /* records per batch for a replica being rebuilt (replaying history) */
     long ingest_retry_ms;       /* first backoff after a node failure; doubles up to 30 s */
     char worker_id[64];
     long default_max_total_hits;

@@ -145,7 +145,7 @@ def test_chaos(moving_cluster, extra_nodes):
             return [(s["shard"], r) for s in placement_of(gw, INDEX) for r in s["replicas"]
                     if r["node"] == "n5" and r["state"] in ("new", "building")]
 
-        wait_until("a replica to start building on n5", building, 60, 0.05)
+        wait_until("a replica to start building on n5", building, 60, 0.01)
         kill(moving_cluster, "rebalancer")
         time.sleep(3)
         # with no rebalancer, nothing promotes: a half-built replica is never marked ready
