@@ -32,27 +32,18 @@ static void *check_nodes(void *arg)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1) {
-        int help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
-        fprintf(help ? stdout : stderr, "usage: %s [--help]\n\n%s\n\n", "miroir-gateway", "The HTTP front: speaks the Meilisearch API on gateway_listen, scatters searches to one\nreplica per shard and merges them, produces writes to Kafka, serves /_miroir/ and /metrics.");
-        mr_config_describe(help ? stdout : stderr);
-        return help ? 0 : 2;
-    }
     mr_config cfg;
+    int early = mr_config_main(&cfg, argc, argv, "miroir-gateway",
+                               "The HTTP front: speaks the Meilisearch API on gateway_listen, scatters searches to one\n"
+                               "replica per shard and merges them, produces writes to Kafka, serves /_miroir/ and /metrics.");
+    if (early >= 0)
+        return early;
     char err[512];
-    if (mr_config_load(&cfg, getenv("MIROIR_CONFIG"), err, sizeof err)) {
-        fprintf(stderr, "miroir-gateway: %s\n", err);
-        return 2;
-    }
     snprintf(cfg.worker_id, sizeof cfg.worker_id, "gateway");
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
     sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* every thread inherits this; main waits below */
-    signal(SIGPIPE, SIG_IGN);
+    mr_block_signals(&sigs); /* every thread inherits this; main waits for them */
 
     gw g = {.cfg = &cfg};
     pthread_mutex_init(&g.health_lock, NULL);

@@ -89,25 +89,16 @@ static int poll_group(ingest *in)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1) {
-        int help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
-        fprintf(help ? stdout : stderr, "usage: %s [--help]\n\n%s\n\n", "miroir-ingest", "Applies the shard partitions of every index to every replica, each from its own offset;\nworkers share partitions through the consumer group miroir.ingest.");
-        mr_config_describe(help ? stdout : stderr);
-        return help ? 0 : 2;
-    }
     mr_config cfg;
+    int early = mr_config_main(&cfg, argc, argv, "miroir-ingest",
+                               "Applies the shard partitions of every index to every replica, each from its own offset;\n"
+                               "workers share partitions through the consumer group miroir.ingest.");
+    if (early >= 0)
+        return early;
     char err[512];
-    if (mr_config_load(&cfg, getenv("MIROIR_CONFIG"), err, sizeof err)) {
-        fprintf(stderr, "miroir-ingest: %s\n", err);
-        return 2;
-    }
     curl_global_init(CURL_GLOBAL_DEFAULT);
     sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    mr_block_signals(&sigs); /* every thread inherits this; main waits for them */
 
     ingest in = {.cfg = &cfg};
     int rc = 1;

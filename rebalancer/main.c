@@ -11,26 +11,16 @@
 
 int main(int argc, char **argv)
 {
-    if (argc > 1) {
-        int help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
-        fprintf(help ? stdout : stderr, "usage: %s [--help]\n\n%s\n\n", "miroir-rebalancer", "Moves replicas toward the rendezvous placement of the active members (one per cluster).");
-        mr_config_describe(help ? stdout : stderr);
-        return help ? 0 : 2;
-    }
     mr_config cfg;
+    int early = mr_config_main(&cfg, argc, argv, "miroir-rebalancer",
+                               "Moves replicas toward the rendezvous placement of the active members (one per cluster).");
+    if (early >= 0)
+        return early;
     char err[512];
-    if (mr_config_load(&cfg, getenv("MIROIR_CONFIG"), err, sizeof err)) {
-        fprintf(stderr, "miroir-rebalancer: %s\n", err);
-        return 2;
-    }
     snprintf(cfg.worker_id, sizeof cfg.worker_id, "rebalancer");
     curl_global_init(CURL_GLOBAL_DEFAULT);
     sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    mr_block_signals(&sigs); /* every thread inherits this; main waits for them */
 
     rebalancer rb = {.cfg = &cfg, .retiring_since = json_object()};
     int rc = 1;

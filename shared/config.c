@@ -227,3 +227,20 @@ int mr_config_load(mr_config *cfg, const char *path, char *err, size_t errlen)
     }
     return 0;
 }
+
+int mr_config_main(mr_config *cfg, int argc, char **argv, const char *program, const char *about)
+{
+    if (argc > 1) {
+        int help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
+        FILE *out = help ? stdout : stderr;
+        fprintf(out, "usage: %s [--help]\n\n%s\n\n", program, about);
+        mr_config_describe(out);
+        return help ? 0 : 2;
+    }
+    char err[512];
+    if (mr_config_load(cfg, getenv("MIROIR_CONFIG"), err, sizeof err)) {
+        fprintf(stderr, "%s: %s\n", program, err);
+        return 2;
+    }
+    return -1;
+}

@@ -53,6 +53,11 @@ int mr_config_load(mr_config *cfg, const char *path, char *err, size_t errlen);
 /* Prints every key with its environment variable and default (for --help). */
 void mr_config_describe(FILE *out);
 
+/* A program's start: answers --help (exit status 0) or a bad argument (2) with its usage, or
+ * loads cfg from MIROIR_CONFIG and the environment (2 on error, with the message on stderr).
+ * Returns -1 when the program should go on. */
+int mr_config_main(mr_config *cfg, int argc, char **argv, const char *program, const char *about);
+
 /* Parses "id=url,id=url" into cfg->nodes. Returns 0 or -1 with err. */
 int mr_config_parse_nodes(mr_config *cfg, const char *spec, char *err, size_t errlen);
 

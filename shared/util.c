@@ -1,6 +1,8 @@
 /* util.c: clocks, timestamps and logfmt logging. */
 #include "util.h"
 
+#include <pthread.h>
+
 #include <stdarg.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -20,6 +22,15 @@ void mr_sleep_ms(long ms)
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0)
         ;
+}
+
+void mr_block_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+    signal(SIGPIPE, SIG_IGN);
 }
 
 void mr_now_rfc3339(char *out, size_t outlen)

@@ -3,11 +3,16 @@
 #define MIROIR_UTIL_H
 
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
 
 /* Monotonic milliseconds, for timeouts and durations. */
 int64_t mr_now_ms(void);
 void mr_sleep_ms(long ms);
+
+/* Blocks SIGINT and SIGTERM in the calling thread and those it starts (into set, for sigwait or
+ * sigtimedwait), and ignores SIGPIPE. Called once from main, before any thread starts. */
+void mr_block_signals(sigset_t *set);
 
 /* Wall-clock time as RFC 3339 with nanoseconds, like Meilisearch's "2024-01-01T00:00:00.123456789Z". */
 void mr_now_rfc3339(char *out, size_t outlen);
