@@ -471,8 +471,17 @@ static int batch_due(const ingest *in, const struct stream *s, int64_t now)
     size_t max_inflight = s->split_until >= 0 ? 1 : (size_t)in->cfg->ingest_inflight;
     if (s->batch_first < 0 || s->inflight_count >= max_inflight || now < s->resume_at_ms)
         return 0;
-    return pending_count(s) > 0 || s->kind == BATCH_CONTROL || s->batch_docs >= batch_limit(in, s, s->batch_first) ||
-           now - s->batch_started_ms >= (s->rebuilding ? REBUILD_BATCH_MS : in->cfg->ingest_batch_ms);
+    if (pending_count(s) > 0 || s->kind == BATCH_CONTROL || s->batch_docs >= batch_limit(in, s, s->batch_first))
+        return 1;
+    if (!s->rebuilding)
+        return now - s->batch_started_ms >= in->cfg->ingest_batch_ms;
+    /* A replay waits for a full batch, unless it has read all there is (the end offset the
+     * reader last saw from the broker, no round trip) or has waited long enough. */
+    int64_t lo, hi;
+    if (rd_kafka_get_watermark_offsets(in->readers[s->node_slot].consumer, s->topic, (int32_t)s->shard, &lo, &hi) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR && hi >= 0 && s->expect >= hi)
+        return 1;
+    return now - s->batch_started_ms >= REBUILD_BATCH_MS;
 }
 
 /* Fills r with the Meilisearch call for the stream's batch. */
