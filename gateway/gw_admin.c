@@ -21,30 +21,26 @@ static int64_t shard_end(gw *g, const mr_index *ix, uint32_t shard)
     return mr_kafka_shard_end(g->producer, ix->storage, shard, 1000);
 }
 
-static size_t replicas_on(const mr_topology *t, const char *node)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < t->count; i++)
-        for (uint32_t s = 0; s < t->indexes[i].shard_count; s++)
-            for (size_t r = 0; r < t->indexes[i].shards[s].count; r++)
-                n += strcmp(t->indexes[i].shards[s].replicas[r].node, node) == 0;
-    return n;
-}
-
 static json_t *member_json(gw *g, const mr_topology *t, const mr_member *m)
 {
     return json_pack("{s:s, s:s, s:s, s:b, s:I}", "id", m->node.id, "url", m->node.url, "state",
                      mr_member_state_name(m->state), "up", gw_node_is_up(g, m->node.id), "replicas",
-                     (json_int_t)replicas_on(t, m->node.id));
+                     (json_int_t)mr_topology_replicas_on(t, m->node.id));
+}
+
+static json_t *members_json(gw *g, const mr_topology *t)
+{
+    json_t *nodes = json_array();
+    for (size_t i = 0; i < t->member_count; i++)
+        json_array_append_new(nodes, member_json(g, t, &t->members[i]));
+    return nodes;
 }
 
 void gw_route_topology(gw *g, const gw_request *req, gw_response *res)
 {
     (void)req;
     mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
-    json_t *nodes = json_array();
-    for (size_t i = 0; i < topo->member_count; i++)
-        json_array_append_new(nodes, member_json(g, topo, &topo->members[i]));
+    json_t *nodes = members_json(g, topo);
     json_t *indexes = json_array();
     for (size_t i = 0; i < topo->count; i++) {
         const mr_index *ix = &topo->indexes[i];
@@ -82,9 +78,7 @@ void gw_route_nodes_list(gw *g, const gw_request *req, gw_response *res)
 {
     (void)req;
     mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
-    json_t *nodes = json_array();
-    for (size_t i = 0; i < topo->member_count; i++)
-        json_array_append_new(nodes, member_json(g, topo, &topo->members[i]));
+    json_t *nodes = members_json(g, topo);
     mr_topology_release(mr_meta_topology(g->meta), topo);
     gw_reply(res, 200, json_pack("{s:o}", "results", nodes));
 }

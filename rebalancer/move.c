@@ -56,20 +56,12 @@ static int put_meta(rebalancer *rb, const char *key, const json_t *value, mr_err
     return 0;
 }
 
-static mr_replica *replica_on(mr_shard *s, const char *node)
-{
-    for (size_t r = 0; r < s->count; r++)
-        if (strcmp(s->replicas[r].node, node) == 0)
-            return &s->replicas[r];
-    return NULL;
-}
-
 static void remove_replica(mr_shard *s, const char *node)
 {
-    mr_replica *rep = replica_on(s, node);
-    if (!rep)
+    int found = mr_shard_replica_index(s, node);
+    if (found < 0)
         return;
-    size_t i = (size_t)(rep - s->replicas);
+    size_t i = (size_t)found;
     memmove(&s->replicas[i], &s->replicas[i + 1], (s->count - i - 1) * sizeof s->replicas[0]);
     s->count--;
 }
@@ -194,7 +186,8 @@ static int apply_steps(const mr_index *ix, uint32_t shard, mr_shard *s, const mr
 {
     for (size_t i = 0; i < n; i++) {
         const mr_step *st = &steps[i];
-        mr_replica *rep = replica_on(s, st->node);
+        int at = mr_shard_replica_index(s, st->node);
+        mr_replica *rep = at >= 0 ? &s->replicas[at] : NULL;
         switch (st->kind) {
         case MR_STEP_ADD:
             if (s->count < MR_MAX_REPLICAS) {
@@ -252,11 +245,8 @@ static void clear_rebuilds(rebalancer *rb, const mr_topology *t, json_t *request
         unsigned shard = (unsigned)strtoul(shard_sep + 1, NULL, 10);
         const char *node = node_sep + 1;
         const mr_index *ix = mr_topology_find_storage(t, storage);
-        const mr_replica *rep = NULL;
-        for (size_t r = 0; ix && shard < ix->shard_count && r < ix->shards[shard].count; r++)
-            if (strcmp(ix->shards[shard].replicas[r].node, node) == 0)
-                rep = &ix->shards[shard].replicas[r];
-        if (rep && rep->state == MR_REPLICA_READY)
+        int at = ix && shard < ix->shard_count ? mr_shard_replica_index(&ix->shards[shard], node) : -1;
+        if (at >= 0 && ix->shards[shard].replicas[at].state == MR_REPLICA_READY)
             continue; /* not started yet */
         char full[700];
         snprintf(full, sizeof full, "rebuild/%s", key);
@@ -272,12 +262,7 @@ static void release_members(rebalancer *rb, const mr_topology *t)
         const mr_member *m = &t->members[i];
         if (m->state != MR_MEMBER_REMOVING)
             continue;
-        int holds = 0;
-        for (size_t k = 0; k < t->count && !holds; k++)
-            for (uint32_t s = 0; s < t->indexes[k].shard_count && !holds; s++)
-                for (size_t r = 0; r < t->indexes[k].shards[s].count; r++)
-                    holds |= strcmp(t->indexes[k].shards[s].replicas[r].node, m->node.id) == 0;
-        if (holds)
+        if (mr_topology_replicas_on(t, m->node.id))
             continue;
         char key[64];
         snprintf(key, sizeof key, "node/%s", m->node.id);

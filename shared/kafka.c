@@ -118,6 +118,21 @@ static int topic_listed(rd_kafka_t *rk, const char *topic)
     return listed;
 }
 
+/* Polls this handle's metadata every step_ms until the topic is in state want. Returns 0, or -1
+ * with err (what names the state for the message) once timeout_ms have passed. */
+static int wait_topic(rd_kafka_t *rk, const char *topic, int want, int step_ms, int timeout_ms, const char *what,
+                      char *err, size_t errlen)
+{
+    for (int waited = 0; topic_listed(rk, topic) != want; waited += step_ms) {
+        if (waited >= timeout_ms) {
+            snprintf(err, errlen, "topic %s %s after %d ms", topic, what, timeout_ms);
+            return -1;
+        }
+        usleep((useconds_t)step_ms * 1000);
+    }
+    return 0;
+}
+
 int mr_kafka_create_topic(rd_kafka_t *rk, const char *topic, int partitions, const char *const *config,
                           int timeout_ms, char *err, size_t errlen)
 {
@@ -156,14 +171,8 @@ int mr_kafka_create_topic(rd_kafka_t *rk, const char *topic, int partitions, con
     rd_kafka_NewTopic_destroy(nt);
     /* Until this handle's metadata lists the topic, producing to it fails as unknown (it may
      * remember the topic as deleted). */
-    for (int waited = 0; rc == 0 && topic_listed(rk, topic) != TOPIC_READY; waited += 100) {
-        if (waited >= timeout_ms) {
-            snprintf(err, errlen, "topic %s created but not visible after %d ms", topic, timeout_ms);
-            rc = -1;
-            break;
-        }
-        usleep(100 * 1000);
-    }
+    if (rc == 0)
+        rc = wait_topic(rk, topic, TOPIC_READY, 100, timeout_ms, "created but not visible", err, errlen);
     return rc;
 }
 
@@ -194,14 +203,8 @@ int mr_kafka_delete_topic(rd_kafka_t *rk, const char *topic, int timeout_ms, cha
     rd_kafka_queue_destroy(q);
     rd_kafka_DeleteTopic_destroy(dt);
     /* Deletion is asynchronous in the cluster: wait until a new topic of this name can be made. */
-    for (int waited = 0; rc == 0 && topic_listed(rk, topic) != TOPIC_ABSENT; waited += 200) {
-        if (waited >= timeout_ms) {
-            snprintf(err, errlen, "topic %s still exists %d ms after its deletion", topic, timeout_ms);
-            rc = -1;
-            break;
-        }
-        usleep(200 * 1000);
-    }
+    if (rc == 0)
+        rc = wait_topic(rk, topic, TOPIC_ABSENT, 200, timeout_ms, "still exists", err, errlen);
     return rc;
 }
 

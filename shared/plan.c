@@ -28,14 +28,6 @@ int mr_plan_wanted(const mr_topology *t, const mr_index *ix, uint32_t shard, con
     return 0;
 }
 
-static const mr_replica *replica_on(const mr_shard *s, const char *node)
-{
-    for (size_t r = 0; r < s->count; r++)
-        if (strcmp(s->replicas[r].node, node) == 0)
-            return &s->replicas[r];
-    return NULL;
-}
-
 size_t mr_plan_moves(const mr_topology *t, const mr_index *ix)
 {
     size_t moves = 0;
@@ -43,8 +35,8 @@ size_t mr_plan_moves(const mr_topology *t, const mr_index *ix)
         const char *target[MR_MAX_REPLICAS];
         size_t n = mr_plan_target(t, ix, s, target);
         for (size_t i = 0; i < n; i++) {
-            const mr_replica *rep = replica_on(&ix->shards[s], target[i]);
-            moves += !rep || rep->state == MR_REPLICA_RETIRING;
+            int r = mr_shard_replica_index(&ix->shards[s], target[i]);
+            moves += r < 0 || ix->shards[s].replicas[r].state == MR_REPLICA_RETIRING;
         }
     }
     return moves;
@@ -83,7 +75,7 @@ size_t mr_plan_shard(const mr_topology *t, const mr_index *ix, uint32_t shard, s
         return n;
     }
     for (size_t i = 0; i < target_n; i++) {
-        if (replica_on(s, target[i]) || live >= MR_MAX_REPLICAS || *building_budget == 0)
+        if (mr_shard_replica_index(s, target[i]) >= 0 || live >= MR_MAX_REPLICAS || *building_budget == 0)
             continue;
         add_step(steps, &n, MR_STEP_ADD, target[i]);
         (*building_budget)--;

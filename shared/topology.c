@@ -201,6 +201,23 @@ const mr_member *mr_topology_member(const mr_topology *t, const char *id)
     return NULL;
 }
 
+size_t mr_topology_replicas_on(const mr_topology *t, const char *node)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < t->count; i++)
+        for (uint32_t s = 0; s < t->indexes[i].shard_count; s++)
+            n += mr_shard_replica_index(&t->indexes[i].shards[s], node) >= 0;
+    return n;
+}
+
+int mr_shard_replica_index(const mr_shard *s, const char *node)
+{
+    for (size_t r = 0; r < s->count; r++)
+        if (strcmp(s->replicas[r].node, node) == 0)
+            return (int)r;
+    return -1;
+}
+
 size_t mr_topology_active_ids(const mr_topology *t, const char **ids)
 {
     size_t n = 0;

@@ -109,6 +109,11 @@ mr_topology *mr_topology_with_member(const mr_topology *t, const mr_node *node, 
 
 /* A member by id, or NULL. */
 const mr_member *mr_topology_member(const mr_topology *t, const char *id);
+/* How many replicas, in every state and index (deleted ones too), node holds. */
+size_t mr_topology_replicas_on(const mr_topology *t, const char *node);
+/* The position of node's replica in the shard, or -1. */
+int mr_shard_replica_index(const mr_shard *s, const char *node);
+
 /* Fills ids (MR_MAX_NODES entries) with the active members' ids; returns their number. The
  * pointers live as long as t. */
 size_t mr_topology_active_ids(const mr_topology *t, const char **ids);
