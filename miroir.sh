@@ -28,6 +28,9 @@ NODE_PORT_BASE=${MIROIR_NODE_PORT_BASE:-17701}
 NODE_COUNT=${MIROIR_NODE_COUNT:-3}
 INGEST_COUNT=${MIROIR_INGEST_COUNT:-1}
 NODE_KEY=${MIROIR_NODE_KEY:-miroir-local-node-key-0123456789}
+# The gateway's master key (clients' side; the nodes have NODE_KEY). Empty: the API is open, as
+# on a Meilisearch without one. `up` makes one and keeps it in the state directory.
+MASTER_KEY=${MIROIR_MASTER_KEY:-}
 # Meilisearch sizes its indexing arena at 2/3 of the machine's RAM by default; several nodes on
 # one machine would each claim that, and every fresh index then pays seconds to set it up.
 NODE_INDEXING_MEMORY=${MIROIR_NODE_INDEXING_MEMORY:-1GiB}
@@ -42,8 +45,9 @@ die() { log "error: $*"; exit 1; }
 # ---------------------------------------------------------------- install
 
 APT_PACKAGES=(build-essential cmake ninja-build pkg-config
-  librdkafka-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libxxhash-dev
-  libcmocka-dev kafkacat iproute2 curl maven nodejs npm)
+  librdkafka-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libxxhash-dev libjwt-dev libssl-dev
+  libcmocka-dev kafkacat iproute2 curl maven nodejs npm
+  clang-14 libclang-rt-14-dev valgrind chromium)
 
 install_apt() {
   local missing=()
@@ -137,6 +141,8 @@ node_url() { echo "http://$HOST:$((NODE_PORT_BASE + $1 - 1))"; }
 
 write_config() {
   local nodes="" i
+  # a state directory that was once `up` keeps its master key across restarts
+  if [ -z "$MASTER_KEY" ] && [ -s "$STATE/master.key" ]; then MASTER_KEY=$(cat "$STATE/master.key"); fi
   for ((i = 1; i <= NODE_COUNT; i++)); do
     nodes+="${nodes:+,}n$i=$(node_url "$i")"
   done
@@ -145,6 +151,7 @@ write_config() {
 kafka_brokers = $HOST:$KAFKA_PORT
 nodes = $nodes
 node_key = $NODE_KEY
+${MASTER_KEY:+master_key = $MASTER_KEY}
 gateway_listen = $HOST:$GATEWAY_PORT
 ${MIROIR_EXTRA_CONFIG:-}
 EOF
@@ -256,19 +263,31 @@ cmd_status() {
   curl -sf "http://$HOST:$GATEWAY_PORT/health" && echo || echo "gateway: not answering on $HOST:$GATEWAY_PORT"
 }
 
-gw() { curl -sS -H 'Content-Type: application/json' "$@"; }
+gw() { curl -sS -H 'Content-Type: application/json' ${MASTER_KEY:+-H "Authorization: Bearer $MASTER_KEY"} "$@"; }
+
+# The master key of this state directory: the environment's, the one kept from an earlier `up`,
+# or a new random one (kept readable by the owner only).
+use_master_key() {
+  local file=$STATE/master.key
+  if [ -z "$MASTER_KEY" ] && [ -s "$file" ]; then MASTER_KEY=$(cat "$file"); fi
+  if [ -z "$MASTER_KEY" ]; then
+    mkdir -p "$STATE"
+    MASTER_KEY=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
+    (umask 077 && echo "$MASTER_KEY" >"$file")
+  fi
+}
 
 load_sample() {
   local url="http://$HOST:$GATEWAY_PORT" task
-  if ! curl -sf "$url/indexes/packages" >/dev/null; then
+  if ! gw -f "$url/indexes/packages" >/dev/null 2>&1; then
     gw -X POST "$url/indexes" -d '{"uid":"packages","primaryKey":"id","shards":4,"replicationFactor":2}' >/dev/null
   fi
   log "loading $(wc -l <"$SAMPLE") sample documents into index 'packages'"
-  task=$(curl -sS -X POST -H 'Content-Type: application/x-ndjson' --data-binary @"$SAMPLE" "$url/indexes/packages/documents" |
+  task=$(gw -X POST -H 'Content-Type: application/x-ndjson' --data-binary @"$SAMPLE" "$url/indexes/packages/documents" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["taskUid"])')
   local status
   for _ in $(seq 1 600); do
-    status=$(curl -sS "$url/tasks/$task" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')
+    status=$(gw "$url/tasks/$task" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')
     [ "$status" = succeeded ] && break
     [ "$status" = failed ] && die "sample load task $task failed"
     sleep 0.5
@@ -279,14 +298,23 @@ load_sample() {
 cmd_up() {
   cmd_deps
   cmd_build
+  use_master_key
   cmd_start
   load_sample
+  local search_key
+  search_key=$(gw "http://$HOST:$GATEWAY_PORT/keys" | python3 -c '
+import json, sys
+print(next(k["key"] for k in json.load(sys.stdin)["results"] if k["name"] == "Default Search API Key"))')
   cat <<EOF
 
 Miroir is up. Gateway: http://$HOST:$GATEWAY_PORT  (state and logs in $STATE)
+Master key in $STATE/master.key; the default search key is $search_key
 
   curl -s 'http://$HOST:$GATEWAY_PORT/indexes/packages/search' -H 'Content-Type: application/json' \\
+       -H 'Authorization: Bearer $search_key' \\
        -d '{"q":"react router","limit":3,"attributesToRetrieve":["name","summary"]}'
+
+  Console (cluster map and search): http://$HOST:$GATEWAY_PORT/_miroir/  (paste a key into it)
 
   ./miroir.sh ctl status                                # nodes × shards, states and lag
   ./miroir.sh ctl --help                                # add, drain, remove nodes; verify replicas
@@ -312,6 +340,9 @@ case ${1:-} in
   test) shift; cmd_test "$@" ;;
   stop) shift; cmd_stop "$@" ;;
   bench) shift; cmd_deps; cmd_build; MIROIR_BUILD=$BUILD python3 "$ROOT/tests/bench/bench.py" "$@" ;;
-  ctl) shift; MIROIR_GATEWAY=${MIROIR_GATEWAY:-http://$HOST:$GATEWAY_PORT} exec "$BUILD/rebalancer/miroirctl" "$@" ;;
+  ctl)
+    shift
+    [ -n "${MIROIR_API_KEY:-}" ] || [ ! -s "$STATE/master.key" ] || export MIROIR_API_KEY=$(cat "$STATE/master.key")
+    MIROIR_GATEWAY=${MIROIR_GATEWAY:-http://$HOST:$GATEWAY_PORT} exec "$BUILD/rebalancer/miroirctl" "$@" ;;
   *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -51,9 +51,22 @@ typedef struct gw {
     pthread_key_t request_id_key;
     atomic_ullong request_seq;
     atomic_int stopping;
+    /* API key lookup by value (gw_auth.c): rebuilt when the metadata's key set changes. */
+    pthread_mutex_t keys_lock;
+    json_t *keys_source;   /* the key set keys_by_value was built from */
+    json_t *keys_by_value; /* derived value -> key record */
+    atomic_int connections; /* open client connections, for the max_connections answer */
 } gw;
 
 #define GW_MAX_CAPTURES 3
+
+/* Who sent a request (gw_auth.c); owned by the request. */
+typedef struct gw_caller {
+    int open;     /* no master key is configured: every route is open */
+    int master;   /* the master key */
+    json_t *key;  /* the API key used, or the one that signed the tenant token */
+    json_t *rules; /* a tenant token's searchRules, else NULL */
+} gw_caller;
 
 typedef struct gw_request {
     struct MHD_Connection *conn;
@@ -63,6 +76,7 @@ typedef struct gw_request {
     const mr_index *ix; /* for index routes: the index named by captures[0], valid during the call */
     const char *body;
     size_t body_len;
+    gw_caller caller;
 } gw_request;
 
 typedef struct gw_response {
@@ -85,6 +99,25 @@ const char *gw_arg(const gw_request *req, const char *name);
 json_t *gw_csv_list(const char *s);
 /* The request body parsed as a JSON object; NULL with err set (bad_request / malformed). */
 json_t *gw_body_object(const gw_request *req, mr_error *err);
+
+/* Parses a non-negative count query argument (def when absent). Returns 0 or -1. */
+int gw_parse_count(const char *s, long def, long *out);
+
+/* ---- authorization (gw_auth.c) ---- */
+/* Identifies the caller of req from its Authorization header and checks it may perform action
+ * (NULL: a public route). Returns 0, or -1 with err (401 / 403 as Meilisearch answers). */
+int gw_authorize(gw *g, gw_request *req, const char *action, mr_error *err);
+void gw_caller_clear(gw_caller *c);
+/* Whether the caller's key (and tenant token) covers index. */
+int gw_may_see(const gw_request *req, const char *index);
+/* gw_may_see, or -1 with err (invalid_api_key naming the allowed indexes). */
+int gw_may_use(const gw_request *req, const char *index, mr_error *err);
+/* Whether the caller may see every index (the master key, or a key for "*"). */
+int gw_may_use_all(const gw_request *req);
+/* ANDs a tenant token's filter for index into a search body. Returns 0 or -1 with err. */
+int gw_apply_search_rules(const gw_request *req, const char *index, json_t *search, mr_error *err);
+/* Creates Meilisearch's default keys once per cluster (when a master key is set). */
+int gw_seed_keys(gw *g, mr_error *err);
 
 /* Looks up an index; on failure sets err (index_not_found) and returns NULL. The returned index
  * lives as long as topo. */
@@ -220,6 +253,12 @@ void gw_route_tasks_cancel(gw *g, const gw_request *req, gw_response *res);
 void gw_route_tasks_delete(gw *g, const gw_request *req, gw_response *res);
 void gw_route_multi_search(gw *g, const gw_request *req, gw_response *res);
 void gw_route_task_get(gw *g, const gw_request *req, gw_response *res);
+void gw_route_keys_list(gw *g, const gw_request *req, gw_response *res);
+void gw_route_key_get(gw *g, const gw_request *req, gw_response *res);
+void gw_route_key_create(gw *g, const gw_request *req, gw_response *res);
+void gw_route_key_update(gw *g, const gw_request *req, gw_response *res);
+void gw_route_key_delete(gw *g, const gw_request *req, gw_response *res);
+void gw_route_console(gw *g, const gw_request *req, gw_response *res);
 
 /* Starts the HTTP daemon; NULL on failure. */
 struct MHD_Daemon *gw_http_start(gw *g, char *err, size_t errlen);

@@ -38,12 +38,13 @@ static json_t *members_json(gw *g, const mr_topology *t)
 
 void gw_route_topology(gw *g, const gw_request *req, gw_response *res)
 {
-    (void)req;
     mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
     json_t *nodes = members_json(g, topo);
     json_t *indexes = json_array();
     for (size_t i = 0; i < topo->count; i++) {
         const mr_index *ix = &topo->indexes[i];
+        if (!gw_may_see(req, ix->uid))
+            continue;
         json_t *shards = json_array();
         for (uint32_t s = 0; s < ix->shard_count; s++) {
             int64_t end = ix->deleted ? -1 : shard_end(g, ix, s);

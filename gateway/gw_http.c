@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "gw.h"
 #include "util.h"
 
@@ -13,50 +14,57 @@ struct route {
     const char *pattern; /* segments separated by '/', "*" captures one segment */
     gw_handler handler;
     int on_index;        /* the first capture names an existing index, resolved before the call */
+    const char *action;  /* what the caller's key must allow (auth.h); NULL: public */
 };
 
 static const struct route routes[] = {
-    {"GET", "health", gw_route_health, 0},
-    {"GET", "version", gw_route_version, 0},
-    {"GET", "_miroir/topology", gw_route_topology, 0},
-    {"GET", "_miroir/nodes", gw_route_nodes_list, 0},
-    {"POST", "_miroir/nodes", gw_route_node_add, 0},
-    {"POST", "_miroir/nodes/*/drain", gw_route_node_drain, 0},
-    {"DELETE", "_miroir/nodes/*", gw_route_node_remove, 0},
-    {"POST", "_miroir/verify", gw_route_verify, 0},
-    {"GET", "metrics", gw_route_metrics, 0},
-    {"POST", "indexes", gw_route_index_create, 0},
-    {"GET", "indexes", gw_route_index_list, 0},
-    {"GET", "indexes/*", gw_route_index_get, 1},
-    {"DELETE", "indexes/*", gw_route_index_delete, 1},
-    {"PATCH", "indexes/*", gw_route_index_update, 1},
-    {"POST", "swap-indexes", gw_route_swap_indexes, 0},
-    {"POST", "indexes/*/documents", gw_route_documents_add, 0},
-    {"PUT", "indexes/*/documents", gw_route_documents_update, 0},
-    {"GET", "indexes/*/documents", gw_route_documents_browse, 1},
-    {"POST", "indexes/*/documents/fetch", gw_route_documents_fetch, 1},
-    {"POST", "indexes/*/documents/delete-batch", gw_route_documents_delete_batch, 1},
-    {"POST", "indexes/*/documents/delete", gw_route_documents_delete_filter, 1},
-    {"DELETE", "indexes/*/documents", gw_route_documents_clear, 1},
-    {"GET", "indexes/*/stats", gw_route_index_stats, 1},
-    {"GET", "stats", gw_route_stats, 0},
-    {"GET", "indexes/*/documents/*", gw_route_document_get, 1},
-    {"DELETE", "indexes/*/documents/*", gw_route_document_delete, 1},
-    {"GET", "indexes/*/search", gw_route_search_get, 1},
-    {"POST", "indexes/*/search", gw_route_search_post, 1},
-    {"GET", "indexes/*/settings", gw_route_settings_get, 1},
-    {"PATCH", "indexes/*/settings", gw_route_settings_update, 1},
-    {"DELETE", "indexes/*/settings", gw_route_settings_reset, 1},
-    {"GET", "indexes/*/settings/*", gw_route_setting_get, 1},
-    {"PUT", "indexes/*/settings/*", gw_route_setting_update, 1},
-    {"PATCH", "indexes/*/settings/*", gw_route_setting_update, 1},
-    {"DELETE", "indexes/*/settings/*", gw_route_setting_reset, 1},
-    {"POST", "indexes/*/facet-search", gw_route_facet_search, 1},
-    {"POST", "multi-search", gw_route_multi_search, 0},
-    {"GET", "tasks", gw_route_tasks_list, 0},
-    {"POST", "tasks/cancel", gw_route_tasks_cancel, 0},
-    {"DELETE", "tasks", gw_route_tasks_delete, 0},
-    {"GET", "tasks/*", gw_route_task_get, 0},
+    {"GET", "health", gw_route_health, 0, NULL},
+    {"GET", "_miroir", gw_route_console, 0, NULL},
+    {"GET", "version", gw_route_version, 0, "version"},
+    {"GET", "_miroir/topology", gw_route_topology, 0, "stats.get"},
+    {"GET", "_miroir/nodes", gw_route_nodes_list, 0, "stats.get"},
+    {"POST", "_miroir/nodes", gw_route_node_add, 0, MR_ACTION_CLUSTER_ADMIN},
+    {"POST", "_miroir/nodes/*/drain", gw_route_node_drain, 0, MR_ACTION_CLUSTER_ADMIN},
+    {"DELETE", "_miroir/nodes/*", gw_route_node_remove, 0, MR_ACTION_CLUSTER_ADMIN},
+    {"POST", "_miroir/verify", gw_route_verify, 0, MR_ACTION_CLUSTER_ADMIN},
+    {"GET", "metrics", gw_route_metrics, 0, "metrics.get"},
+    {"POST", "indexes", gw_route_index_create, 0, "indexes.create"},
+    {"GET", "indexes", gw_route_index_list, 0, "indexes.get"},
+    {"GET", "indexes/*", gw_route_index_get, 1, "indexes.get"},
+    {"DELETE", "indexes/*", gw_route_index_delete, 1, "indexes.delete"},
+    {"PATCH", "indexes/*", gw_route_index_update, 1, "indexes.update"},
+    {"POST", "swap-indexes", gw_route_swap_indexes, 0, "indexes.swap"},
+    {"POST", "indexes/*/documents", gw_route_documents_add, 0, "documents.add"},
+    {"PUT", "indexes/*/documents", gw_route_documents_update, 0, "documents.add"},
+    {"GET", "indexes/*/documents", gw_route_documents_browse, 1, "documents.get"},
+    {"POST", "indexes/*/documents/fetch", gw_route_documents_fetch, 1, "documents.get"},
+    {"POST", "indexes/*/documents/delete-batch", gw_route_documents_delete_batch, 1, "documents.delete"},
+    {"POST", "indexes/*/documents/delete", gw_route_documents_delete_filter, 1, "documents.delete"},
+    {"DELETE", "indexes/*/documents", gw_route_documents_clear, 1, "documents.delete"},
+    {"GET", "indexes/*/stats", gw_route_index_stats, 1, "stats.get"},
+    {"GET", "stats", gw_route_stats, 0, "stats.get"},
+    {"GET", "indexes/*/documents/*", gw_route_document_get, 1, "documents.get"},
+    {"DELETE", "indexes/*/documents/*", gw_route_document_delete, 1, "documents.delete"},
+    {"GET", "indexes/*/search", gw_route_search_get, 1, "search"},
+    {"POST", "indexes/*/search", gw_route_search_post, 1, "search"},
+    {"GET", "indexes/*/settings", gw_route_settings_get, 1, "settings.get"},
+    {"PATCH", "indexes/*/settings", gw_route_settings_update, 1, "settings.update"},
+    {"DELETE", "indexes/*/settings", gw_route_settings_reset, 1, "settings.update"},
+    {"GET", "indexes/*/settings/*", gw_route_setting_get, 1, "settings.get"},
+    {"PUT", "indexes/*/settings/*", gw_route_setting_update, 1, "settings.update"},
+    {"PATCH", "indexes/*/settings/*", gw_route_setting_update, 1, "settings.update"},
+    {"DELETE", "indexes/*/settings/*", gw_route_setting_reset, 1, "settings.update"},
+    {"POST", "indexes/*/facet-search", gw_route_facet_search, 1, "search"},
+    {"POST", "multi-search", gw_route_multi_search, 0, "search"},
+    {"GET", "tasks", gw_route_tasks_list, 0, "tasks.get"},
+    {"POST", "tasks/cancel", gw_route_tasks_cancel, 0, "tasks.cancel"},
+    {"DELETE", "tasks", gw_route_tasks_delete, 0, "tasks.delete"},
+    {"GET", "tasks/*", gw_route_task_get, 0, "tasks.get"},
+    {"GET", "keys", gw_route_keys_list, 0, "keys.get"},
+    {"POST", "keys", gw_route_key_create, 0, "keys.create"},
+    {"GET", "keys/*", gw_route_key_get, 0, "keys.get"},
+    {"PATCH", "keys/*", gw_route_key_update, 0, "keys.update"},
+    {"DELETE", "keys/*", gw_route_key_delete, 0, "keys.delete"},
 };
 
 _Static_assert(sizeof routes / sizeof routes[0] < GW_ROUTE_SLOTS, "one metrics slot per route, and one spare");
@@ -209,6 +217,14 @@ static size_t dispatch(gw *g, gw_request *req, gw_response *res)
         path_known = 1;
         if (strcmp(routes[i].method, req->method) != 0)
             continue;
+        /* Rights first, as Meilisearch does: a key that may not see an index can't learn
+         * whether it exists. */
+        mr_error denied;
+        if (gw_authorize(g, req, routes[i].action, &denied) ||
+            (strncmp(routes[i].pattern, "indexes/*", 9) == 0 && gw_may_use(req, req->captures[0], &denied))) {
+            gw_reply_error(res, &denied);
+            return i;
+        }
         if (!routes[i].on_index) {
             routes[i].handler(g, req, res);
             return i;
@@ -242,6 +258,11 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, gw_response *r
     struct MHD_Response *r = MHD_create_response_from_buffer(len, text ? text : (char *)"", text ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (text)
         MHD_add_response_header(r, "Content-Type", res->text_type ? res->text_type : "application/json");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    if (res->text_type && strncmp(res->text_type, "text/html", 9) == 0) /* the console: its own inline code only */
+        MHD_add_response_header(r, "Content-Security-Policy",
+                                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                                "frame-ancestors 'none'");
     MHD_add_response_header(r, "X-Request-Id", rid);
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)res->status, r);
     MHD_destroy_response(r);
@@ -295,6 +316,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     } else {
         gw_request req = {.conn = conn, .method = method, .path = url, .body = up->body ? up->body : "", .body_len = up->len};
         route = dispatch(g, &req, &res);
+        gw_caller_clear(&req.caller);
     }
     enum MHD_Result ret = send_response(conn, &res, up->request_id);
     gw_route_counters *st = &g->routes[route];

@@ -58,6 +58,8 @@ void gw_route_index_create(gw *g, const gw_request *req, gw_response *res)
         mr_error_set(&err, "missing_index_uid", "Missing field `uid`");
         goto fail;
     }
+    if (json_is_string(uid) && gw_may_use(req, json_string_value(uid), &err))
+        goto fail;
     if (!json_is_string(uid)) {
         mr_error_set(&err, "invalid_index_uid", "Invalid value type at `.uid`: expected a string");
         goto fail;
@@ -93,7 +95,7 @@ fail:
     gw_reply_error(res, &err);
 }
 
-static int parse_count(const char *s, long def, long *out)
+int gw_parse_count(const char *s, long def, long *out)
 {
     if (!s) {
         *out = def;
@@ -111,12 +113,12 @@ void gw_route_index_list(gw *g, const gw_request *req, gw_response *res)
 {
     long offset, limit;
     mr_error err;
-    if (parse_count(gw_arg(req, "offset"), 0, &offset)) {
+    if (gw_parse_count(gw_arg(req, "offset"), 0, &offset)) {
         mr_error_set(&err, "invalid_index_offset", "Invalid value in parameter `offset`: could not parse `%.50s` as a positive integer", gw_arg(req, "offset"));
         gw_reply_error(res, &err);
         return;
     }
-    if (parse_count(gw_arg(req, "limit"), 20, &limit)) {
+    if (gw_parse_count(gw_arg(req, "limit"), 20, &limit)) {
         mr_error_set(&err, "invalid_index_limit", "Invalid value in parameter `limit`: could not parse `%.50s` as a positive integer", gw_arg(req, "limit"));
         gw_reply_error(res, &err);
         return;
@@ -125,7 +127,7 @@ void gw_route_index_list(gw *g, const gw_request *req, gw_response *res)
     json_t *results = json_array();
     size_t live = 0;
     for (size_t i = 0; i < topo->count; i++) {
-        if (topo->indexes[i].deleted)
+        if (topo->indexes[i].deleted || !gw_may_see(req, topo->indexes[i].uid))
             continue;
         if (live >= (size_t)offset && live < (size_t)(offset + limit))
             json_array_append_new(results, index_view(&topo->indexes[i]));
@@ -246,6 +248,10 @@ void gw_route_swap_indexes(gw *g, const gw_request *req, gw_response *res)
         if (!json_is_array(pair) || json_array_size(pair) != 2 || !a || !b) {
             mr_error_invalid(&err, "invalid_swap_indexes", "Invalid value at `[%zu].indexes`: expected an array of two "
                                                            "index uids.", i);
+            bad = 1;
+            break;
+        }
+        if (gw_may_use(req, a, &err) || gw_may_use(req, b, &err)) {
             bad = 1;
             break;
         }

@@ -44,8 +44,8 @@ static void in_query(mr_error *err, size_t i)
 }
 
 /* window: for a federated search, how many hits each query brings to the merge (offset + limit). */
-static int multi_prepare(struct multi *m, mr_topology *topo, json_t *queries, int federated, size_t window,
-                         const json_t *facets_by_index, mr_error *err)
+static int multi_prepare(struct multi *m, const gw_request *req, mr_topology *topo, json_t *queries, int federated,
+                         size_t window, const json_t *facets_by_index, mr_error *err)
 {
     m->count = json_array_size(queries);
     m->queries = calloc(m->count ? m->count : 1, sizeof *m->queries);
@@ -60,13 +60,17 @@ static int multi_prepare(struct multi *m, mr_topology *topo, json_t *queries, in
             in_query(err, i);
             return -1;
         }
-        const mr_index *ix = gw_find_index(topo, uid, err);
+        const mr_index *ix = gw_may_use(req, uid, err) ? NULL : gw_find_index(topo, uid, err);
         if (!ix) {
             in_query(err, i);
             return -1;
         }
         m->bodies[i] = json_deep_copy(q);
         json_object_del(m->bodies[i], "indexUid");
+        if (gw_apply_search_rules(req, uid, m->bodies[i], err)) {
+            in_query(err, i);
+            return -1;
+        }
         json_t *opts = json_object_get(q, "federationOptions");
         m->weights[i] = 1.0;
         if (opts) {
@@ -291,7 +295,7 @@ void gw_route_multi_search(gw *g, const gw_request *req, gw_response *res)
             goto done;
         }
     }
-    if (multi_prepare(&m, topo, queries, federated, fed_offset + fed_limit, facets_by_index, &err)) {
+    if (multi_prepare(&m, req, topo, queries, federated, fed_offset + fed_limit, facets_by_index, &err)) {
         gw_reply_error(res, &err);
     } else {
         if (gw_scatter(g, m.calls, m.call_count, &err, &failed)) {

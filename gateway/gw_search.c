@@ -103,7 +103,7 @@ static void search(gw *g, const gw_request *req, json_t *body, gw_response *res)
     mr_error err = {0};
     gw_query q = {0};
     json_t *out = NULL;
-    if (gw_query_prepare(&q, req->ix, body, &err) == 0) {
+    if (gw_apply_search_rules(req, req->ix->uid, body, &err) == 0 && gw_query_prepare(&q, req->ix, body, &err) == 0) {
         if (req->ix->shard_count == 1) {
             if (search_one_shard(g, &q, body, res, &err))
                 gw_reply_error(res, &err);
@@ -228,7 +228,7 @@ void gw_route_facet_search(gw *g, const gw_request *req, gw_response *res)
     int64_t started = mr_now_ms();
     mr_error err;
     json_t *body = gw_body_object(req, &err);
-    const mr_index *ix = body ? req->ix : NULL;
+    const mr_index *ix = body && gw_apply_search_rules(req, req->ix->uid, body, &err) == 0 ? req->ix : NULL;
     if (!ix) {
         gw_reply_error(res, &err);
         goto out;

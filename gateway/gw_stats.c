@@ -61,12 +61,11 @@ void gw_route_index_stats(gw *g, const gw_request *req, gw_response *res)
 
 void gw_route_stats(gw *g, const gw_request *req, gw_response *res)
 {
-    (void)req;
     mr_error err;
     json_t *indexes = json_object();
     mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
     for (size_t i = 0; i < topo->count; i++) {
-        if (topo->indexes[i].deleted)
+        if (topo->indexes[i].deleted || !gw_may_see(req, topo->indexes[i].uid))
             continue;
         json_t *st = gw_index_stats(g, &topo->indexes[i], &err);
         if (!st) {

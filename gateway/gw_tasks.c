@@ -13,6 +13,13 @@ json_t *gw_task_view(gw *g, const json_t *task)
     return mr_task_view(g->meta, task, gw_node_live, g);
 }
 
+/* A key restricted to some indexes sees only their tasks, and tasks of no index only with "*". */
+static int task_visible(const gw_request *req, const json_t *view)
+{
+    const char *index = json_string_value(json_object_get(view, "indexUid"));
+    return index ? gw_may_see(req, index) : gw_may_use_all(req);
+}
+
 void gw_route_task_get(gw *g, const gw_request *req, gw_response *res)
 {
     mr_error err;
@@ -25,6 +32,10 @@ void gw_route_task_get(gw *g, const gw_request *req, gw_response *res)
         return;
     }
     json_t *task = mr_meta_task(g->meta, uid);
+    if (task && !task_visible(req, task)) {
+        json_decref(task);
+        task = NULL;
+    }
     if (!task) {
         mr_error_set(&err, "task_not_found", "Task `%lld` not found.", uid);
         gw_reply_error(res, &err);
@@ -232,7 +243,7 @@ void gw_route_tasks_list(gw *g, const gw_request *req, gw_response *res)
         json_t *task = mr_meta_task(g->meta, uid);
         json_t *view = task ? gw_task_view(g, task) : NULL;
         json_decref(task);
-        if (view && task_matches(&f, view)) {
+        if (view && task_matches(&f, view) && task_visible(req, view)) {
             total++;
             int in_range = reverse ? !gw_arg(req, "from") || uid >= from : uid <= from;
             if (in_range && json_array_size(results) < (size_t)limit)
@@ -294,7 +305,7 @@ void gw_route_tasks_delete(gw *g, const gw_request *req, gw_response *res)
         json_t *view = task ? gw_task_view(g, task) : NULL;
         json_decref(task);
         const char *status = json_string_value(json_object_get(view, "status"));
-        int hit = view && task_matches(&f, view);
+        int hit = view && task_matches(&f, view) && task_visible(req, view);
         int finished = status && (strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0);
         json_decref(view);
         matched += hit;

@@ -47,12 +47,18 @@ int main(int argc, char **argv)
 
     gw g = {.cfg = &cfg};
     pthread_mutex_init(&g.health_lock, NULL);
+    pthread_mutex_init(&g.keys_lock, NULL);
     pthread_key_create(&g.request_id_key, NULL);
     int rc = 1;
     pthread_t meta_thread, health_thread;
     struct MHD_Daemon *daemon = NULL;
     if (mr_meta_join(&cfg, &g.producer, &g.meta, err, sizeof err))
         goto fail;
+    mr_error seed_err;
+    if (gw_seed_keys(&g, &seed_err)) {
+        snprintf(err, sizeof err, "creating the default API keys: %.400s", seed_err.message);
+        goto fail;
+    }
     g.http = mr_http_new(cfg.node_key, cfg.upstream_timeout_ms, cfg.connect_timeout_ms);
     pthread_create(&meta_thread, NULL, follow_meta, &g);
     pthread_create(&health_thread, NULL, check_nodes, &g);
@@ -79,6 +85,9 @@ fail:
         rd_kafka_destroy(g.producer);
     }
     pthread_mutex_destroy(&g.health_lock);
+    pthread_mutex_destroy(&g.keys_lock);
+    json_decref(g.keys_source);
+    json_decref(g.keys_by_value);
     pthread_key_delete(g.request_id_key);
     curl_global_cleanup();
     return rc;

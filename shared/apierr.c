@@ -54,6 +54,14 @@ static const struct code_info codes[] = {
     {"miroir_kafka_unavailable", 503, "system"},
     {"miroir_shard_unavailable", 503, "system"},
     {"miroir_node_error", 502, "system"},
+    {"missing_authorization_header", 401, "auth"},
+    {"missing_master_key", 401, "auth"},
+    {"invalid_api_key", 403, "auth"},
+    {"api_key_not_found", 404, "invalid_request"},
+    {"api_key_already_exists", 409, "invalid_request"},
+    {"invalid_api_key_offset", 400, "invalid_request"},
+    {"invalid_api_key_limit", 400, "invalid_request"},
+    {"miroir_too_many_connections", 503, "system"},
     {"internal", 500, "internal"},
 };
 

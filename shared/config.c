@@ -25,6 +25,7 @@ static const struct key keys[] = {
     {S(kafka_brokers, "127.0.0.1:19092")},
     {"nodes", NODES, 0, 0, "", 0, 0},
     {S(node_key, "")},
+    {S(master_key, "")},
     {S(gateway_listen, "127.0.0.1:17700")},
     {L(max_body_bytes, 104857600, 1024, 4294967296)},
     {L(max_connections, 1024, 1, 100000)},

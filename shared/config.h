@@ -24,6 +24,7 @@ typedef struct mr_config {
     mr_node nodes[MR_MAX_NODES];
     size_t node_count;
     char node_key[256];       /* the key the gateway and ingest present to Meilisearch nodes */
+    char master_key[256];     /* the gateway's master key for clients; empty: the API is open */
     char gateway_listen[128]; /* host:port */
     long max_body_bytes;
     long max_connections;

@@ -22,6 +22,8 @@ struct mr_meta {
     json_t *dlq;     /* "uid/shard" -> [[offset, error], …] */
     json_t *tasks;   /* "uid" -> task */
     json_t *deleted_tasks; /* [[first, last], …]: task uids deleted from the history */
+    json_t *keys;          /* uid -> key record; replaced, never changed, so readers can keep one */
+    int keys_seeded;
     int64_t meta_next, tasks_next;
 };
 
@@ -50,6 +52,7 @@ mr_meta *mr_meta_new(const mr_config *cfg, char *err, size_t errlen)
     m->dlq = json_object();
     m->tasks = json_object();
     m->deleted_tasks = json_array();
+    m->keys = json_object();
     rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(2);
     rd_kafka_topic_partition_list_add(parts, MR_TOPIC_META, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
     rd_kafka_topic_partition_list_add(parts, MR_TOPIC_TASKS, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
@@ -72,6 +75,7 @@ void mr_meta_free(mr_meta *m)
     json_decref(m->dlq);
     json_decref(m->tasks);
     json_decref(m->deleted_tasks);
+    json_decref(m->keys);
     pthread_cond_destroy(&m->progressed);
     pthread_mutex_destroy(&m->lock);
     free(m);
@@ -269,6 +273,16 @@ static void apply_meta_record(mr_meta *m, const rd_kafka_message_t *msg)
             apply_dlq(m, key + 4, value);
         } else if (strncmp(key, "deleted-tasks/", 14) == 0 && value) {
             apply_deleted_tasks(m, value);
+        } else if (strncmp(key, "key/", 4) == 0) {
+            json_t *keys = json_copy(m->keys);
+            if (value)
+                json_object_set(keys, key + 4, value);
+            else
+                json_object_del(keys, key + 4);
+            json_decref(m->keys);
+            m->keys = keys;
+        } else if (strcmp(key, "keys-seeded") == 0) {
+            m->keys_seeded = 1;
         }
         pthread_mutex_unlock(&m->lock);
     }
@@ -427,6 +441,16 @@ json_t *mr_meta_rebuilds(mr_meta *m)
     json_t *copy = json_deep_copy(m->rebuilds);
     pthread_mutex_unlock(&m->lock);
     return copy;
+}
+
+json_t *mr_meta_keys(mr_meta *m, int *seeded)
+{
+    pthread_mutex_lock(&m->lock);
+    json_t *keys = json_incref(m->keys);
+    if (seeded)
+        *seeded = m->keys_seeded;
+    pthread_mutex_unlock(&m->lock);
+    return keys;
 }
 
 int64_t mr_meta_task_count(mr_meta *m)

@@ -14,6 +14,9 @@
  *   swap/<id>                       {"indexes": [definition, …]}: definitions that change together
  *                                   (an index swap), applied in one snapshot
  *   deleted-tasks/<id>              {"ranges": [[first, last], …]}: task uids deleted from the history
+ *   key/<uid>                       an API key's record (auth.h; never its value), or a tombstone
+ *   keys-seeded                     {"at"}: the default keys were created once; deleting one
+ *                                   does not bring it back
  * Topic miroir.tasks (1 partition) holds one record per task; its offset is the task uid.
  *
  * An mr_meta follows both topics from the beginning. Its getters are thread-safe; one thread at a
@@ -56,6 +59,11 @@ size_t mr_meta_dlq_count(mr_meta *m, const char *storage);
 
 /* The pending rebuild requests: a new object "storage/shard/node" -> {"at"}. */
 json_t *mr_meta_rebuilds(mr_meta *m);
+
+/* The API keys: uid -> record (auth.h), a new reference to an object nobody changes (a new
+ * one replaces it when a key changes, so pointer equality says "unchanged"). *seeded (if not
+ * NULL) says whether the default keys were ever created. */
+json_t *mr_meta_keys(mr_meta *m, int *seeded);
 
 /* How many task records exist: their uids are 0 … count-1. */
 int64_t mr_meta_task_count(mr_meta *m);

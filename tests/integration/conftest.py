@@ -84,7 +84,8 @@ class Http:
         return wait_until(f"task {uid}", done, timeout)
 
 
-def miroir_env(state, kafka=KAFKA_PORT, gateway=GATEWAY_PORT, node_base=NODE_PORT_BASE, ingest=1, extra=""):
+def miroir_env(state, kafka=KAFKA_PORT, gateway=GATEWAY_PORT, node_base=NODE_PORT_BASE, ingest=1, extra="",
+               master_key=""):
     env = dict(os.environ)
     env.update(
         MIROIR_STATE=state,
@@ -95,6 +96,7 @@ def miroir_env(state, kafka=KAFKA_PORT, gateway=GATEWAY_PORT, node_base=NODE_POR
         MIROIR_NODE_COUNT="3",
         MIROIR_INGEST_COUNT=str(ingest),
         MIROIR_NODE_KEY=NODE_KEY,
+        MIROIR_MASTER_KEY=master_key,
         # a dead broker must turn into a 503 within the tests' patience
         MIROIR_EXTRA_CONFIG=f"max_body_bytes = {MAX_BODY}\nproduce_timeout_ms = 4000\n{extra}",
         # sanitizer builds: report, don't abort the daemons on exit-time leaks inside libraries
