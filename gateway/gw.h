@@ -46,9 +46,10 @@ typedef struct gw {
     atomic_int health_count;
     pthread_mutex_t health_lock;
     gw_route_counters routes[GW_ROUTE_SLOTS];
-    /* The id of the request the calling thread serves (a connection's thread serves one request
-     * at a time), so fan-out and logs can carry it without threading it through every call. */
-    pthread_key_t request_id_key;
+    /* The gw_request_context of the request the calling thread serves (a connection's thread
+     * serves one request at a time), so fan-out and logs can carry its id and deadline without
+     * threading them through every call. */
+    pthread_key_t request_key;
     atomic_ullong request_seq;
     atomic_int stopping;
     /* API key lookup by value (gw_auth.c): rebuilt when the metadata's key set changes. */
@@ -84,10 +85,18 @@ typedef struct gw_response {
     json_t *body; /* owned; NULL for an empty body */
     char *text;   /* owned; a non-JSON body (with text_type) instead of body */
     const char *text_type;
+    int close; /* close the connection after this answer */
 } gw_response;
+
+typedef struct gw_request_context {
+    char id[72];
+    int64_t deadline_ms; /* the fan-out stops asking nodes after this (request_timeout_ms) */
+} gw_request_context;
 
 /* The id of the request this thread serves ("-" outside a request). */
 const char *gw_request_id(gw *g);
+/* The deadline of the request this thread serves (0: none). */
+int64_t gw_request_deadline(gw *g);
 
 /* Response helpers: each takes ownership of body. */
 void gw_reply(gw_response *res, int status, json_t *body);

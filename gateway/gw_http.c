@@ -9,6 +9,8 @@
 #include "gw.h"
 #include "util.h"
 
+#define GW_OVER_CAPACITY_SLOTS 64 /* connections past max_connections that still get an answer */
+
 struct route {
     const char *method;
     const char *pattern; /* segments separated by '/', "*" captures one segment */
@@ -80,8 +82,14 @@ int gw_route_at(size_t i, const char **method, const char **pattern)
 
 const char *gw_request_id(gw *g)
 {
-    const char *id = pthread_getspecific(g->request_id_key);
-    return id ? id : "-";
+    const gw_request_context *ctx = pthread_getspecific(g->request_key);
+    return ctx ? ctx->id : "-";
+}
+
+int64_t gw_request_deadline(gw *g)
+{
+    const gw_request_context *ctx = pthread_getspecific(g->request_key);
+    return ctx ? ctx->deadline_ms : 0;
 }
 
 /* The client's X-Request-Id when it is a sane token, else a new one. */
@@ -104,8 +112,9 @@ struct upload {
     char *body;
     size_t len, cap;
     int too_large;
+    int over_capacity; /* arrived when max_connections were open: answered 503, then closed */
     int64_t started_ms;
-    char request_id[72];
+    gw_request_context ctx;
 };
 
 void gw_reply(gw_response *res, int status, json_t *body)
@@ -264,6 +273,8 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, gw_response *r
                                 "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
                                 "frame-ancestors 'none'");
     MHD_add_response_header(r, "X-Request-Id", rid);
+    if (res->close)
+        MHD_add_response_header(r, "Connection", "close");
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)res->status, r);
     MHD_destroy_response(r);
     return ret;
@@ -279,13 +290,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!up) {
         up = calloc(1, sizeof *up);
         up->started_ms = mr_now_ms();
-        request_id(g, conn, up->request_id, sizeof up->request_id);
+        up->ctx.deadline_ms = up->started_ms + g->cfg->request_timeout_ms;
+        up->over_capacity = atomic_load(&g->connections) > g->cfg->max_connections;
+        request_id(g, conn, up->ctx.id, sizeof up->ctx.id);
         *con_cls = up;
         return MHD_YES;
     }
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
+        if (up->over_capacity)
+            return MHD_YES;
         if (up->too_large || up->len + n > (size_t)g->cfg->max_body_bytes) {
             up->too_large = 1; /* keep reading so the client gets the answer, but drop the bytes */
             return MHD_YES;
@@ -307,8 +322,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     gw_response res = {.status = 200};
     size_t route = GW_ROUTE_SLOTS - 1;
-    pthread_setspecific(g->request_id_key, up->request_id);
-    if (up->too_large) {
+    pthread_setspecific(g->request_key, &up->ctx);
+    if (up->over_capacity) {
+        mr_error e;
+        mr_error_set(&e, "miroir_too_many_connections",
+                     "The gateway has reached max_connections (%ld) open connections; retry later.", g->cfg->max_connections);
+        gw_reply_error(&res, &e);
+        res.close = 1;
+    } else if (up->too_large) {
         mr_error e;
         mr_error_set(&e, "payload_too_large", "The provided payload reached the size limit. The maximum accepted payload size is %ld bytes.",
                      g->cfg->max_body_bytes);
@@ -318,16 +339,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         route = dispatch(g, &req, &res);
         gw_caller_clear(&req.caller);
     }
-    enum MHD_Result ret = send_response(conn, &res, up->request_id);
+    enum MHD_Result ret = send_response(conn, &res, up->ctx.id);
     gw_route_counters *st = &g->routes[route];
     mr_histogram_observe(&st->latency, (double)(mr_now_ms() - up->started_ms));
     atomic_fetch_add(&st->by_class[res.status / 100 < 6 ? res.status / 100 : 5], 1);
     if (res.status >= 500)
-        mr_log("warn", "gateway", "request %s: %s %s -> %d %s", up->request_id, method, url, res.status,
+        mr_log("warn", "gateway", "request %s: %s %s -> %d %s", up->ctx.id, method, url, res.status,
                json_string_value(json_object_get(res.body, "message")));
     json_decref(res.body);
-    pthread_setspecific(g->request_id_key, NULL);
+    pthread_setspecific(g->request_key, NULL);
     return ret;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    (void)conn;
+    (void)socket_context;
+    gw *g = cls;
+    atomic_fetch_add(&g->connections, code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
@@ -359,12 +389,14 @@ struct MHD_Daemon *gw_http_start(gw *g, char *err, size_t errlen)
         return NULL;
     }
     /* A thread per connection: handlers block on Kafka acks and node fan-out, and a slow one
-     * must not hold up other clients. */
+     * must not hold up other clients. libmicrohttpd's own limit is set above max_connections so
+     * that the connections past it get a clear 503 instead of a silent close. */
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG, 0, NULL, NULL,
         on_request, g, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)g->cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)g->cfg->connection_timeout_s,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+        (unsigned)(g->cfg->max_connections + GW_OVER_CAPACITY_SLOTS), MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)g->cfg->connection_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, g, MHD_OPTION_END);
     if (!d)
         snprintf(err, errlen, "cannot listen on %s", g->cfg->gateway_listen);
     return d;

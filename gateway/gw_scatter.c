@@ -19,8 +19,15 @@ int gw_scatter(gw *g, gw_shard_call *calls, size_t n, mr_error *err, size_t *fai
         calls[i].error.status = 0;
         replicas[i] = gw_replica_order(g, calls[i].ix, calls[i].shard, calls[i].key, order[i]);
     }
+    int64_t deadline = gw_request_deadline(g);
+    int timed_out = 0;
     for (;;) {
         size_t m = 0;
+        int64_t left = deadline ? deadline - mr_now_ms() : g->cfg->upstream_timeout_ms;
+        if (left <= 0) {
+            timed_out = 1;
+            break;
+        }
         for (size_t i = 0; i < n; i++) {
             gw_shard_call *c = &calls[i];
             if (c->answer || c->error.status || tried[i] == replicas[i])
@@ -33,6 +40,7 @@ int gw_scatter(gw *g, gw_shard_call *calls, size_t n, mr_error *err, size_t *fai
             memset(r, 0, sizeof *r);
             r->method = c->method;
             r->request_id = gw_request_id(g);
+            r->timeout_ms = left < g->cfg->upstream_timeout_ms ? left : g->cfg->upstream_timeout_ms;
             snprintf(r->url, sizeof r->url, "%s%s", base, c->path);
             r->body = c->body;
             r->body_len = c->body ? strlen(c->body) : 0;
@@ -87,7 +95,12 @@ int gw_scatter(gw *g, gw_shard_call *calls, size_t n, mr_error *err, size_t *fai
         }
         missing += !calls[i].answer && !calls[i].error.status;
     }
-    if (!rc && missing) {
+    if (!rc && missing && timed_out) {
+        mr_error_set(err, "miroir_request_timeout",
+                     "%u shard request(s) were not answered within request_timeout_ms (%ld ms).", missing,
+                     g->cfg->request_timeout_ms);
+        rc = -1;
+    } else if (!rc && missing) {
         /* Documented choice: no partial answers, which would look complete to the client. */
         mr_error_set(err, "miroir_shard_unavailable",
                      "%u shard request(s) found no reachable ready replica; the request was not answered.", missing);

@@ -49,6 +49,7 @@ void gw_route_task_get(gw *g, const gw_request *req, gw_response *res)
  * shard lost a replica but keeps one, red when some shard has no live ready replica. */
 const char *gw_cluster_health(gw *g, json_t *shards_out)
 {
+    static const char *const colours[] = {"green", "yellow", "red"};
     mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
     int worst = 0;
     for (size_t i = 0; i < topo->count; i++) {
@@ -60,23 +61,49 @@ const char *gw_cluster_health(gw *g, json_t *shards_out)
                         gw_node_is_up(g, ix->shards[s].replicas[r].node);
             int level = live == 0 ? 2 : live < ix->rf ? 1 : 0;
             worst = level > worst ? level : worst;
-            if (shards_out && level)
-                json_array_append_new(shards_out, json_pack("{s:s, s:i, s:s}", "index", ix->uid, "shard", (int)s,
-                                                            "status", level == 2 ? "red" : "yellow"));
+            if (shards_out)
+                json_array_append_new(shards_out, json_pack("{s:s, s:i, s:s, s:I, s:I}", "index", ix->uid, "shard",
+                                                            (int)s, "status", colours[level], "liveReadyReplicas",
+                                                            (json_int_t)live, "replicationFactor", (json_int_t)ix->rf));
         }
     }
     mr_topology_release(mr_meta_topology(g->meta), topo);
-    return worst == 2 ? "red" : worst == 1 ? "yellow" : "green";
+    return colours[worst];
 }
 
+/* Public, as on Meilisearch (load balancers probe it). The per-shard detail names indexes, so
+ * with a master key it needs a key that may read stats. */
 void gw_route_health(gw *g, const gw_request *req, gw_response *res)
 {
-    (void)req;
-    json_t *degraded = json_array();
-    const char *colour = gw_cluster_health(g, degraded);
+    const char *detail = gw_arg(req, "detail");
+    if (!detail || strcmp(detail, "true") != 0) {
+        gw_reply(res, 200, json_pack("{s:s, s:s}", "status", "available", "cluster", gw_cluster_health(g, NULL)));
+        return;
+    }
+    gw_request probe = *req;
+    memset(&probe.caller, 0, sizeof probe.caller);
+    mr_error err;
+    if (gw_authorize(g, &probe, "stats.get", &err)) {
+        gw_reply_error(res, &err);
+        return;
+    }
+    json_t *all = json_array(), *shards = json_array(), *degraded = json_array();
+    const char *colour = gw_cluster_health(g, all);
+    size_t i;
+    json_t *s;
+    json_array_foreach(all, i, s) {
+        if (!gw_may_see(&probe, json_string_value(json_object_get(s, "index"))))
+            continue;
+        json_array_append(shards, s);
+        if (strcmp(json_string_value(json_object_get(s, "status")), "green") != 0)
+            json_array_append(degraded, s);
+    }
+    json_decref(all);
+    gw_caller_clear(&probe.caller);
     /* Meilisearch SDKs read only "status"; red still answers "available" for the shards that
      * are fine, and the detail says which are not. */
-    gw_reply(res, 200, json_pack("{s:s, s:s, s:o}", "status", "available", "cluster", colour, "degradedShards", degraded));
+    gw_reply(res, 200, json_pack("{s:s, s:s, s:o, s:o}", "status", "available", "cluster", colour, "degradedShards",
+                                 degraded, "shards", shards));
 }
 
 void gw_route_version(gw *g, const gw_request *req, gw_response *res)

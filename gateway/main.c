@@ -48,7 +48,7 @@ int main(int argc, char **argv)
     gw g = {.cfg = &cfg};
     pthread_mutex_init(&g.health_lock, NULL);
     pthread_mutex_init(&g.keys_lock, NULL);
-    pthread_key_create(&g.request_id_key, NULL);
+    pthread_key_create(&g.request_key, NULL);
     int rc = 1;
     pthread_t meta_thread, health_thread;
     struct MHD_Daemon *daemon = NULL;
@@ -88,7 +88,7 @@ fail:
     pthread_mutex_destroy(&g.keys_lock);
     json_decref(g.keys_source);
     json_decref(g.keys_by_value);
-    pthread_key_delete(g.request_id_key);
+    pthread_key_delete(g.request_key);
     curl_global_cleanup();
     return rc;
 }

@@ -62,6 +62,7 @@ static const struct code_info codes[] = {
     {"invalid_api_key_offset", 400, "invalid_request"},
     {"invalid_api_key_limit", 400, "invalid_request"},
     {"miroir_too_many_connections", 503, "system"},
+    {"miroir_request_timeout", 504, "system"},
     {"internal", 500, "internal"},
 };
 

@@ -30,6 +30,7 @@ typedef struct mr_config {
     long max_connections;
     long connection_timeout_s;  /* idle client connections are closed after this */
     long upstream_timeout_ms;   /* one node request, end to end */
+    long request_timeout_ms;    /* a client request's fan-out, failovers included */
     long connect_timeout_ms;    /* TCP connect to a node */
     long produce_timeout_ms;    /* Kafka delivery; past it a write answers 503 */
     long ingest_batch_docs;

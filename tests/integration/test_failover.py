@@ -37,8 +37,11 @@ def test_node_down_then_back(cluster):
             assert status == 200, found
             assert found["estimatedTotalHits"] == 300
         wait_until("health to turn yellow", lambda: gw.get("/health")[1]["cluster"] == "yellow", 15)
-        degraded = gw.get("/health")[1]["degradedShards"]
+        degraded = gw.get("/health", detail="true")[1]["degradedShards"]
         assert degraded and all(d["status"] == "yellow" for d in degraded)
+        assert set(gw.get("/health")[1]) == {"status", "cluster"}  # the detail is asked for
+        detail = gw.get("/health", detail="true")[1]["shards"]
+        assert {d["status"] for d in detail if d["index"] == INDEX} <= {"green", "yellow"}
 
         # writes: applied on the live replicas; the task doesn't wait for the dead node
         more = [{"id": i, "text": f"mirror {i} gold"} for i in range(300, 2300)]

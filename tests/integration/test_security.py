@@ -76,6 +76,9 @@ def test_no_key_is_401_and_a_wrong_key_is_403(secured):
     error_of(Http(secured["gateway_url"], NODE_KEY).get("/indexes"), 403, "invalid_api_key")
     # public: health for load balancers, the console page (it holds no data)
     assert anonymous.get("/health")[0] == 200
+    error_of(anonymous.get("/health", detail="true"), 401, "missing_authorization_header")  # names indexes
+    shards = secured["master"].get("/health", detail="true")[1]["shards"]
+    assert len([s for s in shards if s["index"] == "secure"]) == 4
     r = anonymous.s.get(secured["gateway_url"] + "/_miroir/")
     assert r.status_code == 200 and "text/html" in r.headers["Content-Type"]
     error_of(anonymous.get("/_miroir/topology"), 401, "missing_authorization_header")
