@@ -11,6 +11,7 @@
 #   ./miroir.sh ctl ...  run miroirctl against this cluster's gateway (ctl --help)
 #   ./miroir.sh bench [--quick]   Miroir against direct Meilisearch; writes docs/benchmarks.md
 #   ./miroir.sh stop NAME...      stop some processes of the cluster (e.g. ingest1)
+#   ./miroir.sh fuzz [SECONDS]    run each libFuzzer harness (tests/fuzz) for SECONDS (60)
 #
 # Everything lives under one state directory (MIROIR_STATE, default .miroir/cluster);
 # downloaded dependencies under .miroir/deps. Ports are configurable through the
@@ -327,7 +328,27 @@ cmd_test() {
   cmd_deps
   local dir=$ROOT/build-test
   cmd_build Debug "$dir" ON
-  (cd "$dir" && ctest --output-on-failure --timeout 1800 "$@")
+  cmd_build   # plain binaries for the valgrind run (memcheck can't run ASan builds)
+  (cd "$dir" && MIROIR_VALGRIND_BUILD=$BUILD ctest --output-on-failure --timeout 1800 "$@")
+  cmd_fuzz "${MIROIR_FUZZ_SECONDS:-60}"
+}
+
+# Builds the libFuzzer harnesses with clang and runs each for the given seconds, starting from
+# the seed corpora in tests/fuzz/corpus (new inputs go to the build directory, not the repo).
+cmd_fuzz() {
+  local seconds=${1:-60} dir=$ROOT/build-fuzz h
+  CC=clang-14 cmake -S "$ROOT" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMIROIR_FUZZ=ON >/dev/null
+  cmake --build "$dir" >/dev/null
+  for h in payload record search token; do
+    mkdir -p "$dir/corpus/$h" "$dir/artifacts"
+    log "fuzz_$h: ${seconds}s"
+    if ! "$dir/tests/fuzz/fuzz_$h" -max_total_time="$seconds" -timeout=10 -artifact_prefix="$dir/artifacts/$h-" \
+        "$dir/corpus/$h" "$ROOT/tests/fuzz/corpus/$h" >"$dir/fuzz_$h.log" 2>&1; then
+      tail -40 "$dir/fuzz_$h.log" >&2
+      die "fuzz_$h found a crash (input in $dir/artifacts)"
+    fi
+    log "fuzz_$h: $(grep -o 'Done [0-9]* runs in [0-9]* second(s)' "$dir/fuzz_$h.log"), no crash; corpus $(ls "$dir/corpus/$h" | wc -l) inputs"
+  done
 }
 
 case ${1:-} in
@@ -339,6 +360,7 @@ case ${1:-} in
   build) cmd_build ;;
   test) shift; cmd_test "$@" ;;
   stop) shift; cmd_stop "$@" ;;
+  fuzz) shift; cmd_fuzz "$@" ;;
   bench) shift; cmd_deps; cmd_build; MIROIR_BUILD=$BUILD python3 "$ROOT/tests/bench/bench.py" "$@" ;;
   ctl)
     shift
