@@ -79,3 +79,23 @@ def test_help_and_bad_arguments():
         bad = subprocess.run([os.path.join(BUILD, PROGRAMS[program], program), "--bogus"], capture_output=True,
                              text=True, timeout=10)
         assert bad.returncode == 2 and "usage:" in bad.stderr
+
+
+def test_the_dockerfile_installs_every_library_the_build_needs():
+    """Each pkg-config module CMake requires comes from a Debian -dev package; the image's build
+    stage must install it, and the local set-up (miroir.sh) too."""
+    debian = {"rdkafka": "librdkafka-dev", "libmicrohttpd": "libmicrohttpd-dev", "jansson": "libjansson-dev",
+              "libcurl": "libcurl4-openssl-dev", "libxxhash": "libxxhash-dev", "libjwt": "libjwt-dev",
+              "libcrypto": "libssl-dev", "cmocka": "libcmocka-dev"}
+    modules = set()
+    for path in ("CMakeLists.txt", os.path.join("tests", "CMakeLists.txt")):
+        with open(os.path.join(ROOT, path)) as f:
+            modules |= set(re.findall(r"pkg_check_modules\(\w+ REQUIRED IMPORTED_TARGET (\S+)\)", f.read()))
+    assert modules and modules <= set(debian), modules - set(debian)
+    with open(DOCKERFILE) as f:
+        dockerfile = f.read()
+    with open(os.path.join(ROOT, "miroir.sh")) as f:
+        script = f.read()
+    for module in modules:
+        assert debian[module] in dockerfile, debian[module]
+        assert debian[module] in script, debian[module]
