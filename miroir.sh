@@ -91,7 +91,7 @@ install_meili() {
 }
 
 install_python() {
-  python3 -c 'import meilisearch, confluent_kafka, pytest, xxhash, yaml' 2>/dev/null && return 0
+  python3 -c 'import meilisearch, confluent_kafka, pytest, xxhash, yaml, playwright' 2>/dev/null && return 0
   log "pip install -r tests/requirements.txt"
   python3 -m pip install -q --disable-pip-version-check -r "$ROOT/tests/requirements.txt"
 }

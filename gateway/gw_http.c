@@ -270,7 +270,7 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, gw_response *r
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
     if (res->text_type && strncmp(res->text_type, "text/html", 9) == 0) /* the console: its own inline code only */
         MHD_add_response_header(r, "Content-Security-Policy",
-                                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; "
                                 "frame-ancestors 'none'");
     MHD_add_response_header(r, "X-Request-Id", rid);
     if (res->close)
