@@ -109,8 +109,9 @@ json_t *gw_csv_list(const char *s);
 /* The request body parsed as a JSON object; NULL with err set (bad_request / malformed). */
 json_t *gw_body_object(const gw_request *req, mr_error *err);
 
-/* Parses a non-negative count query argument (def when absent). Returns 0 or -1. */
-int gw_parse_count(const char *s, long def, long *out);
+/* The offset (default 0) and limit (default 20) query arguments of a list route. Returns 0, or
+ * -1 with err invalid_<resource>_offset / _limit, Meilisearch's codes. */
+int gw_offset_limit(const gw_request *req, const char *resource, long *offset, long *limit, mr_error *err);
 
 /* ---- authorization (gw_auth.c) ---- */
 /* Identifies the caller of req from its Authorization header and checks it may perform action

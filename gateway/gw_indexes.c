@@ -95,7 +95,7 @@ fail:
     gw_reply_error(res, &err);
 }
 
-int gw_parse_count(const char *s, long def, long *out)
+static int parse_count(const char *s, long def, long *out)
 {
     if (!s) {
         *out = def;
@@ -109,17 +109,28 @@ int gw_parse_count(const char *s, long def, long *out)
     return 0;
 }
 
+int gw_offset_limit(const gw_request *req, const char *resource, long *offset, long *limit, mr_error *err)
+{
+    static const char *const names[] = {"offset", "limit"};
+    long *out[] = {offset, limit};
+    const long defaults[] = {0, 20};
+    for (int i = 0; i < 2; i++) {
+        const char *given = gw_arg(req, names[i]);
+        if (parse_count(given, defaults[i], out[i])) {
+            mr_error_invalid(err, "", "Invalid value in parameter `%s`: could not parse `%.50s` as a positive integer",
+                             names[i], given);
+            snprintf(err->code, sizeof err->code, "invalid_%s_%s", resource, names[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 void gw_route_index_list(gw *g, const gw_request *req, gw_response *res)
 {
     long offset, limit;
     mr_error err;
-    if (gw_parse_count(gw_arg(req, "offset"), 0, &offset)) {
-        mr_error_set(&err, "invalid_index_offset", "Invalid value in parameter `offset`: could not parse `%.50s` as a positive integer", gw_arg(req, "offset"));
-        gw_reply_error(res, &err);
-        return;
-    }
-    if (gw_parse_count(gw_arg(req, "limit"), 20, &limit)) {
-        mr_error_set(&err, "invalid_index_limit", "Invalid value in parameter `limit`: could not parse `%.50s` as a positive integer", gw_arg(req, "limit"));
+    if (gw_offset_limit(req, "index", &offset, &limit, &err)) {
         gw_reply_error(res, &err);
         return;
     }

@@ -59,13 +59,7 @@ void gw_route_keys_list(gw *g, const gw_request *req, gw_response *res)
         return;
     long offset, limit;
     mr_error err;
-    if (gw_parse_count(gw_arg(req, "offset"), 0, &offset)) {
-        mr_error_invalid(&err, "invalid_api_key_offset", "Invalid value in parameter `offset`: could not parse `%.50s` as a positive integer", gw_arg(req, "offset"));
-        gw_reply_error(res, &err);
-        return;
-    }
-    if (gw_parse_count(gw_arg(req, "limit"), 20, &limit)) {
-        mr_error_invalid(&err, "invalid_api_key_limit", "Invalid value in parameter `limit`: could not parse `%.50s` as a positive integer", gw_arg(req, "limit"));
+    if (gw_offset_limit(req, "api_key", &offset, &limit, &err)) {
         gw_reply_error(res, &err);
         return;
     }

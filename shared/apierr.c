@@ -59,8 +59,6 @@ static const struct code_info codes[] = {
     {"invalid_api_key", 403, "auth"},
     {"api_key_not_found", 404, "invalid_request"},
     {"api_key_already_exists", 409, "invalid_request"},
-    {"invalid_api_key_offset", 400, "invalid_request"},
-    {"invalid_api_key_limit", 400, "invalid_request"},
     {"miroir_too_many_connections", 503, "system"},
     {"miroir_request_timeout", 504, "system"},
     {"internal", 500, "internal"},

@@ -228,17 +228,27 @@ static int take_text(json_t *key, const json_t *body, const char *field, const c
     return 0;
 }
 
+/* body's field, which must be present (else missing_api_key_<code>) and an array (else
+ * invalid_api_key_<code>); NULL with err otherwise. */
+static json_t *required_array(const json_t *body, const char *field, const char *code, mr_error *err)
+{
+    json_t *v = json_object_get(body, field);
+    if (!json_is_array(v)) {
+        if (v)
+            mr_error_invalid(err, "", "Invalid value type at `.%s`: expected an array.", field);
+        else
+            mr_error_invalid(err, "", "Missing field `%s`", field);
+        snprintf(err->code, sizeof err->code, "%s_api_key_%s", v ? "invalid" : "missing", code);
+        return NULL;
+    }
+    return v;
+}
+
 static int take_actions(json_t *key, const json_t *body, mr_error *err)
 {
-    json_t *actions = json_object_get(body, "actions");
-    if (!actions) {
-        mr_error_invalid(err, "missing_api_key_actions", "Missing field `actions`");
+    json_t *actions = required_array(body, "actions", "actions", err);
+    if (!actions)
         return -1;
-    }
-    if (!json_is_array(actions)) {
-        mr_error_invalid(err, "invalid_api_key_actions", "Invalid value type at `.actions`: expected an array.");
-        return -1;
-    }
     size_t i;
     json_t *v;
     json_array_foreach(actions, i, v) {
@@ -258,15 +268,9 @@ static int take_actions(json_t *key, const json_t *body, mr_error *err)
 
 static int take_indexes(json_t *key, const json_t *body, mr_error *err)
 {
-    json_t *indexes = json_object_get(body, "indexes");
-    if (!indexes) {
-        mr_error_invalid(err, "missing_api_key_indexes", "Missing field `indexes`");
+    json_t *indexes = required_array(body, "indexes", "indexes", err);
+    if (!indexes)
         return -1;
-    }
-    if (!json_is_array(indexes)) {
-        mr_error_invalid(err, "invalid_api_key_indexes", "Invalid value type at `.indexes`: expected an array.");
-        return -1;
-    }
     size_t i;
     json_t *v;
     json_array_foreach(indexes, i, v) {
@@ -440,6 +444,31 @@ int mr_tenant_token_key_uid(const char *token, char uid[MR_KEY_UID_LEN], mr_erro
     return rc;
 }
 
+/* searchRules as Meilisearch accepts them: an array of index patterns, or an object whose values
+ * are null or {"filter": null | string | array}. Anything else makes the token invalid rather
+ * than grant an index without the filter its author meant. */
+static int rules_valid(const json_t *rules)
+{
+    size_t i;
+    json_t *v;
+    if (json_is_array(rules)) {
+        json_array_foreach(rules, i, v) {
+            if (!json_is_string(v))
+                return 0;
+        }
+        return 1;
+    }
+    if (!json_is_object(rules))
+        return 0;
+    const char *pattern;
+    json_object_foreach((json_t *)rules, pattern, v) {
+        json_t *f = json_object_get(v, "filter");
+        if (!json_is_null(v) && !(json_is_object(v) && (!f || json_is_null(f) || json_is_string(f) || json_is_array(f))))
+            return 0;
+    }
+    return 1;
+}
+
 json_t *mr_tenant_token_verify(const char *token, const char *key_value, time_t now, mr_error *err)
 {
     json_t *claims = token_claims(token, key_value, err);
@@ -448,7 +477,7 @@ json_t *mr_tenant_token_verify(const char *token, const char *key_value, time_t 
     json_t *rules = json_object_get(claims, "searchRules");
     json_t *exp = json_object_get(claims, "exp");
     json_t *out = NULL;
-    if (!json_is_object(rules) && !json_is_array(rules))
+    if (!rules_valid(rules))
         token_error(err, "JSON error: missing or invalid field `searchRules`");
     else if (exp && !json_is_integer(exp) && !json_is_null(exp))
         token_error(err, "JSON error: invalid field `exp`");
@@ -479,9 +508,10 @@ int mr_search_rules_allow(const json_t *rules, const char *index, json_t **filte
         if (!best || strlen(pattern) > strlen(best))
             best = pattern;
     }
-    if (!best)
-        return 0;
-    json_t *f = json_object_get(json_object_get(rules, best), "filter");
+    json_t *rule_of_best = best ? json_object_get(rules, best) : NULL;
+    if (!best || !(json_is_null(rule_of_best) || json_is_object(rule_of_best)))
+        return 0; /* a malformed rule grants nothing */
+    json_t *f = json_object_get(rule_of_best, "filter");
     if (f && !json_is_null(f))
         *filter = json_incref(f);
     return 1;

@@ -14,7 +14,7 @@ import meilisearch
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from conftest import (BUILD, HOST, MEILI, NODE_KEY, Http, running_cluster, wait_until)
+from conftest import BUILD, HOST, MEILI, NODE_KEY, Http, running_cluster, wait_until
 
 MASTER = "secured-master-key-for-tests-0123456789"
 KAFKA, GATEWAY, NODES = 33092, 33700, 33701
@@ -327,3 +327,30 @@ def test_no_secret_in_logs_or_metrics(secured):
     for r in records:
         for s in secrets:
             assert s.encode() not in r
+
+
+def test_the_console_asks_for_a_key(secured):
+    from playwright.sync_api import sync_playwright
+
+    from test_console import CHROMIUM, FLAGS
+    admin = keys_of(secured)["Default Admin API Key"]["key"]
+    topo = secured["master"].get("/_miroir/topology")[1]
+    replicas = sum(len(s["replicas"]) for i in topo["indexes"] if i["uid"] == "secure" for s in i["placement"])
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(secured["gateway_url"] + "/_miroir/")
+            wait_until("the refusal", lambda: "Authorization header is missing" in page.inner_text("#error"), 15)
+            assert page.locator("table").count() == 0
+            # a key in the fragment moves to the tab's session storage and leaves the URL (a new
+            # tab: a fragment change alone would not load the page again)
+            page = browser.new_page()
+            page.goto(secured["gateway_url"] + f"/_miroir/#key={admin}&index=secure&q=report")
+            wait_until("the map", lambda: page.locator('table[data-index="secure"] td[data-state="ready"]').count()
+                       == replicas, 15)
+            wait_until("the search", lambda: "results in secure" in page.inner_text("#summary"), 15)
+            assert admin not in page.url
+            assert page.input_value("#key") == admin
+        finally:
+            browser.close()

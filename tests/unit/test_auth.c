@@ -175,6 +175,16 @@ static void test_tenant_token(void **state)
     json_decref(rules);
     free(hs512);
 
+    /* a rule that is a bare string (a common slip for {"filter": …}) must not grant the index
+     * unfiltered: the token is refused */
+    char *slip = sign("{\"apiKeyUid\":\"ae95db00-728a-40aa-bb10-ee10831f912b\","
+                      "\"searchRules\":{\"shop\":\"tenant = 1\"}}", key, JWT_ALG_HS256);
+    assert_null(mr_tenant_token_verify(slip, key, NOW, &err));
+    free(slip);
+    json_t *bad_rules = j("{\"shop\":\"tenant = 1\"}");
+    assert_false(mr_search_rules_allow(bad_rules, "shop", &filter));
+    json_decref(bad_rules);
+
     char *no_rules = sign("{\"apiKeyUid\":\"ae95db00-728a-40aa-bb10-ee10831f912b\"}", key, JWT_ALG_HS256);
     assert_null(mr_tenant_token_verify(no_rules, key, NOW, &err));
     free(no_rules);
