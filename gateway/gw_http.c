@@ -1,5 +1,6 @@
 /* gw_http.c: the HTTP front: libmicrohttpd glue, body limits, the route table, replies. */
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include "util.h"
 
 #define GW_OVER_CAPACITY_SLOTS 64 /* connections past max_connections that still get an answer */
+#define GW_TRIM_AFTER_BYTES (1 << 20)
 
 struct route {
     const char *method;
@@ -367,9 +369,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)toe;
     struct upload *up = *con_cls;
     if (up) {
+        int large = up->cap >= GW_TRIM_AFTER_BYTES;
         free(up->body);
         free(up);
         *con_cls = NULL;
+        /* Parsing a large write body spreads its JSON over many small blocks in this thread's
+         * arena; glibc keeps those pages after the free. Hand them back, at a cost that is small
+         * next to the parse. */
+        if (large)
+            malloc_trim(0);
     }
 }
 
