@@ -118,6 +118,8 @@ int gw_offset_limit(const gw_request *req, const char *resource, long *offset, l
  * (NULL: a public route). Returns 0, or -1 with err (401 / 403 as Meilisearch answers). */
 int gw_authorize(gw *g, gw_request *req, const char *action, mr_error *err);
 void gw_caller_clear(gw_caller *c);
+/* Whether the caller may also perform action (beyond the route's own). */
+int gw_may_act(const gw_request *req, const char *action);
 /* Whether the caller's key (and tenant token) covers index. */
 int gw_may_see(const gw_request *req, const char *index);
 /* gw_may_see, or -1 with err (invalid_api_key naming the allowed indexes). */

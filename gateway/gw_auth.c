@@ -118,6 +118,12 @@ int gw_authorize(gw *g, gw_request *req, const char *action, mr_error *err)
     return 0;
 }
 
+int gw_may_act(const gw_request *req, const char *action)
+{
+    const gw_caller *c = &req->caller;
+    return c->open || c->master || (c->key && !c->rules && mr_key_allows_action(json_object_get(c->key, "actions"), action));
+}
+
 int gw_may_see(const gw_request *req, const char *index)
 {
     const gw_caller *c = &req->caller;

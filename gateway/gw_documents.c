@@ -220,8 +220,9 @@ static int set_primary_key(gw *g, const mr_index *ix, const char *pk, mr_error *
     return rc;
 }
 
-/* Resolves the index of a write, creating it with defaults if needed (Meilisearch does too). */
-static const mr_index *write_target(gw *g, const char *uid, mr_topology **topo, mr_error *err)
+/* Resolves the index of a write, creating it with defaults if needed (Meilisearch does too, when
+ * the caller's key may also create indexes). */
+static const mr_index *write_target(gw *g, const gw_request *req, const char *uid, mr_topology **topo, mr_error *err)
 {
     *topo = mr_topology_acquire(mr_meta_topology(g->meta));
     const mr_index *ix = mr_topology_find(*topo, uid);
@@ -229,6 +230,10 @@ static const mr_index *write_target(gw *g, const char *uid, mr_topology **topo, 
         return ix;
     mr_topology_release(mr_meta_topology(g->meta), *topo);
     *topo = NULL;
+    if (!gw_may_act(req, "indexes.create")) {
+        mr_error_set(err, "index_not_found", "Index `%.200s` not found.", uid);
+        return NULL;
+    }
     json_t *task = NULL;
     long rf;
     gw_default_rf(g, &rf);
@@ -280,7 +285,7 @@ static void documents_write(gw *g, const gw_request *req, gw_response *res, enum
     const char *uid = req->captures[0];
     const char *pk_param = gw_arg(req, "primaryKey");
     mr_topology *topo = NULL;
-    const mr_index *ix = write_target(g, uid, &topo, &err);
+    const mr_index *ix = write_target(g, req, uid, &topo, &err);
     char pk[256] = "";
     mr_produce_msg *msgs = NULL;
     char **ids = NULL;

@@ -171,6 +171,10 @@ def test_actions_and_indexes_are_enforced(secured):
 
     assert search.post("/indexes/secure/search", {"q": ""})[0] == 200
     error_of(search.post("/indexes/secure/documents", [{"id": 1000}]), 403, "invalid_api_key")
+    # a key that may add documents but not create indexes can't create one by writing to it
+    writer = Http(secured["gateway_url"], new_key(secured, actions=["documents.add"], indexes=["*"])["key"])
+    error_of(writer.post("/indexes/not-created/documents", [{"id": 1}]), 404, "index_not_found")
+    assert writer.post("/indexes/secure/documents", [{"id": 1001, "tenant": "zeta", "title": "x"}])[0] == 202
     error_of(search.get("/indexes/secure/settings"), 403, "invalid_api_key")
     error_of(search.get("/keys"), 403, "invalid_api_key")
     assert read_only.get("/indexes/secure/settings")[0] == 200
