@@ -107,7 +107,7 @@ static void put_member(gw *g, const mr_node *node, enum mr_member_state state, g
         gw_reply_error(res, &err);
         return;
     }
-    mr_log("info", "gateway", "node %s is now %s", node->id, mr_member_state_name(state));
+    mr_log_request("info", "gateway", gw_request_id(g), "node %s is now %s", node->id, mr_member_state_name(state));
     gw_reply(res, 202, json_pack("{s:s, s:s, s:s}", "id", node->id, "url", node->url, "state",
                                  mr_member_state_name(state)));
 }
@@ -185,7 +185,7 @@ void gw_route_node_remove(gw *g, const gw_request *req, gw_response *res)
         gw_reply_error(res, &err);
         return;
     }
-    mr_log("warn", "gateway", "node %s removed at once (forced)", node.id);
+    mr_log_request("warn", "gateway", gw_request_id(g), "node %s removed at once (forced)", node.id);
     gw_reply(res, 202, json_pack("{s:s, s:s, s:s}", "id", node.id, "url", node.url, "state", "removed"));
 }
 

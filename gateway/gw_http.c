@@ -343,11 +343,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     enum MHD_Result ret = send_response(conn, &res, up->ctx.id);
     gw_route_counters *st = &g->routes[route];
-    mr_histogram_observe(&st->latency, (double)(mr_now_ms() - up->started_ms));
+    int64_t took_ms = mr_now_ms() - up->started_ms;
+    mr_histogram_observe(&st->latency, (double)took_ms);
     atomic_fetch_add(&st->by_class[res.status / 100 < 6 ? res.status / 100 : 5], 1);
+    /* The access log: the path without its query string, and the error code, never a header. */
     if (res.status >= 500)
-        mr_log("warn", "gateway", "request %s: %s %s -> %d %s", up->ctx.id, method, url, res.status,
-               json_string_value(json_object_get(res.body, "message")));
+        mr_log_request("warn", "gateway", up->ctx.id, "%s %s -> %d in %lld ms: %s", method, url, res.status,
+                       (long long)took_ms, json_string_value(json_object_get(res.body, "message")));
+    else if (g->cfg->access_log)
+        mr_log_request("info", "gateway", up->ctx.id, "%s %s -> %d in %lld ms%s%s", method, url, res.status,
+                       (long long)took_ms, res.status >= 400 ? " " : "",
+                       res.status >= 400 ? json_string_value(json_object_get(res.body, "code")) : "");
     json_decref(res.body);
     pthread_setspecific(g->request_key, NULL);
     return ret;

@@ -76,7 +76,7 @@ int gw_scatter(gw *g, gw_shard_call *calls, size_t n, mr_error *err, size_t *fai
                 if (strcmp(c->error.code, "index_not_found") == 0 && tried[owner[k]] < replicas[owner[k]])
                     c->error.status = 0;
             } else {
-                mr_log("warn", "gateway", "request %s: %s %s on node %s failed: %ld %s", gw_request_id(g), c->method,
+                mr_log_request("warn", "gateway", gw_request_id(g), "%s %s on node %s failed: %ld %s", c->method,
                        c->path, node, r->status, r->status ? "" : r->curl_error);
                 gw_node_report(g, node, 0);
                 json_decref(body);

@@ -32,6 +32,7 @@ static const struct key keys[] = {
     {L(connection_timeout_s, 60, 1, 86400)},
     {L(upstream_timeout_ms, 5000, 10, 600000)},
     {L(request_timeout_ms, 30000, 10, 3600000)},
+    {L(access_log, 1, 0, 1)},
     {L(connect_timeout_ms, 1000, 10, 60000)},
     {L(produce_timeout_ms, 15000, 100, 600000)},
     {L(ingest_batch_docs, 10000, 1, 1000000)},

@@ -31,6 +31,7 @@ typedef struct mr_config {
     long connection_timeout_s;  /* idle client connections are closed after this */
     long upstream_timeout_ms;   /* one node request, end to end */
     long request_timeout_ms;    /* a client request's fan-out, failovers included */
+    long access_log;            /* 1: the gateway logs every request (id, route, status, time) */
     long connect_timeout_ms;    /* TCP connect to a node */
     long produce_timeout_ms;    /* Kafka delivery; past it a write answers 503 */
     long ingest_batch_docs;

@@ -77,14 +77,11 @@ int mr_parse_time(const char *s, int64_t *ns)
     return 0;
 }
 
-void mr_log(const char *level, const char *component, const char *fmt, ...)
+static void log_line(const char *level, const char *component, const char *request_id, const char *fmt, va_list ap)
 {
-    char ts[48], msg[2048], line[2300];
+    char ts[48], msg[2048], line[2400];
     mr_now_rfc3339(ts, sizeof ts);
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     /* logfmt quoting: escape backslashes and quotes, flatten newlines */
     char quoted[sizeof msg * 2];
     size_t q = 0;
@@ -94,7 +91,25 @@ void mr_log(const char *level, const char *component, const char *fmt, ...)
         quoted[q++] = *p == '\n' ? ' ' : *p;
     }
     quoted[q] = '\0';
-    int n = snprintf(line, sizeof line, "ts=%s level=%s comp=%s msg=\"%s\"\n", ts, level, component, quoted);
+    int n = request_id ? snprintf(line, sizeof line, "ts=%s level=%s comp=%s request_id=%s msg=\"%s\"\n", ts, level,
+                                  component, request_id, quoted)
+                       : snprintf(line, sizeof line, "ts=%s level=%s comp=%s msg=\"%s\"\n", ts, level, component, quoted);
     if (n > 0)
         (void)!write(STDERR_FILENO, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+}
+
+void mr_log(const char *level, const char *component, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_line(level, component, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void mr_log_request(const char *level, const char *component, const char *request_id, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_line(level, component, request_id, fmt, ap);
+    va_end(ap);
 }

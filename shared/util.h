@@ -23,5 +23,9 @@ int mr_parse_time(const char *s, int64_t *ns);
 
 /* One logfmt line on stderr: ts=… level=… comp=… msg="…". Thread-safe (one write per line). */
 void mr_log(const char *level, const char *component, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* mr_log with the request's id as its own field (request_id=…), so one request's lines can be
+ * found across the gateway's log (its X-Request-Id, also sent to the nodes). */
+void mr_log_request(const char *level, const char *component, const char *request_id, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #endif

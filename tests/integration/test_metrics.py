@@ -1,10 +1,11 @@
 """GET /metrics speaks Prometheus' text format: request counts and latency histograms per route,
 upstream latency per node, node health, per-replica lag and applied offsets, DLQ counts."""
+import os
 import re
 
 import requests
 
-from conftest import GATEWAY_PORT, HOST, NODE_KEY
+from conftest import GATEWAY_PORT, HOST, NODE_KEY, wait_until
 
 LINE = re.compile(r'^([a-z_]+)(\{[^}]*\})? (\S+)$')
 
@@ -66,3 +67,14 @@ def test_request_ids(cluster):
     assert len(ids) == 3 and all(ids)
     r = requests.get(f"{base}/health", headers={"X-Request-Id": "bad id\"with spaces"}, timeout=10)
     assert r.headers["X-Request-Id"] != "bad id\"with spaces"
+    # the access log line carries it as a field of its own, with the route, status and error code
+    requests.post(f"{base}/indexes/no-such-index/search", json={"q": ""}, headers={"X-Request-Id": "trace-43"},
+                  timeout=10)
+    log = os.path.join(cluster["state"], "logs", "gateway.log")
+
+    def logged():
+        with open(log, errors="replace") as f:
+            return [line for line in f if "request_id=trace-43 " in line]
+    lines = wait_until("the access log line", logged, 10)
+    assert 'level=info comp=gateway request_id=trace-43 msg="POST /indexes/no-such-index/search -> 404' in lines[0]
+    assert "index_not_found" in lines[0]
