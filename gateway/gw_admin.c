@@ -46,8 +46,11 @@ void gw_route_topology(gw *g, const gw_request *req, gw_response *res)
         if (!gw_may_see(req, ix->uid))
             continue;
         json_t *shards = json_array();
+        int64_t *ends = calloc(ix->shard_count, sizeof *ends);
+        if (!ix->deleted)
+            mr_kafka_index_ends(g->producer, ix->storage, ix->shard_count, ends, 1000);
         for (uint32_t s = 0; s < ix->shard_count; s++) {
-            int64_t end = ix->deleted ? -1 : shard_end(g, ix, s);
+            int64_t end = ix->deleted ? -1 : ends[s];
             json_t *reps = json_array();
             for (size_t r = 0; r < ix->shards[s].count; r++) {
                 const mr_replica *rep = &ix->shards[s].replicas[r];
@@ -63,6 +66,7 @@ void gw_route_topology(gw *g, const gw_request *req, gw_response *res)
                 json_object_set_new(shard, "endOffset", json_integer(end));
             json_array_append_new(shards, shard);
         }
+        free(ends);
         json_array_append_new(indexes, json_pack("{s:s, s:s, s:s, s:i, s:i, s:b, s:o}", "uid", ix->uid, "storage",
                                                  ix->storage, "primaryKey", ix->primary_key, "shards",
                                                  (int)ix->shard_count, "replicationFactor", (int)ix->rf, "deleted",

@@ -75,8 +75,10 @@ static void replication(gw *g, mr_text *t)
         char uid[2 * MR_INDEX_UID_MAX + 1];
         mr_label_escape(uid, sizeof uid, ix->uid);
         mr_text_printf(dlq, "miroir_dlq_records{index=\"%s\"} %zu\n", uid, mr_meta_dlq_count(g->meta, ix->storage));
+        int64_t *ends = calloc(ix->shard_count, sizeof *ends);
+        mr_kafka_index_ends(g->producer, ix->storage, ix->shard_count, ends, 1000);
         for (uint32_t s = 0; s < ix->shard_count; s++) {
-            int64_t hi = mr_kafka_shard_end(g->producer, ix->storage, s, 1000);
+            int64_t hi = ends[s];
             if (hi >= 0)
                 mr_text_printf(end, "miroir_shard_end_offset{index=\"%s\",shard=\"%u\"} %lld\n", uid, s, (long long)hi);
             for (size_t r = 0; r < ix->shards[s].count; r++) {
@@ -91,6 +93,7 @@ static void replication(gw *g, mr_text *t)
                                    uid, s, rep->node, st, (long long)(hi > off ? hi - off : 0));
             }
         }
+        free(ends);
     }
     mr_topology_release(mr_meta_topology(g->meta), topo);
     mr_text_printf(t, "# HELP miroir_replica_lag_records Records of its partition a replica has yet to apply "

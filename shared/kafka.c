@@ -292,6 +292,23 @@ int mr_produce_all(rd_kafka_t *producer, mr_produce_msg *msgs, size_t n, mr_erro
     return 0;
 }
 
+void mr_kafka_index_ends(rd_kafka_t *rk, const char *storage, uint32_t shards, int64_t *ends, int timeout_ms)
+{
+    char topic[300];
+    snprintf(topic, sizeof topic, "%s%s", MR_TOPIC_INDEX_PREFIX, storage);
+    /* One ListOffsets request for all partitions: the timestamp "latest" (-1) asks for each
+     * partition's end. A partition the answer lacks falls back to its own watermark query. */
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new((int)shards);
+    for (uint32_t s = 0; s < shards; s++)
+        rd_kafka_topic_partition_list_add(parts, topic, (int32_t)s)->offset = RD_KAFKA_OFFSET_END;
+    int ok = rd_kafka_offsets_for_times(rk, parts, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (uint32_t s = 0; s < shards; s++) {
+        const rd_kafka_topic_partition_t *p = &parts->elems[s];
+        ends[s] = ok && !p->err && p->offset >= 0 ? p->offset : mr_kafka_shard_end(rk, storage, s, timeout_ms);
+    }
+    rd_kafka_topic_partition_list_destroy(parts);
+}
+
 int64_t mr_kafka_shard_end(rd_kafka_t *rk, const char *storage, uint32_t shard, int timeout_ms)
 {
     char topic[300];

@@ -4,6 +4,7 @@ import os
 import re
 
 import requests
+from confluent_kafka import Consumer, TopicPartition
 
 from conftest import GATEWAY_PORT, HOST, NODE_KEY, wait_until
 
@@ -53,6 +54,14 @@ def test_metrics(cluster):
     assert len(lags) == 2 * 2 and all(v == 0 for v in lags.values())  # S=2, RF=2, all applied
     ends = [v for k, v in series.items() if k.startswith('miroir_shard_end_offset{index="metered"')]
     assert len(ends) == 2 and sum(ends) >= 50
+    # exactly Kafka's end offsets (asked for all shards in one request)
+    consumer = Consumer({"bootstrap.servers": cluster["kafka"], "group.id": "metrics-test"})
+    try:
+        for s in range(2):
+            lo, hi = consumer.get_watermark_offsets(TopicPartition("miroir.idx.metered", s), timeout=10)
+            assert series[f'miroir_shard_end_offset{{index="metered",shard="{s}"}}'] == hi
+    finally:
+        consumer.close()
     assert series['miroir_dlq_records{index="metered"}'] == 0
     assert series['miroir_replicas{state="building"}'] == 0
 
