@@ -358,3 +358,47 @@ def test_the_console_asks_for_a_key(secured):
             assert page.input_value("#key") == admin
         finally:
             browser.close()
+
+
+def test_keys_need_a_master_key(cluster):
+    """On a gateway without a master key the API is open, but there are no keys to manage."""
+    error_of(cluster["gateway"].get("/keys"), 401, "missing_master_key")
+    error_of(cluster["gateway"].post("/keys", {"actions": ["*"], "indexes": ["*"], "expiresAt": None}), 401,
+             "missing_master_key")
+
+
+def test_malformed_requests_about_keys_and_tokens(secured):
+    master = secured["master"]
+    error_of(master.req("POST", "/keys", raw=b"{nope"), 400, "malformed_payload")
+    error_of(master.req("POST", "/keys", raw=b""), 400, "missing_payload")
+    key = keys_of(secured)["Default Search API Key"]
+    error_of(master.req("PATCH", f"/keys/{key['uid']}", {"color": "red"}), 400, "bad_request")
+    error_of(master.req("PATCH", "/keys/00000000-0000-4000-8000-000000000000", {"name": "x"}), 404,
+             "api_key_not_found")
+
+    def token(claims, secret=key["key"]):
+        import base64
+        import json as js
+
+        def b64(b):
+            return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+        head, body = b64(b'{"alg":"HS256","typ":"JWT"}'), b64(js.dumps(claims).encode())
+        sig = hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+        return f"{head}.{body}.{b64(sig)}"
+
+    cases = {
+        "unknown key": {"apiKeyUid": "00000000-0000-4000-8000-000000000000", "searchRules": ["*"]},
+        "no apiKeyUid": {"searchRules": ["*"]},
+        "no searchRules": {"apiKeyUid": key["uid"]},
+        # a bare string where {"filter": …} belongs must not grant the index unfiltered
+        "rule not an object": {"apiKeyUid": key["uid"], "searchRules": {"secure": "tenant = acme"}},
+        "exp not a number": {"apiKeyUid": key["uid"], "searchRules": ["*"], "exp": "tomorrow"},
+    }
+    for what, claims in cases.items():
+        body = error_of(Http(secured["gateway_url"], token(claims)).post("/indexes/secure/search", {"q": ""}), 403,
+                        "invalid_api_key")
+        assert key["key"] not in body["message"], what
+    # a rule whose filter is not a filter makes the token invalid, not a way around the rule
+    bad_filter = token({"apiKeyUid": key["uid"], "searchRules": {"secure": {"filter": 3}}})
+    error_of(Http(secured["gateway_url"], bad_filter).post("/indexes/secure/search", {"q": ""}), 403,
+             "invalid_api_key")
