@@ -264,7 +264,9 @@ cmd_status() {
   curl -sf "http://$HOST:$GATEWAY_PORT/health" && echo || echo "gateway: not answering on $HOST:$GATEWAY_PORT"
 }
 
-gw() { curl -sS -H 'Content-Type: application/json' ${MASTER_KEY:+-H "Authorization: Bearer $MASTER_KEY"} "$@"; }
+# curl to the gateway with the master key, if the cluster has one
+gw_curl() { curl -sS ${MASTER_KEY:+-H "Authorization: Bearer $MASTER_KEY"} "$@"; }
+gw() { gw_curl -H 'Content-Type: application/json' "$@"; }
 
 # The master key of this state directory: the environment's, the one kept from an earlier `up`,
 # or a new random one (kept readable by the owner only).
@@ -284,7 +286,7 @@ load_sample() {
     gw -X POST "$url/indexes" -d '{"uid":"packages","primaryKey":"id","shards":4,"replicationFactor":2}' >/dev/null
   fi
   log "loading $(wc -l <"$SAMPLE") sample documents into index 'packages'"
-  task=$(gw -X POST -H 'Content-Type: application/x-ndjson' --data-binary @"$SAMPLE" "$url/indexes/packages/documents" |
+  task=$(gw_curl -X POST -H 'Content-Type: application/x-ndjson' --data-binary @"$SAMPLE" "$url/indexes/packages/documents" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["taskUid"])')
   local status
   for _ in $(seq 1 600); do
