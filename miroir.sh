@@ -32,6 +32,7 @@ NODE_KEY=${MIROIR_NODE_KEY:-miroir-local-node-key-0123456789}
 # The gateway's master key (clients' side; the nodes have NODE_KEY). Empty: the API is open, as
 # on a Meilisearch without one. `up` makes one and keeps it in the state directory.
 MASTER_KEY=${MIROIR_MASTER_KEY:-}
+unset MIROIR_MASTER_KEY # the daemons read it from the config file only, never from an empty override
 # Meilisearch sizes its indexing arena at 2/3 of the machine's RAM by default; several nodes on
 # one machine would each claim that, and every fresh index then pays seconds to set it up.
 NODE_INDEXING_MEMORY=${MIROIR_NODE_INDEXING_MEMORY:-1GiB}
@@ -330,8 +331,8 @@ cmd_test() {
   cmd_deps
   local dir=$ROOT/build-test
   cmd_build Debug "$dir" ON
-  cmd_build   # plain binaries for the valgrind run (memcheck can't run ASan builds)
-  (cd "$dir" && MIROIR_VALGRIND_BUILD=$BUILD ctest --output-on-failure --timeout 1800 "$@")
+  cmd_build   # plain binaries: for the valgrind run (memcheck can't run ASan builds) and `up`
+  (cd "$dir" && MIROIR_PLAIN_BUILD=$BUILD ctest --output-on-failure --timeout 1800 "$@")
   cmd_fuzz "${MIROIR_FUZZ_SECONDS:-60}"
 }
 

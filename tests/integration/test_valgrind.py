@@ -1,6 +1,6 @@
 """One gateway load run under valgrind memcheck: every kind of request, concurrent, then a clean
 shutdown with no memory error and no leak. Needs the plain (not sanitized) build, which
-./miroir.sh test provides as MIROIR_VALGRIND_BUILD."""
+./miroir.sh test provides as MIROIR_PLAIN_BUILD."""
 import os
 import re
 import shutil
@@ -14,7 +14,7 @@ from conftest import HOST, Http, wait_until
 
 PORT = 27792
 INDEX = "valgrind"
-PLAIN = os.environ.get("MIROIR_VALGRIND_BUILD")
+PLAIN = os.environ.get("MIROIR_PLAIN_BUILD")
 
 
 def requests_of_every_kind(gw, worker):
@@ -47,7 +47,7 @@ def requests_of_every_kind(gw, worker):
 
 # ./miroir.sh test always provides both; only a bare pytest run outside CI may lack them
 @pytest.mark.skipif((not PLAIN or not shutil.which("valgrind")) and not os.environ.get("CI"),
-                    reason="needs MIROIR_VALGRIND_BUILD and valgrind")
+                    reason="needs MIROIR_PLAIN_BUILD and valgrind")
 def test_gateway_load_under_memcheck(cluster):
     status, task = cluster["gateway"].post(f"/indexes/{INDEX}/documents",
                                            [{"id": i, "n": i, "group": i % 5, "t": f"item {i}"} for i in range(200)])
