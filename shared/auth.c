@@ -89,18 +89,6 @@ static int action_grants(const char *granted, const char *action)
     return 0;
 }
 
-int mr_key_allows_action(const json_t *actions, const char *action)
-{
-    size_t i;
-    json_t *v;
-    json_array_foreach(actions, i, v) {
-        const char *s = json_string_value(v);
-        if (s && action_grants(s, action))
-            return 1;
-    }
-    return 0;
-}
-
 static int pattern_matches(const char *pattern, const char *index)
 {
     size_t n = strlen(pattern);
@@ -109,16 +97,27 @@ static int pattern_matches(const char *pattern, const char *index)
     return strcmp(pattern, index) == 0;
 }
 
-int mr_key_allows_index(const json_t *indexes, const char *index)
+/* Whether some string of list grants what. */
+static int any_grants(const json_t *list, int (*grants)(const char *granted, const char *what), const char *what)
 {
     size_t i;
     json_t *v;
-    json_array_foreach(indexes, i, v) {
+    json_array_foreach(list, i, v) {
         const char *s = json_string_value(v);
-        if (s && pattern_matches(s, index))
+        if (s && grants(s, what))
             return 1;
     }
     return 0;
+}
+
+int mr_key_allows_action(const json_t *actions, const char *action)
+{
+    return any_grants(actions, action_grants, action);
+}
+
+int mr_key_allows_index(const json_t *indexes, const char *index)
+{
+    return any_grants(indexes, pattern_matches, index);
 }
 
 /* Parses Meilisearch's accepted date forms (RFC 3339, "YYYY-MM-DD", "YYYY-MM-DD HH:MM:SS") into
