@@ -13,6 +13,8 @@
 #define GW_OVER_CAPACITY_SLOTS 64 /* connections past max_connections that still get an answer */
 #define GW_TRIM_AFTER_BYTES (1 << 20)
 
+static const char over_capacity_mark = 1; /* only its address is used: a connection's mark */
+
 struct route {
     const char *method;
     const char *pattern; /* segments separated by '/', "*" captures one segment */
@@ -114,7 +116,7 @@ struct upload {
     char *body;
     size_t len, cap;
     int too_large;
-    int over_capacity; /* arrived when max_connections were open: answered 503, then closed */
+    int over_capacity; /* its connection came past max_connections: answered 503, then closed */
     int64_t started_ms;
     gw_request_context ctx;
 };
@@ -261,6 +263,13 @@ static size_t dispatch(gw *g, gw_request *req, gw_response *res)
     return GW_ROUTE_SLOTS - 1;
 }
 
+/* A field of an error answer, for the log ("" when there is none). */
+static const char *error_field(const gw_response *res, const char *name)
+{
+    const char *v = json_string_value(json_object_get(res->body, name));
+    return v ? v : "";
+}
+
 static enum MHD_Result send_response(struct MHD_Connection *conn, gw_response *res, const char *rid)
 {
     char *text = res->text ? res->text : res->body ? json_dumps(res->body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
@@ -292,8 +301,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!up) {
         up = calloc(1, sizeof *up);
         up->started_ms = mr_now_ms();
-        up->ctx.deadline_ms = up->started_ms + g->cfg->request_timeout_ms;
-        up->over_capacity = atomic_load(&g->connections) > g->cfg->max_connections;
+        const union MHD_ConnectionInfo *info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        up->over_capacity = info && info->socket_context == &over_capacity_mark;
         request_id(g, conn, up->ctx.id, sizeof up->ctx.id);
         *con_cls = up;
         return MHD_YES;
@@ -324,6 +333,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     gw_response res = {.status = 200};
     size_t route = GW_ROUTE_SLOTS - 1;
+    up->ctx.deadline_ms = mr_now_ms() + g->cfg->request_timeout_ms; /* from the end of the upload */
     pthread_setspecific(g->request_key, &up->ctx);
     if (up->over_capacity) {
         mr_error e;
@@ -349,23 +359,28 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     /* The access log: the path without its query string, and the error code, never a header. */
     if (res.status >= 500)
         mr_log_request("warn", "gateway", up->ctx.id, "%s %s -> %d in %lld ms: %s", method, url, res.status,
-                       (long long)took_ms, json_string_value(json_object_get(res.body, "message")));
+                       (long long)took_ms, error_field(&res, "message"));
     else if (g->cfg->access_log)
         mr_log_request("info", "gateway", up->ctx.id, "%s %s -> %d in %lld ms%s%s", method, url, res.status,
-                       (long long)took_ms, res.status >= 400 ? " " : "",
-                       res.status >= 400 ? json_string_value(json_object_get(res.body, "code")) : "");
+                       (long long)took_ms, res.status >= 400 ? " " : "", res.status >= 400 ? error_field(&res, "code") : "");
     json_decref(res.body);
     pthread_setspecific(g->request_key, NULL);
     return ret;
 }
 
+/* A connection opened while max_connections were already open is marked for its whole life: its
+ * requests get 503 and it is closed, while the connections that came first keep working. */
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode code)
 {
     (void)conn;
-    (void)socket_context;
     gw *g = cls;
-    atomic_fetch_add(&g->connections, code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        int open = atomic_fetch_add(&g->connections, 1) + 1;
+        *socket_context = open > g->cfg->max_connections ? (void *)&over_capacity_mark : NULL;
+    } else {
+        atomic_fetch_sub(&g->connections, 1);
+    }
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)

@@ -42,12 +42,16 @@ def _up(gw):
 
 
 def test_connections_past_the_cap_get_a_503(small_gateway):
-    idle = [socket.create_connection((HOST, PORT)) for _ in range(4)]
+    early = Http(small_gateway.base)  # a kept-alive connection that came first
+    assert early.get("/health")[0] == 200
+    idle = [socket.create_connection((HOST, PORT)) for _ in range(3)]  # 4 open: the cap
     try:
         time.sleep(0.3)
         status, body = Http(small_gateway.base).get("/health")
         assert status == 503, body
         assert body["code"] == "miroir_too_many_connections" and body["type"] == "system"
+        # the connections that came first keep working
+        assert early.get("/health")[0] == 200
     finally:
         for s in idle:
             s.close()
