@@ -156,7 +156,7 @@ def baseline():
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         node = Http(f"http://{HOST}:{BASELINE_PORT}", NODE_KEY)
-        wait_until("baseline node", lambda: _healthy(node), 30)
+        wait_until("baseline node", lambda: healthy(node), 30)
         yield node
     finally:
         proc.terminate()
@@ -168,7 +168,8 @@ def baseline():
         shutil.rmtree(d, ignore_errors=True)
 
 
-def _healthy(http):
+def healthy(http):
+    """Whether a node or gateway answers /health with 200 (False while it is not listening)."""
     try:
         return http.get("/health")[0] == 200
     except requests.RequestException:
@@ -269,7 +270,7 @@ class ExtraNode:
         os.makedirs(self.dir, exist_ok=True)
         self.log = open(os.path.join(self.dir, "meilisearch.log"), "ab")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
-        wait_until(f"node {self.name}", lambda: _healthy(self.http), 30)
+        wait_until(f"node {self.name}", lambda: healthy(self.http), 30)
 
     def kill(self):
         if self.proc and self.proc.poll() is None:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, HOST, Http, wait_until
+from conftest import BUILD, HOST, Http, healthy, wait_until
 
 PORT = 27790
 INDEX = "limits"
@@ -24,7 +24,7 @@ def small_gateway(cluster):
     proc = subprocess.Popen([os.path.join(BUILD, "gateway", "miroir-gateway")], env=env, stdout=log, stderr=log)
     gw = Http(f"http://{HOST}:{PORT}")
     try:
-        wait_until("the small gateway", lambda: _up(gw), 60)
+        wait_until("the small gateway", lambda: healthy(gw), 60)
         status, task = cluster["gateway"].post(f"/indexes/{INDEX}/documents", [{"id": i, "t": "x"} for i in range(40)])
         assert cluster["gateway"].wait_task(task["taskUid"])["status"] == "succeeded"
         yield gw
@@ -33,12 +33,6 @@ def small_gateway(cluster):
         proc.wait(timeout=30)
         log.close()
 
-
-def _up(gw):
-    try:
-        return gw.get("/health")[0] == 200
-    except Exception:
-        return False
 
 
 def test_connections_past_the_cap_get_a_503(small_gateway):

@@ -14,7 +14,7 @@ import meilisearch
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from conftest import BUILD, HOST, MEILI, NODE_KEY, Http, running_cluster, wait_until
+from conftest import BUILD, HOST, MEILI, NODE_KEY, Http, healthy, running_cluster, wait_until
 
 MASTER = "secured-master-key-for-tests-0123456789"
 KAFKA, GATEWAY, NODES = 33092, 33700, 33701
@@ -99,7 +99,7 @@ def test_default_keys_are_derived_as_meilisearch_derives_them(secured):
                             stderr=subprocess.DEVNULL)
     try:
         plain = Http(f"http://{HOST}:{PLAIN_NODE}", MASTER)
-        wait_until("plain node", lambda: _answers(plain), 30)
+        wait_until("plain node", lambda: healthy(plain), 30)
         body = {"uid": "0b6d5c2e-8a39-4a8f-9d59-3d8f1d1c2a77", "actions": ["search", "documents.get"],
                 "indexes": ["secure"], "expiresAt": None, "name": "same everywhere"}
         s1, on_node = plain.post("/keys", body)
@@ -134,12 +134,6 @@ def test_default_keys_are_derived_as_meilisearch_derives_them(secured):
         shutil.rmtree(data, ignore_errors=True)
     secured["master"].req("DELETE", "/keys/0b6d5c2e-8a39-4a8f-9d59-3d8f1d1c2a77")
 
-
-def _answers(http):
-    try:
-        return http.get("/health")[0] == 200
-    except Exception:
-        return False
 
 
 def test_key_lifecycle(secured):

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from conftest import HOST, Http, wait_until
+from conftest import HOST, Http, healthy, wait_until
 
 PORT = 27792
 INDEX = "valgrind"
@@ -67,7 +67,7 @@ def test_gateway_load_under_memcheck(cluster):
     gw = Http(f"http://{HOST}:{PORT}")
     answered = []
     try:
-        wait_until("the gateway under valgrind", lambda: _up(gw), 120)
+        wait_until("the gateway under valgrind", lambda: healthy(gw), 120)
 
         def worker(k):
             client = Http(gw.base)
@@ -93,9 +93,3 @@ def test_gateway_load_under_memcheck(cluster):
         assert not m or m.group(1) == "0", text[-6000:]
     assert rc == 0, f"exit {rc}; valgrind report in {report}"
 
-
-def _up(gw):
-    try:
-        return gw.get("/health")[0] == 200
-    except Exception:
-        return False
