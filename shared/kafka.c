@@ -297,14 +297,16 @@ void mr_kafka_index_ends(rd_kafka_t *rk, const char *storage, uint32_t shards, i
     char topic[300];
     snprintf(topic, sizeof topic, "%s%s", MR_TOPIC_INDEX_PREFIX, storage);
     /* One ListOffsets request for all partitions: the timestamp "latest" (-1) asks for each
-     * partition's end. A partition the answer lacks falls back to its own watermark query. */
+     * partition's end. A partition the answer has an error for falls back to its own watermark
+     * query; when the whole request failed (Kafka unreachable) every end is -1 at once, rather
+     * than each partition waiting out the same timeout again. */
     rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new((int)shards);
     for (uint32_t s = 0; s < shards; s++)
         rd_kafka_topic_partition_list_add(parts, topic, (int32_t)s)->offset = RD_KAFKA_OFFSET_END;
     int ok = rd_kafka_offsets_for_times(rk, parts, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR;
     for (uint32_t s = 0; s < shards; s++) {
         const rd_kafka_topic_partition_t *p = &parts->elems[s];
-        ends[s] = ok && !p->err && p->offset >= 0 ? p->offset : mr_kafka_shard_end(rk, storage, s, timeout_ms);
+        ends[s] = !ok ? -1 : !p->err && p->offset >= 0 ? p->offset : mr_kafka_shard_end(rk, storage, s, timeout_ms);
     }
     rd_kafka_topic_partition_list_destroy(parts);
 }

@@ -28,7 +28,7 @@ int mr_kafka_create_topic(rd_kafka_t *rk, const char *topic, int partitions, con
  * records a caught-up replica has applied. -1 if Kafka doesn't say within timeout_ms. */
 int64_t mr_kafka_shard_end(rd_kafka_t *rk, const char *storage, uint32_t shard, int timeout_ms);
 /* mr_kafka_shard_end for every shard of an index at once (one request to Kafka, not one per
- * shard): fills ends[0..shards). */
+ * shard): fills ends[0..shards), each -1 if Kafka doesn't say within timeout_ms. */
 void mr_kafka_index_ends(rd_kafka_t *rk, const char *storage, uint32_t shards, int64_t *ends, int timeout_ms);
 
 int mr_kafka_delete_topic(rd_kafka_t *rk, const char *topic, int timeout_ms, char *err, size_t errlen);
