@@ -39,7 +39,11 @@ static rd_kafka_conf_t *base_conf(const mr_config *cfg, char *err, size_t errlen
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (conf_set(conf, "bootstrap.servers", cfg->kafka_brokers, err, errlen) ||
-        conf_set(conf, "client.id", cfg->worker_id, err, errlen))
+        conf_set(conf, "client.id", cfg->worker_id, err, errlen) ||
+        /* librdkafka backs off reconnects up to 10 s, +50 % jitter: after a broker restart a
+         * write could wait out its whole produce timeout before the client even tried again.
+         * Clusters have few brokers, so trying every second costs nothing. */
+        conf_set(conf, "reconnect.backoff.max.ms", "1000", err, errlen))
         goto fail;
     for (size_t i = 0; i < cfg->kafka_prop_count; i++)
         if (conf_set(conf, cfg->kafka_props[i].name, cfg->kafka_props[i].value, err, errlen))

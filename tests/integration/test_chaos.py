@@ -138,8 +138,8 @@ def test_chaos(moving_cluster, extra_nodes):
         restart(moving_cluster)
 
     def add_node_and_kill_the_rebalancer_mid_move():
-        status, _ = gw.post("/_miroir/nodes", {"id": "n5", "url": n5.url})
-        assert status == 202
+        status, answer = gw.post("/_miroir/nodes", {"id": "n5", "url": n5.url})
+        assert status == 202, answer
 
         def building():
             return [(s["shard"], r) for s in placement_of(gw, INDEX) for r in s["replicas"]
