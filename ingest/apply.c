@@ -209,13 +209,18 @@ void ingest_rebuild_streams(ingest *in)
         }
     }
     free_stream_array(old, old_count); /* the streams of replicas this worker no longer applies */
-    /* Position every node reader at its replicas' positions; kept streams go on where they were. */
+    /* Position every node reader at its replicas' positions; kept streams go on where they were.
+     * librdkafka keeps a partition's pause across re-assignments, so one paused by an earlier
+     * stream (a node in backoff) would never be fetched again: resume everything first, then
+     * assign (after the resume, so the assigned offsets are not outdated by it). */
     for (size_t n = 0; n < in->reader_count; n++) {
         rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(8);
         for (size_t i = 0; i < in->stream_count; i++)
             if (in->streams[i].node_slot == (int)n)
                 rd_kafka_topic_partition_list_add(parts, in->streams[i].topic, (int32_t)in->streams[i].shard)->offset =
                     in->streams[i].expect;
+        if (parts->cnt)
+            rd_kafka_resume_partitions(in->readers[n].consumer, parts);
         rd_kafka_assign(in->readers[n].consumer, parts->cnt ? parts : NULL);
         rd_kafka_topic_partition_list_destroy(parts);
     }
