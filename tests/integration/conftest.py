@@ -120,18 +120,47 @@ def sanitizer_reports(state):
     return found
 
 
+# State directories of the clusters running now: a failing test's report carries their logs, so
+# that a failure on CI (where the directories are gone afterwards) can be read.
+RUNNING_STATES = []
+
+
+def daemon_log_tails(state, lines=40):
+    out = []
+    logs = os.path.join(state, "logs")
+    for name in sorted(os.listdir(logs)) if os.path.isdir(logs) else []:
+        if not name.startswith(("gateway", "ingest", "rebalancer")):
+            continue
+        with open(os.path.join(logs, name), errors="replace") as f:
+            # the access log says little about why something stalled
+            kept = [line for line in f if "request_id=" not in line]
+        out.append(f"--- {name} (last {lines} lines, access log left out)\n" + "".join(kept[-lines:]))
+    return "\n".join(out)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        for state in RUNNING_STATES:
+            report.sections.append((f"daemon logs in {state}", daemon_log_tails(state)))
+
+
 @contextlib.contextmanager
 def running_cluster(prefix="miroir-it-", kafka=KAFKA_PORT, gateway=GATEWAY_PORT, node_base=NODE_PORT_BASE, **kw):
     """A cluster started through miroir.sh in a state directory of its own, stopped on exit."""
     state = tempfile.mkdtemp(prefix=prefix)
     env = miroir_env(state, kafka, gateway, node_base, **kw)
     started = subprocess.run([os.path.join(ROOT, "miroir.sh"), "start"], env=env, cwd=ROOT)
+    RUNNING_STATES.append(state)
     try:
         assert started.returncode == 0, "miroir.sh start failed; logs in " + state
         yield {"state": state, "env": env, "gateway": Http(f"http://{HOST}:{gateway}"),
                "nodes": {f"n{i}": Http(f"http://{HOST}:{node_base + i - 1}", NODE_KEY) for i in (1, 2, 3)},
                "kafka": f"{HOST}:{kafka}", "gateway_url": f"http://{HOST}:{gateway}"}
     finally:
+        RUNNING_STATES.remove(state)
         subprocess.run([os.path.join(ROOT, "miroir.sh"), "down"], env=env, cwd=ROOT)
         reports = sanitizer_reports(state)
         if os.environ.get("MIROIR_KEEP_STATE") or reports:
