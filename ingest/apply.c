@@ -72,9 +72,18 @@ static void stream_clear(struct stream *s)
     s->pending_head = s->pending_len = 0;
 }
 
-static void free_stream_array(struct stream *streams, size_t count)
+/* librdkafka keeps a partition's pause across re-assignments: a stream that ends paused (a node
+ * in backoff) would leave its partition never fetched again by the stream that follows it. So
+ * the pause ends with the stream that set it. */
+static void free_stream_array(ingest *in, struct stream *streams, size_t count)
 {
     for (size_t i = 0; i < count; i++) {
+        if (streams[i].paused) {
+            rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+            rd_kafka_topic_partition_list_add(l, streams[i].topic, (int32_t)streams[i].shard);
+            rd_kafka_resume_partitions(in->readers[streams[i].node_slot].consumer, l);
+            rd_kafka_topic_partition_list_destroy(l);
+        }
         stream_clear(&streams[i]);
         buf_free(&streams[i].body);
         free(streams[i].pending);
@@ -84,7 +93,7 @@ static void free_stream_array(struct stream *streams, size_t count)
 
 void ingest_free_streams(ingest *in)
 {
-    free_stream_array(in->streams, in->stream_count);
+    free_stream_array(in, in->streams, in->stream_count);
     in->streams = NULL;
     in->stream_count = 0;
 }
@@ -208,19 +217,14 @@ void ingest_rebuild_streams(ingest *in)
             batch_reset(s);
         }
     }
-    free_stream_array(old, old_count); /* the streams of replicas this worker no longer applies */
-    /* Position every node reader at its replicas' positions; kept streams go on where they were.
-     * librdkafka keeps a partition's pause across re-assignments, so one paused by an earlier
-     * stream (a node in backoff) would never be fetched again: resume everything first, then
-     * assign (after the resume, so the assigned offsets are not outdated by it). */
+    free_stream_array(in, old, old_count); /* the streams of replicas this worker no longer applies */
+    /* Position every node reader at its replicas' positions; kept streams go on where they were. */
     for (size_t n = 0; n < in->reader_count; n++) {
         rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(8);
         for (size_t i = 0; i < in->stream_count; i++)
             if (in->streams[i].node_slot == (int)n)
                 rd_kafka_topic_partition_list_add(parts, in->streams[i].topic, (int32_t)in->streams[i].shard)->offset =
                     in->streams[i].expect;
-        if (parts->cnt)
-            rd_kafka_resume_partitions(in->readers[n].consumer, parts);
         rd_kafka_assign(in->readers[n].consumer, parts->cnt ? parts : NULL);
         rd_kafka_topic_partition_list_destroy(parts);
     }
