@@ -105,14 +105,18 @@ def miroir_env(state, kafka=KAFKA_PORT, gateway=GATEWAY_PORT, node_base=NODE_POR
     return env
 
 
-def sanitizer_reports(state):
-    found = []
+def daemon_logs(state):
+    """(name, text) of the logs of Miroir's own daemons in a state directory."""
     logs = os.path.join(state, "logs")
     for name in sorted(os.listdir(logs)) if os.path.isdir(logs) else []:
-        if not name.startswith(("gateway", "ingest", "rebalancer")):
-            continue
-        with open(os.path.join(logs, name), errors="replace") as f:
-            text = f.read()
+        if name.startswith(("gateway", "ingest", "rebalancer")):
+            with open(os.path.join(logs, name), errors="replace") as f:
+                yield name, f.read()
+
+
+def sanitizer_reports(state):
+    found = []
+    for name, text in daemon_logs(state):
         for marker in ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer"):
             if marker in text:
                 start = text.index(marker)
@@ -127,13 +131,9 @@ RUNNING_STATES = []
 
 def daemon_log_tails(state, lines=40):
     out = []
-    logs = os.path.join(state, "logs")
-    for name in sorted(os.listdir(logs)) if os.path.isdir(logs) else []:
-        if not name.startswith(("gateway", "ingest", "rebalancer")):
-            continue
-        with open(os.path.join(logs, name), errors="replace") as f:
-            # the access log says little about why something stalled
-            kept = [line for line in f if "request_id=" not in line]
+    for name, text in daemon_logs(state):
+        # the access log says little about why something stalled
+        kept = [line for line in text.splitlines(keepends=True) if "request_id=" not in line]
         out.append(f"--- {name} (last {lines} lines, access log left out)\n" + "".join(kept[-lines:]))
     return "\n".join(out)
 
