@@ -142,17 +142,16 @@ int gw_may_use(const gw_request *req, const char *index, mr_error *err)
     if (gw_may_see(req, index))
         return 0;
     const gw_caller *c = &req->caller;
-    char *allowed = json_dumps(c->rules ? c->rules : json_object_get(c->key, "indexes"), JSON_COMPACT);
+    json_t *names = NULL; /* a token's rules object is named by its index patterns */
     if (c->rules && json_is_object(c->rules)) {
-        json_t *names = json_array();
+        names = json_array();
         const char *k;
         json_t *v;
         json_object_foreach(c->rules, k, v)
             json_array_append_new(names, json_string(k));
-        free(allowed);
-        allowed = json_dumps(names, JSON_COMPACT);
-        json_decref(names);
     }
+    char *allowed = json_dumps(names ? names : c->rules ? c->rules : json_object_get(c->key, "indexes"), JSON_COMPACT);
+    json_decref(names);
     mr_error_set(err, "invalid_api_key", "The %s cannot access the index `%.200s`, authorized indexes are %.200s.",
                  c->rules ? "provided tenant token" : "API key", index, allowed ? allowed : "[]");
     free(allowed);

@@ -240,7 +240,7 @@ def test_tenant_tokens_filter_every_shard(secured):
     assert {h["tenant"] for h in via_sdk["hits"]} == {"acme"}
 
     body = error_of(tenant.post("/indexes/other/search", {"q": ""}), 403, "invalid_api_key")
-    assert "tenant token" in body["message"]
+    assert "tenant token" in body["message"] and 'authorized indexes are ["secure"]' in body["message"]
     error_of(tenant.get("/indexes/secure/documents"), 403, "invalid_api_key")
     error_of(tenant.post("/indexes/secure/documents", [{"id": 999, "tenant": "acme"}]), 403, "invalid_api_key")
 
