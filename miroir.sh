@@ -332,7 +332,11 @@ cmd_test() {
   local dir=$ROOT/build-test
   cmd_build Debug "$dir" ON
   cmd_build   # plain binaries: for the valgrind run (memcheck can't run ASan builds) and `up`
-  (cd "$dir" && MIROIR_PLAIN_BUILD=$BUILD ctest --output-on-failure --timeout 1800 "$@")
+  if ! (cd "$dir" && MIROIR_PLAIN_BUILD=$BUILD ctest --output-on-failure --timeout 1800 "$@"); then
+    # CI keeps only the tail of the output: end with what failed and the cluster's state then
+    [[ -s $dir/integration-failures.txt ]] && { echo "=== integration failures"; tail -n 40 "$dir/integration-failures.txt"; }
+    return 1
+  fi
   cmd_fuzz "${MIROIR_FUZZ_SECONDS:-60}"
 }
 

@@ -124,9 +124,11 @@ def sanitizer_reports(state):
     return found
 
 
-# State directories of the clusters running now: a failing test's report carries their logs, so
-# that a failure on CI (where the directories are gone afterwards) can be read.
-RUNNING_STATES = []
+# The clusters running now, state directory -> gateway URL: a failing test's report carries
+# their logs, so that a failure on CI (where the directories are gone afterwards) can be read.
+RUNNING_STATES = {}
+# CI shows only the tail of the output: miroir.sh prints this digest of the failures last.
+FAILURE_DIGEST = os.path.join(BUILD, "integration-failures.txt")
 
 
 def daemon_log_tails(state, lines=40):
@@ -138,13 +140,46 @@ def daemon_log_tails(state, lines=40):
     return "\n".join(out)
 
 
+def unsettled_replicas(gateway_url):
+    """The replicas of a cluster that are not ready or not caught up, in one short line."""
+    try:
+        r = requests.get(gateway_url + "/_miroir/topology", timeout=3)
+        if r.status_code != 200:
+            return f"topology: HTTP {r.status_code}"
+        topo = r.json()
+    except (requests.RequestException, ValueError) as e:
+        return f"topology unreadable: {e.__class__.__name__}"
+    out = [f"{ix['uid']}/s{s['shard']}@{r['node']}:{r['state']},lag={r.get('lag')}"
+           for ix in topo.get("indexes", []) for s in ix["placement"] for r in s["replicas"]
+           if r["state"] != "ready" or r.get("lag", 0) != 0]
+    return " ".join(out) or "all replicas ready and caught up"
+
+
+def digest_of_failure(item, call):
+    lines = [f"FAILED {item.nodeid}: {call.excinfo.exconly().splitlines()[0][:300]}"]
+    for state, gateway_url in RUNNING_STATES.items():
+        lines.append(f"  {os.path.basename(state)}: {unsettled_replicas(gateway_url)[:400]}")
+        for name, text in daemon_logs(state):
+            worst = [line for line in text.splitlines() if "level=warn" in line or "level=error" in line]
+            lines += [f"  {name}: {line[:300]}" for line in worst[-2:]]
+    return "\n".join(lines) + "\n"
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
+    if report.failed and call.excinfo:
+        with open(FAILURE_DIGEST, "a") as f:
+            f.write(digest_of_failure(item, call))
     if report.when == "call" and report.failed:
         for state in RUNNING_STATES:
             report.sections.append((f"daemon logs in {state}", daemon_log_tails(state)))
+
+
+def pytest_sessionstart(session):
+    if os.path.exists(FAILURE_DIGEST):
+        os.remove(FAILURE_DIGEST)
 
 
 @contextlib.contextmanager
@@ -153,14 +188,14 @@ def running_cluster(prefix="miroir-it-", kafka=KAFKA_PORT, gateway=GATEWAY_PORT,
     state = tempfile.mkdtemp(prefix=prefix)
     env = miroir_env(state, kafka, gateway, node_base, **kw)
     started = subprocess.run([os.path.join(ROOT, "miroir.sh"), "start"], env=env, cwd=ROOT)
-    RUNNING_STATES.append(state)
+    RUNNING_STATES[state] = f"http://{HOST}:{gateway}"
     try:
         assert started.returncode == 0, "miroir.sh start failed; logs in " + state
         yield {"state": state, "env": env, "gateway": Http(f"http://{HOST}:{gateway}"),
                "nodes": {f"n{i}": Http(f"http://{HOST}:{node_base + i - 1}", NODE_KEY) for i in (1, 2, 3)},
                "kafka": f"{HOST}:{kafka}", "gateway_url": f"http://{HOST}:{gateway}"}
     finally:
-        RUNNING_STATES.remove(state)
+        del RUNNING_STATES[state]
         subprocess.run([os.path.join(ROOT, "miroir.sh"), "down"], env=env, cwd=ROOT)
         reports = sanitizer_reports(state)
         if os.environ.get("MIROIR_KEEP_STATE") or reports:
