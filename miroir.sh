@@ -206,8 +206,12 @@ port_busy() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 check_ports() {
   local p i ports=("$KAFKA_PORT" "$((KAFKA_PORT + 1))" "$GATEWAY_PORT")
   for ((i = 0; i < NODE_COUNT; i++)); do ports+=("$((NODE_PORT_BASE + i))"); done
+  local lo=32768 hi=60999
+  [ -r /proc/sys/net/ipv4/ip_local_port_range ] && read -r lo hi </proc/sys/net/ipv4/ip_local_port_range
   for p in "${ports[@]}"; do
     port_busy "$p" && die "port $HOST:$p is already in use (another cluster? ./miroir.sh status)"
+    # a client connection may hold such a port as its own end; then the daemon cannot bind it
+    ((p >= lo && p <= hi)) && log "warning: port $p is in the kernel's ephemeral range $lo-$hi; a daemon may fail to bind it"
   done
   return 0
 }

@@ -22,17 +22,25 @@ int main(int argc, char **argv)
     sigset_t sigs;
     mr_block_signals(&sigs); /* every thread inherits this; main waits for them */
 
-    rebalancer rb = {.cfg = &cfg, .retiring_since = json_object()};
+    rebalancer rb = {.cfg = &cfg, .retiring_since = json_object(), .building_seen = json_object()};
     int rc = 1;
     if (mr_meta_join(&cfg, &rb.producer, &rb.meta, err, sizeof err))
         goto out;
     rb.http = mr_http_new(cfg.node_key, cfg.upstream_timeout_ms, cfg.connect_timeout_ms);
     mr_log("info", "rebalancer", "started");
     const struct timespec no_wait = {0, 0};
+    int64_t unsynced_since = 0;
     while (sigtimedwait(&sigs, NULL, &no_wait) <= 0) {
         /* Decide on the freshest metadata: sync up to Kafka's end before each pass. */
-        if (mr_meta_sync(rb.meta, 5000) == 0)
+        if (mr_meta_sync(rb.meta, 5000) == 0) {
+            unsynced_since = 0;
             rb_tick(&rb);
+        } else if (!unsynced_since) {
+            unsynced_since = mr_now_ms();
+        } else if (mr_now_ms() - unsynced_since >= 30000) {
+            mr_log("warn", "rebalancer", "cannot read the metadata to its end; no move advances meanwhile");
+            unsynced_since = mr_now_ms();
+        }
         rd_kafka_poll(rb.producer, 0);
         mr_sleep_ms(cfg.rebalance_interval_ms);
     }
@@ -49,6 +57,7 @@ out:
         rd_kafka_destroy(rb.producer);
     }
     json_decref(rb.retiring_since);
+    json_decref(rb.building_seen);
     curl_global_cleanup();
     return rc;
 }

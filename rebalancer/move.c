@@ -116,6 +116,26 @@ static int take_rebuilds(const mr_index *ix, uint32_t shard, mr_shard *s, json_t
     return changed;
 }
 
+/* A building replica whose applied offset stands still though it is behind is stuck somewhere
+ * in ingest or on its node: say so, again every rebuild_stall_warn_ms, rather than wait in silence. */
+static void warn_if_stalled(rebalancer *rb, const char *key, const mr_index *ix, uint32_t shard, const char *node,
+                            int64_t applied, int64_t goal, int64_t now)
+{
+    json_t *seen = json_object_get(rb->building_seen, key);
+    if (!seen || json_integer_value(json_array_get(seen, 0)) != applied) {
+        json_object_set_new(rb->building_seen, key,
+                            json_pack("[I, I, I]", (json_int_t)applied, (json_int_t)now, (json_int_t)rb->pass));
+        return;
+    }
+    json_array_set_new(seen, 2, json_integer((json_int_t)rb->pass));
+    int64_t since = json_integer_value(json_array_get(seen, 1));
+    if (now - since < rb->cfg->rebuild_stall_warn_ms)
+        return;
+    mr_log("warn", "rebalancer", "building %s shard %u on %s has been at %" PRId64 "/%" PRId64 " records for %" PRId64 " s",
+           ix->uid, shard, node, applied, goal, (now - since) / 1000);
+    json_array_set_new(seen, 1, json_integer(now));
+}
+
 /* Advances the replicas that wait on I/O: new → building once the node is cleared; building →
  * ready once caught up; retiring → gone once its index is dropped. */
 static int advance(rebalancer *rb, const mr_topology *t, const mr_index *ix, uint32_t shard, mr_shard *s,
@@ -153,13 +173,16 @@ static int advance(rebalancer *rb, const mr_topology *t, const mr_index *ix, uin
             }
             int64_t goal = best_peer >= 0 && best_peer < end ? best_peer : end;
             if (end >= 0 && applied >= goal) {
+                json_object_del(rb->building_seen, key);
                 rep->state = MR_REPLICA_READY;
                 changed = 1;
                 mr_log("info", "rebalancer", "%s shard %u on %s is ready (%" PRId64 "/%" PRId64 " records)", ix->uid,
                        shard, rep->node, applied, end);
-            } else if (now - rb->last_progress_log_ms >= PROGRESS_LOG_MS) {
-                mr_log("info", "rebalancer", "building %s shard %u on %s: %" PRId64 "/%" PRId64 " records", ix->uid,
-                       shard, rep->node, applied, end);
+            } else {
+                warn_if_stalled(rb, key, ix, shard, rep->node, applied, goal, now);
+                if (now - rb->last_progress_log_ms >= PROGRESS_LOG_MS)
+                    mr_log("info", "rebalancer", "building %s shard %u on %s: %" PRId64 "/%" PRId64 " records", ix->uid,
+                           shard, rep->node, applied, end);
             }
         } else if (rep->state == MR_REPLICA_RETIRING) {
             json_t *since = json_object_get(rb->retiring_since, key);
@@ -278,6 +301,7 @@ int rb_tick(rebalancer *rb)
     mr_topology *t = mr_topology_acquire(holder);
     json_t *requests = mr_meta_rebuilds(rb->meta);
     int64_t now = mr_now_ms();
+    rb->pass++;
     size_t building = count_building(t);
     size_t budget = building < (size_t)rb->cfg->rebalance_concurrency ? (size_t)rb->cfg->rebalance_concurrency - building : 0;
     int writes = 0;
@@ -300,6 +324,12 @@ int rb_tick(rebalancer *rb)
     }
     if (now - rb->last_progress_log_ms >= PROGRESS_LOG_MS)
         rb->last_progress_log_ms = now;
+    const char *key;
+    void *tmp;
+    json_t *seen;
+    json_object_foreach_safe(rb->building_seen, tmp, key, seen) /* replicas no longer building */
+        if ((uint64_t)json_integer_value(json_array_get(seen, 2)) != rb->pass)
+            json_object_del(rb->building_seen, key);
     mr_topology_release(holder, t);
     if (writes == 0) {
         /* Act on membership and requests only against a placement this pass did not change. */

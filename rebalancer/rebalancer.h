@@ -11,6 +11,7 @@
 #define MIROIR_REBALANCER_H
 
 #include <jansson.h>
+#include <stdint.h>
 #include <librdkafka/rdkafka.h>
 
 #include "config.h"
@@ -23,6 +24,8 @@ typedef struct rebalancer {
     mr_meta *meta;
     mr_http *http;
     json_t *retiring_since; /* "storage/shard/node" -> ms when this process first saw it retiring */
+    json_t *building_seen;  /* "storage/shard/node" -> [applied offset, ms since it has not moved, pass] */
+    uint64_t pass;
     int64_t last_progress_log_ms;
 } rebalancer;
 

@@ -46,6 +46,7 @@ static const struct key keys[] = {
     {L(rebalance_concurrency, 2, 1, 1024)},
     {L(rebalance_interval_ms, 500, 10, 60000)},
     {L(retire_grace_ms, 2000, 0, 600000)},
+    {L(rebuild_stall_warn_ms, 60000, 100, 86400000)},
 };
 
 #undef S

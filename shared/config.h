@@ -45,6 +45,7 @@ typedef struct mr_config {
     long rebalance_concurrency; /* replicas being built at once, cluster-wide: the rebuild throttle */
     long rebalance_interval_ms; /* how often the rebalancer looks at the placement */
     long retire_grace_ms;       /* between a replica's last read and the drop of its index */
+    long rebuild_stall_warn_ms; /* a building replica whose offset stands still this long is reported */
     mr_kafka_prop kafka_props[MR_MAX_KAFKA_PROPS]; /* kafka.<property> = value, passed to librdkafka */
     size_t kafka_prop_count;
 } mr_config;

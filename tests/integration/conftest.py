@@ -182,9 +182,19 @@ def pytest_sessionstart(session):
         os.remove(FAILURE_DIGEST)
 
 
+def assert_not_ephemeral(*ports):
+    """A port in the kernel's ephemeral range can be held at any moment as the local end of some
+    client's connection, and then a daemon started on it cannot bind: tests listen below it."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        lo, hi = map(int, f.read().split())
+    inside = [p for p in ports if lo <= p <= hi]
+    assert not inside, f"ports {inside} are in the ephemeral range {lo}-{hi}"
+
+
 @contextlib.contextmanager
 def running_cluster(prefix="miroir-it-", kafka=KAFKA_PORT, gateway=GATEWAY_PORT, node_base=NODE_PORT_BASE, **kw):
     """A cluster started through miroir.sh in a state directory of its own, stopped on exit."""
+    assert_not_ephemeral(kafka, kafka + 1, gateway, *range(node_base, node_base + 3))
     state = tempfile.mkdtemp(prefix=prefix)
     env = miroir_env(state, kafka, gateway, node_base, **kw)
     started = subprocess.run([os.path.join(ROOT, "miroir.sh"), "start"], env=env, cwd=ROOT)
@@ -284,9 +294,9 @@ def loaded(cluster, baseline):
 
 # ---- a second cluster whose membership the tests change (rebalance and chaos tests) ----
 
-MOVING_KAFKA_PORT = 39092
-MOVING_GATEWAY_PORT = 37700
-MOVING_NODE_PORT_BASE = 37701
+MOVING_KAFKA_PORT = 25092
+MOVING_GATEWAY_PORT = 25700
+MOVING_NODE_PORT_BASE = 25701
 MIROIRCTL = os.path.join(BUILD, "rebalancer", "miroirctl")
 
 
@@ -326,7 +336,15 @@ class ExtraNode:
     def start(self):
         host, port = self.addr.rsplit(":", 1)
         with socket.socket() as probe:
-            assert probe.connect_ex((host, int(port))) != 0, f"{self.addr} is already taken by another process"
+            if self.netns:
+                assert probe.connect_ex((host, int(port))) != 0, f"{self.addr} is already taken by another process"
+            else:  # binding also finds a port held as the local end of some client's connection
+                assert_not_ephemeral(int(port))
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((host, int(port)))
+                except OSError as e:
+                    raise AssertionError(f"{self.addr} cannot be bound: {e}") from e
         cmd = [MEILI, "--http-addr", self.addr, "--master-key", NODE_KEY, "--db-path", os.path.join(self.dir, "data"),
                "--no-analytics", "--max-indexing-memory", "1GiB"]
         if self.netns:
@@ -372,7 +390,8 @@ def extra_nodes(moving_cluster):
 def moving_cluster():
     """Three nodes through miroir.sh, two ingest workers, a fast rebalancer; tests add nodes."""
     with running_cluster("miroir-moving-", MOVING_KAFKA_PORT, MOVING_GATEWAY_PORT, MOVING_NODE_PORT_BASE, ingest=2,
-                         extra="rebalance_interval_ms = 200\nretire_grace_ms = 500\nconnect_timeout_ms = 500") as c:
+                         extra="rebalance_interval_ms = 200\nretire_grace_ms = 500\nconnect_timeout_ms = 500\n"
+                               "rebuild_stall_warn_ms = 2000") as c:
         c["pidfile"] = lambda name: os.path.join(c["state"], "pids", f"{name}.pid")
         yield c
 

@@ -3,6 +3,8 @@ equals its peers exactly, though its shard's history holds partial updates, dele
 delete-by-filter and settings changes. Reads never fail meanwhile. verify finds a divergent
 replica and repairs it; a dead node removed by force is rebuilt elsewhere from the log."""
 import json
+import os
+import signal
 import threading
 import time
 
@@ -98,7 +100,7 @@ def check_replicas(cluster, docs, nodes):
 
 @pytest.fixture(scope="module")
 def n4(moving_cluster):
-    node = ExtraNode(moving_cluster["state"], "n4", 37704)
+    node = ExtraNode(moving_cluster["state"], "n4", 25704)
     try:
         yield node
     finally:
@@ -173,6 +175,37 @@ def test_verify_finds_and_repairs_a_divergent_replica(moving_cluster, history):
     wait_until("the rebuilt replica to settle", lambda: settled(gw, INDEX), 120)
     assert node.get(f"/indexes/{INDEX}__s3/documents/intruder")[0] == 404
     check_replicas(moving_cluster, history, ["n1", "n2", "n3", "n4"])
+    assert miroirctl(moving_cluster, "verify", INDEX).returncode == 0
+
+
+def test_a_stalled_rebuild_is_reported(moving_cluster, history):
+    """With ingest frozen, a replica being rebuilt cannot advance: the rebalancer names it in a
+    warning within rebuild_stall_warn_ms, and the rebuild completes once ingest runs again."""
+    gw = moving_cluster["gateway"]
+    urls = {n["id"]: n["url"] for n in gw.get("/_miroir/nodes")[1]["results"]}
+    shard = placement_of(gw, INDEX)[5]
+    victim = shard["replicas"][0]["node"]
+    node = Http(urls[victim], NODE_KEY)
+    status, t = node.post(f"/indexes/{INDEX}__s5/documents", [{"id": "intruder", "name": "x"}])
+    node_wait_task(node, t["taskUid"])
+    log = os.path.join(moving_cluster["state"], "logs", "rebalancer.log")
+    workers = []
+    for name in ("ingest1", "ingest2"):
+        with open(moving_cluster["pidfile"](name)) as f:
+            workers.append(int(f.read()))
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        result = miroirctl(moving_cluster, "verify", "--repair", INDEX)
+        assert "(rebuilding)" in result.stdout, result.stdout
+        warning = f'building {INDEX} shard 5 on {victim} has been at 0/'
+        wait_until("the stalled rebuild's warning", lambda: warning in open(log).read(), 30, 0.5)
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+    assert miroirctl(moving_cluster, "wait", "--timeout", "120").returncode == 0
+    wait_until("the rebuilt replica to settle", lambda: settled(gw, INDEX), 120)
+    assert node.get(f"/indexes/{INDEX}__s5/documents/intruder")[0] == 404
     assert miroirctl(moving_cluster, "verify", INDEX).returncode == 0
 
 

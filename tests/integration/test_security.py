@@ -17,8 +17,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from conftest import BUILD, HOST, MEILI, NODE_KEY, Http, healthy, running_cluster, wait_until
 
 MASTER = "secured-master-key-for-tests-0123456789"
-KAFKA, GATEWAY, NODES = 33092, 33700, 33701
-PLAIN_NODE = 33710  # a plain Meilisearch with the same master key, to compare key values with
+KAFKA, GATEWAY, NODES = 23092, 23700, 23701
+PLAIN_NODE = 23710  # a plain Meilisearch with the same master key, to compare key values with
 TENANTS = ("acme", "globex", "initech")
 
 
