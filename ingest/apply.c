@@ -15,7 +15,6 @@
 #define MAX_BACKOFF_MS 30000
 #define MAX_PENDING 20000     /* records queued ahead of the batch; past it the partition pauses */
 #define REBUILD_BATCH_MS 1000 /* a replay fills its large batches from Kafka; wait for that, not for live writers */
-#define STARVED_MS 10000      /* a reader idle this long while a peer replica applied further is stuck */
 
 /* ---------------------------------------------------------------- buffers */
 
@@ -226,17 +225,15 @@ void ingest_rebuild_streams(ingest *in)
             if (in->streams[i].node_slot == (int)n)
                 rd_kafka_topic_partition_list_add(parts, in->streams[i].topic, (int32_t)in->streams[i].shard)->offset =
                     in->streams[i].expect;
+        /* librdkafka fails an assignment only for a list it finds invalid; then the reader
+         * reads nothing until the next change, so it must at least be seen */
         rd_kafka_resp_err_t err = rd_kafka_assign(in->readers[n].consumer, parts->cnt ? parts : NULL);
-        if (err) { /* the reader now reads nothing: try again next round */
+        if (err)
             mr_log("error", "ingest", "positioning the reader of node %s failed: %s", in->readers[n].id,
                    rd_kafka_err2str(err));
-            in->streams_dirty = 1;
-        }
         rd_kafka_topic_partition_list_destroy(parts);
     }
-    int64_t now = mr_now_ms();
     for (size_t i = 0; i < in->stream_count; i++) {
-        in->streams[i].last_read_ms = now;
         if (in->streams[i].paused) { /* a new assignment starts unpaused */
             in->streams[i].paused = 0;
             set_paused(in, &in->streams[i], 1);
@@ -271,7 +268,6 @@ static void set_paused(ingest *in, struct stream *s, int paused)
         if (e)
             rd_kafka_error_destroy(e);
         rd_kafka_resume_partitions(c, l);
-        s->last_read_ms = mr_now_ms();
     }
     rd_kafka_topic_partition_list_destroy(l);
     s->paused = paused;
@@ -828,7 +824,6 @@ static int poll_tasks(ingest *in, int64_t now)
 static int read_records(ingest *in)
 {
     int got = 0;
-    int64_t now = mr_now_ms();
     for (size_t slot = 0; slot < in->reader_count; slot++) {
         for (int k = 0; k < 5000; k++) {
             rd_kafka_message_t *m = rd_kafka_consumer_poll(in->readers[slot].consumer, 0);
@@ -841,10 +836,9 @@ static int read_records(ingest *in)
                 continue;
             }
             struct stream *s = stream_find(in, (int)slot, rd_kafka_topic_name(m->rkt), m->partition);
-            if (s) {
-                s->last_read_ms = now;
+            if (s)
                 stream_receive(in, s, m);
-            } else
+            else
                 rd_kafka_message_destroy(m);
             got = 1;
         }
@@ -861,66 +855,6 @@ static void resume_streams(ingest *in, int64_t now)
     }
 }
 
-/* The furthest applied offset of the stream's peers: the records up to it exist in Kafka. */
-static int64_t peer_applied(ingest *in, const struct stream *s)
-{
-    const mr_index *ix = mr_topology_find_storage(in->topo_seen, s->index);
-    int64_t best = -1;
-    if (!ix || s->shard >= ix->shard_count)
-        return best;
-    const mr_shard *sh = &ix->shards[s->shard];
-    for (size_t r = 0; r < sh->count; r++) {
-        if (strcmp(sh->replicas[r].node, s->node_id) == 0)
-            continue;
-        int64_t applied = mr_meta_applied(in->meta, s->index, s->shard, &sh->replicas[r], NULL, 0);
-        best = applied > best ? applied : best;
-    }
-    return best;
-}
-
-/* A stream with nothing in hand that has read nothing for STARVED_MS, while a peer replica
- * applied records past it, has a reader that stopped fetching its partition. That must not
- * happen; if it does, say what the reader knows and set it reading from the stream's offset
- * again, so the replica is late rather than stuck. */
-static void unstick_starved(ingest *in, int64_t now)
-{
-    if (now - in->starved_check_ms < 1000)
-        return;
-    in->starved_check_ms = now;
-    for (size_t i = 0; i < in->stream_count; i++) {
-        struct stream *s = &in->streams[i];
-        if (s->paused || s->deleted || pending_count(s) || s->inflight_count || s->batch_first >= 0 ||
-            now - s->last_read_ms < STARVED_MS)
-            continue;
-        int64_t peer = peer_applied(in, s);
-        if (peer <= s->expect)
-            continue;
-        rd_kafka_t *c = in->readers[s->node_slot].consumer;
-        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(l, s->topic, (int32_t)s->shard);
-        rd_kafka_position(c, l);
-        int64_t lo = -1, hi = -1;
-        rd_kafka_get_watermark_offsets(c, s->topic, (int32_t)s->shard, &lo, &hi);
-        rd_kafka_topic_partition_list_t *assigned = NULL;
-        int in_assignment = rd_kafka_assignment(c, &assigned) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-                            rd_kafka_topic_partition_list_find(assigned, s->topic, (int32_t)s->shard);
-        if (assigned)
-            rd_kafka_topic_partition_list_destroy(assigned);
-        mr_log("warn", "ingest",
-               "replica %s on %s read nothing for %lld ms although a peer applied up to %" PRId64
-               " and it expects %" PRId64 " (reader position %" PRId64 ", cached end %" PRId64 ", %s); reading again",
-               s->shard_index, s->node_id, (long long)(now - s->last_read_ms), peer, s->expect, l->elems[0].offset, hi,
-               in_assignment ? "assigned" : "not assigned");
-        rd_kafka_topic_partition_list_destroy(l);
-        if (!in_assignment) {
-            in->streams_dirty = 1;
-            continue;
-        }
-        s->paused = 1; /* whatever librdkafka thinks, end with a seek to expect and a resume */
-        set_paused(in, s, 0);
-    }
-}
-
 int ingest_apply_round(ingest *in)
 {
     int work = read_records(in);
@@ -928,6 +862,5 @@ int ingest_apply_round(ingest *in)
     work |= send_batches(in, now);
     work |= poll_tasks(in, now);
     resume_streams(in, now);
-    unstick_starved(in, now);
     return work;
 }

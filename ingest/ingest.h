@@ -80,7 +80,6 @@ struct stream {
     int64_t split_until;    /* while bisecting: offsets up to here go in batches of split_size */
     size_t split_size;
     int paused;
-    int64_t last_read_ms; /* a record arrived, or the stream started or resumed reading */
 };
 
 struct node_reader {
@@ -103,7 +102,6 @@ typedef struct ingest {
     int streams_dirty;
     struct stream *streams;
     size_t stream_count;
-    int64_t starved_check_ms;
     atomic_int stopping;
 } ingest;
 
