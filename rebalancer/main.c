@@ -29,18 +29,10 @@ int main(int argc, char **argv)
     rb.http = mr_http_new(cfg.node_key, cfg.upstream_timeout_ms, cfg.connect_timeout_ms);
     mr_log("info", "rebalancer", "started");
     const struct timespec no_wait = {0, 0};
-    int64_t unsynced_since = 0;
     while (sigtimedwait(&sigs, NULL, &no_wait) <= 0) {
         /* Decide on the freshest metadata: sync up to Kafka's end before each pass. */
-        if (mr_meta_sync(rb.meta, 5000) == 0) {
-            unsynced_since = 0;
+        if (mr_meta_sync(rb.meta, 5000) == 0)
             rb_tick(&rb);
-        } else if (!unsynced_since) {
-            unsynced_since = mr_now_ms();
-        } else if (mr_now_ms() - unsynced_since >= 30000) {
-            mr_log("warn", "rebalancer", "cannot read the metadata to its end; no move advances meanwhile");
-            unsynced_since = mr_now_ms();
-        }
         rd_kafka_poll(rb.producer, 0);
         mr_sleep_ms(cfg.rebalance_interval_ms);
     }

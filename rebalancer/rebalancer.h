@@ -11,8 +11,8 @@
 #define MIROIR_REBALANCER_H
 
 #include <jansson.h>
-#include <stdint.h>
 #include <librdkafka/rdkafka.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "meili.h"
