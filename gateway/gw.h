@@ -26,6 +26,7 @@ typedef struct gw_node_health {
     char id[MR_NODE_ID_MAX]; /* written once, before the slot is published */
     atomic_llong down_until_ms; /* 0 or a time before now: up */
     atomic_int consecutive_failures;
+    atomic_int failed_check; /* its last health check failed: down until it answers again */
     mr_histogram upstream; /* latency of this node's answers, as the gateway sees them */
 } gw_node_health;
 

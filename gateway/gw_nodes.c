@@ -27,6 +27,7 @@ static int node_slot(gw *g, const char *id)
         snprintf(g->health[n].id, sizeof g->health[n].id, "%s", id);
         atomic_store(&g->health[n].down_until_ms, 0);
         atomic_store(&g->health[n].consecutive_failures, 0);
+        atomic_store(&g->health[n].failed_check, 0);
         atomic_store(&g->health_count, n + 1);
         i = n;
     }
@@ -74,7 +75,7 @@ size_t gw_members(gw *g, mr_member *out)
 int gw_node_is_up(gw *g, const char *id)
 {
     int i = node_slot(g, id);
-    return i >= 0 && atomic_load(&g->health[i].down_until_ms) <= mr_now_ms();
+    return i >= 0 && !atomic_load(&g->health[i].failed_check) && atomic_load(&g->health[i].down_until_ms) <= mr_now_ms();
 }
 
 int gw_node_live(void *g, const char *id)
@@ -91,6 +92,7 @@ void gw_node_report(gw *g, const char *id, int ok)
     if (ok) {
         atomic_store(&h->consecutive_failures, 0);
         atomic_store(&h->down_until_ms, 0);
+        atomic_store(&h->failed_check, 0);
         return;
     }
     /* Skip the node for a while, longer after repeated failures (capped), so requests stop
@@ -147,6 +149,12 @@ void gw_nodes_check(gw *g)
         int ok = reqs[i].status == 200;
         int was_up = gw_node_is_up(g, id);
         gw_node_report(g, id, ok);
+        /* A failed request's backoff lets the node be tried again when it ends; a failed check
+         * keeps it down until a check passes, or else a hung node (whose check takes the whole
+         * timeout) would look up between two checks. */
+        int slot = node_slot(g, id);
+        if (!ok && slot >= 0)
+            atomic_store(&g->health[slot].failed_check, 1);
         if (was_up != ok)
             mr_log(ok ? "info" : "warn", "gateway", "node %s is %s", id, ok ? "up" : "down");
         mr_http_req_reset(&reqs[i]);

@@ -18,6 +18,31 @@ def placement(gw):
     return next(i for i in topo["indexes"] if i["uid"] == INDEX)["placement"]
 
 
+def test_a_hung_node_stays_down_until_it_answers(cluster):
+    """A stopped process still accepts connections, so each health check of it takes the whole
+    timeout. The node must read as down from its first failed check until one passes, not come
+    back up between two checks (the console then flickered, and reads paid the timeout)."""
+    gw = cluster["gateway"]
+    victim = "n3"
+
+    def up():
+        return next(n["up"] for n in gw.get("/_miroir/topology")[1]["nodes"] if n["id"] == victim)
+
+    with open(os.path.join(cluster["state"], "pids", f"node{victim[1:]}.pid")) as f:
+        pid = int(f.read())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_until("the hung node to read as down", lambda: not up(), 15, 0.1)
+        samples = []
+        for _ in range(50):  # 5 s: several check periods of 1 s plus a 1 s timeout
+            samples.append(up())
+            time.sleep(0.1)
+        assert not any(samples), f"the hung node read as up in {sum(samples)} of {len(samples)} samples"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_until("the node to read as up once it answers", up, 10, 0.1)
+
+
 def test_node_down_then_back(cluster):
     gw = cluster["gateway"]
     status, task = gw.post("/indexes", {"uid": INDEX, "primaryKey": "id", "shards": SHARDS, "replicationFactor": 2})
