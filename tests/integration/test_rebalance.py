@@ -155,15 +155,20 @@ def test_add_node_moves_only_the_hrw_diff(moving_cluster, history, n4):
     assert f"consistent {SHARDS}, divergent 0" in result.stdout
 
 
+def corrupt_replica(gw, shard):
+    """Writes an intruder into the first replica of shard behind Miroir's back; returns its
+    node's id and a client for it."""
+    urls = {n["id"]: n["url"] for n in gw.get("/_miroir/nodes")[1]["results"]}
+    victim = placement_of(gw, INDEX)[shard]["replicas"][0]["node"]
+    node = Http(urls[victim], NODE_KEY)
+    status, t = node.post(f"/indexes/{INDEX}__s{shard}/documents", [{"id": "intruder", "name": "x"}])
+    node_wait_task(node, t["taskUid"])
+    return victim, node
+
+
 def test_verify_finds_and_repairs_a_divergent_replica(moving_cluster, history):
     gw = moving_cluster["gateway"]
-    urls = {n["id"]: n["url"] for n in gw.get("/_miroir/nodes")[1]["results"]}
-    shard = placement_of(gw, INDEX)[3]
-    victim = shard["replicas"][0]["node"]
-    node = Http(urls[victim], NODE_KEY)
-    # corrupt one replica behind Miroir's back: an intruder, and a lost partial update
-    status, t = node.post(f"/indexes/{INDEX}__s3/documents", [{"id": "intruder", "name": "x"}])
-    node_wait_task(node, t["taskUid"])
+    victim, node = corrupt_replica(gw, 3)
     result = miroirctl(moving_cluster, "verify", INDEX)
     assert result.returncode == 1
     assert "divergent 1" in result.stdout and f"{victim}=" in result.stdout
@@ -182,12 +187,7 @@ def test_a_stalled_rebuild_is_reported(moving_cluster, history):
     """With ingest frozen, a replica being rebuilt cannot advance: the rebalancer names it in a
     warning within rebuild_stall_warn_ms, and the rebuild completes once ingest runs again."""
     gw = moving_cluster["gateway"]
-    urls = {n["id"]: n["url"] for n in gw.get("/_miroir/nodes")[1]["results"]}
-    shard = placement_of(gw, INDEX)[5]
-    victim = shard["replicas"][0]["node"]
-    node = Http(urls[victim], NODE_KEY)
-    status, t = node.post(f"/indexes/{INDEX}__s5/documents", [{"id": "intruder", "name": "x"}])
-    node_wait_task(node, t["taskUid"])
+    victim, node = corrupt_replica(gw, 5)
     log = os.path.join(moving_cluster["state"], "logs", "rebalancer.log")
     workers = []
     for name in ("ingest1", "ingest2"):
