@@ -75,7 +75,8 @@ size_t gw_members(gw *g, mr_member *out)
 int gw_node_is_up(gw *g, const char *id)
 {
     int i = node_slot(g, id);
-    return i >= 0 && !atomic_load(&g->health[i].failed_check) && atomic_load(&g->health[i].down_until_ms) <= mr_now_ms();
+    return i >= 0 && !atomic_load(&g->health[i].failed_check) &&
+           atomic_load(&g->health[i].down_until_ms) <= mr_now_ms();
 }
 
 int gw_node_live(void *g, const char *id)

@@ -72,6 +72,14 @@ static void stream_clear(struct stream *s)
     s->pending_head = s->pending_len = 0;
 }
 
+/* The stream's partition as a one-element list, for librdkafka's per-list calls; caller destroys. */
+static rd_kafka_topic_partition_list_t *stream_partition(const struct stream *s)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, s->topic, (int32_t)s->shard);
+    return l;
+}
+
 /* librdkafka keeps a partition's pause across re-assignments: a stream that ends paused (a node
  * in backoff) would leave its partition never fetched again by the stream that follows it. So
  * the pause ends with the stream that set it. */
@@ -79,8 +87,7 @@ static void free_stream_array(ingest *in, struct stream *streams, size_t count)
 {
     for (size_t i = 0; i < count; i++) {
         if (streams[i].paused) {
-            rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-            rd_kafka_topic_partition_list_add(l, streams[i].topic, (int32_t)streams[i].shard);
+            rd_kafka_topic_partition_list_t *l = stream_partition(&streams[i]);
             rd_kafka_resume_partitions(in->readers[streams[i].node_slot].consumer, l);
             rd_kafka_topic_partition_list_destroy(l);
         }
@@ -256,8 +263,7 @@ static void set_paused(ingest *in, struct stream *s, int paused)
 {
     if (s->paused == paused)
         return;
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, s->topic, (int32_t)s->shard);
+    rd_kafka_topic_partition_list_t *l = stream_partition(s);
     rd_kafka_t *c = in->readers[s->node_slot].consumer;
     if (paused) {
         rd_kafka_pause_partitions(c, l);

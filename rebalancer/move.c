@@ -173,7 +173,6 @@ static int advance(rebalancer *rb, const mr_topology *t, const mr_index *ix, uin
             }
             int64_t goal = best_peer >= 0 && best_peer < end ? best_peer : end;
             if (end >= 0 && applied >= goal) {
-                json_object_del(rb->building_seen, key);
                 rep->state = MR_REPLICA_READY;
                 changed = 1;
                 mr_log("info", "rebalancer", "%s shard %u on %s is ready (%" PRId64 "/%" PRId64 " records)", ix->uid,

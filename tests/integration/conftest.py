@@ -191,6 +191,12 @@ def assert_not_ephemeral(*ports):
     assert not inside, f"ports {inside} are in the ephemeral range {lo}-{hi}"
 
 
+def pid_of(cluster, name):
+    """The pid of a process miroir.sh started in cluster: kafka, gateway, nodeN, ingestN, rebalancer."""
+    with open(os.path.join(cluster["state"], "pids", f"{name}.pid")) as f:
+        return int(f.read())
+
+
 @contextlib.contextmanager
 def running_cluster(prefix="miroir-it-", kafka=KAFKA_PORT, gateway=GATEWAY_PORT, node_base=NODE_PORT_BASE, **kw):
     """A cluster started through miroir.sh in a state directory of its own, stopped on exit."""
@@ -392,7 +398,6 @@ def moving_cluster():
     with running_cluster("miroir-moving-", MOVING_KAFKA_PORT, MOVING_GATEWAY_PORT, MOVING_NODE_PORT_BASE, ingest=2,
                          extra="rebalance_interval_ms = 200\nretire_grace_ms = 500\nconnect_timeout_ms = 500\n"
                                "rebuild_stall_warn_ms = 2000") as c:
-        c["pidfile"] = lambda name: os.path.join(c["state"], "pids", f"{name}.pid")
         yield c
 
 

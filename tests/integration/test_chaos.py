@@ -13,7 +13,7 @@ import subprocess
 import threading
 import time
 
-from conftest import ROOT, miroirctl, placement_of, replica_documents, settled, shard_of, wait_until
+from conftest import ROOT, miroirctl, pid_of, placement_of, replica_documents, settled, shard_of, wait_until
 
 INDEX = "chaos"
 SHARDS = 4
@@ -96,8 +96,7 @@ class Load:
 
 
 def kill(cluster, name):
-    with open(cluster["pidfile"](name)) as f:
-        os.kill(int(f.read()), signal.SIGKILL)
+    os.kill(pid_of(cluster, name), signal.SIGKILL)
     time.sleep(0.5)
 
 

@@ -7,7 +7,7 @@ import signal
 import pytest
 from playwright.sync_api import sync_playwright
 
-from conftest import BUILD, wait_until
+from conftest import BUILD, pid_of, wait_until
 
 INDEX = "console"
 CHROMIUM = "/usr/bin/chromium"
@@ -76,8 +76,7 @@ def test_a_node_going_down_shows_live(cluster, page):
     status, topo = cluster["gateway"].get("/_miroir/topology")
     ix = next(i for i in topo["indexes"] if i["uid"] == INDEX)
     victim = ix["placement"][0]["replicas"][0]["node"]
-    with open(os.path.join(cluster["state"], "pids", f"node{victim[1:]}.pid")) as f:
-        pid = int(f.read())
+    pid = pid_of(cluster, f"node{victim[1:]}")
     os.kill(pid, signal.SIGSTOP)
     try:
         page.wait_for_selector(f'td[data-node="{victim}"][data-state="down"]', timeout=20000)

@@ -6,7 +6,7 @@ import signal
 import subprocess
 import time
 
-from conftest import ROOT, shard_of, wait_until
+from conftest import ROOT, pid_of, shard_of, wait_until
 
 INDEX = "failover"
 SHARDS = 3
@@ -28,8 +28,7 @@ def test_a_hung_node_stays_down_until_it_answers(cluster):
     def up():
         return next(n["up"] for n in gw.get("/_miroir/topology")[1]["nodes"] if n["id"] == victim)
 
-    with open(os.path.join(cluster["state"], "pids", f"node{victim[1:]}.pid")) as f:
-        pid = int(f.read())
+    pid = pid_of(cluster, f"node{victim[1:]}")
     os.kill(pid, signal.SIGSTOP)
     try:
         wait_until("the hung node to read as down", lambda: not up(), 15, 0.1)
@@ -52,9 +51,7 @@ def test_node_down_then_back(cluster):
     assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
     assert any(VICTIM in [r["node"] for r in s["replicas"]] for s in placement(gw))
 
-    pidfile = os.path.join(cluster["state"], "pids", f"node{VICTIM[1:]}.pid")
-    with open(pidfile) as f:
-        os.kill(int(f.read()), signal.SIGKILL)
+    os.kill(pid_of(cluster, f"node{VICTIM[1:]}"), signal.SIGKILL)
     try:
         # reads: every search answers, with every shard, from the surviving replicas
         for i in range(30):
@@ -115,9 +112,7 @@ def test_broker_down_means_no_acknowledgement(cluster):
     status, task = gw.post("/indexes/broker_down/documents", [{"id": 1, "t": "before"}])
     assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
 
-    pidfile = os.path.join(cluster["state"], "pids", "kafka.pid")
-    with open(pidfile) as f:
-        os.kill(int(f.read()), signal.SIGKILL)
+    os.kill(pid_of(cluster, "kafka"), signal.SIGKILL)
     try:
         status, err = gw.post("/indexes/broker_down/documents", [{"id": 2, "t": "during"}])
         assert (status, err["code"]) == (503, "miroir_kafka_unavailable"), err

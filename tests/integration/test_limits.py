@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, HOST, Http, healthy, wait_until
+from conftest import BUILD, HOST, Http, healthy, pid_of, wait_until
 
 PORT = 27790
 INDEX = "limits"
@@ -65,10 +65,7 @@ def test_a_slow_client_is_cut_off(small_gateway):
 
 
 def test_a_fan_out_past_the_request_timeout_is_a_504(cluster, small_gateway):
-    pids = []
-    for name in ("node1", "node2", "node3"):
-        with open(os.path.join(cluster["state"], "pids", f"{name}.pid")) as f:
-            pids.append(int(f.read()))
+    pids = [pid_of(cluster, name) for name in ("node1", "node2", "node3")]
     try:
         for pid in pids:
             os.kill(pid, signal.SIGSTOP)

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from conftest import (NODE_KEY, SAMPLE, ExtraNode, Http, hrw_target, miroirctl, node_wait_task, placement_of,
-                      replica_documents, settled, shard_of, wait_until)
+from conftest import (NODE_KEY, SAMPLE, ExtraNode, Http, hrw_target, miroirctl, node_wait_task, pid_of,
+                      placement_of, replica_documents, settled, shard_of, wait_until)
 
 INDEX = "moves"
 SHARDS = 8
@@ -189,10 +189,7 @@ def test_a_stalled_rebuild_is_reported(moving_cluster, history):
     gw = moving_cluster["gateway"]
     victim, node = corrupt_replica(gw, 5)
     log = os.path.join(moving_cluster["state"], "logs", "rebalancer.log")
-    workers = []
-    for name in ("ingest1", "ingest2"):
-        with open(moving_cluster["pidfile"](name)) as f:
-            workers.append(int(f.read()))
+    workers = [pid_of(moving_cluster, name) for name in ("ingest1", "ingest2")]
     for pid in workers:
         os.kill(pid, signal.SIGSTOP)
     try:
