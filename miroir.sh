@@ -12,6 +12,7 @@
 #   ./miroir.sh bench [--quick]   Miroir against direct Meilisearch; writes docs/benchmarks.md
 #   ./miroir.sh stop NAME...      stop some processes of the cluster (e.g. ingest1)
 #   ./miroir.sh fuzz [SECONDS]    run each libFuzzer harness (tests/fuzz) for SECONDS (60)
+#   ./miroir.sh sdk-suites [--js DIR]   official SDK suites against a plain node and a cluster
 #
 # Everything lives under one state directory (MIROIR_STATE, default .miroir/cluster);
 # downloaded dependencies under .miroir/deps. Ports are configurable through the
@@ -48,6 +49,7 @@ die() { log "error: $*"; exit 1; }
 
 APT_PACKAGES=(build-essential cmake ninja-build pkg-config
   librdkafka-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libxxhash-dev libjwt-dev libssl-dev
+  zlib1g-dev libbrotli-dev
   libcmocka-dev kafkacat iproute2 curl maven nodejs npm
   clang-14 libclang-rt-14-dev valgrind chromium)
 
@@ -337,8 +339,14 @@ cmd_test() {
   cmd_build Debug "$dir" ON
   cmd_build   # plain binaries: for the valgrind run (memcheck can't run ASan builds) and `up`
   if ! (cd "$dir" && MIROIR_PLAIN_BUILD=$BUILD ctest --output-on-failure --timeout 1800 "$@"); then
-    # CI keeps only the tail of the output: end with what failed and the cluster's state then
-    [[ -s $dir/integration-failures.txt ]] && { echo "=== integration failures"; tail -n 40 "$dir/integration-failures.txt"; }
+    # CI keeps only the tail of the output: end with the clusters' state, then what failed
+    # (one failure's log lines alone can fill a tail)
+    if [[ -s $dir/integration-failures.txt ]]; then
+      echo "=== integration failures"
+      tail -n 40 "$dir/integration-failures.txt"
+      echo "=== failed"
+      grep '^FAILED' "$dir/integration-failures.txt"
+    fi
     return 1
   fi
   cmd_fuzz "${MIROIR_FUZZ_SECONDS:-60}"
@@ -349,13 +357,16 @@ cmd_test() {
 cmd_fuzz() {
   local seconds=${1:-60} dir=$ROOT/build-fuzz h
   CC=clang-14 cmake -S "$ROOT" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMIROIR_FUZZ=ON >/dev/null
-  cmake --build "$dir" >/dev/null
+  if ! cmake --build "$dir" >"$dir/build.log" 2>&1; then
+    tail -40 "$dir/build.log"
+    die "the fuzz harnesses did not build (log in $dir/build.log)"
+  fi
   for h in payload record search token; do
     mkdir -p "$dir/corpus/$h" "$dir/artifacts"
     log "fuzz_$h: ${seconds}s"
     if ! "$dir/tests/fuzz/fuzz_$h" -max_total_time="$seconds" -timeout=10 -artifact_prefix="$dir/artifacts/$h-" \
         "$dir/corpus/$h" "$ROOT/tests/fuzz/corpus/$h" >"$dir/fuzz_$h.log" 2>&1; then
-      tail -40 "$dir/fuzz_$h.log" >&2
+      tail -40 "$dir/fuzz_$h.log"
       die "fuzz_$h found a crash (input in $dir/artifacts)"
     fi
     log "fuzz_$h: $(grep -o 'Done [0-9]* runs in [0-9]* second(s)' "$dir/fuzz_$h.log"), no crash; corpus $(ls "$dir/corpus/$h" | wc -l) inputs"
@@ -372,6 +383,8 @@ case ${1:-} in
   test) shift; cmd_test "$@" ;;
   stop) shift; cmd_stop "$@" ;;
   fuzz) shift; cmd_fuzz "$@" ;;
+  sdk-suites) shift; cmd_deps; cmd_build
+    python3 "$ROOT/tests/sdk/suites.py" --meili "$MEILI_BIN" --build "$BUILD" --deps "$DEPS" "$@" ;;
   bench) shift; cmd_deps; cmd_build; MIROIR_BUILD=$BUILD python3 "$ROOT/tests/bench/bench.py" "$@" ;;
   ctl)
     shift

@@ -52,12 +52,21 @@ typedef struct gw {
      * threading them through every call. */
     pthread_key_t request_key;
     atomic_ullong request_seq;
+    _Atomic uint64_t write_seq; /* the last document sequence number given out (seq.h) */
     atomic_int stopping;
     /* API key lookup by value (gw_auth.c): rebuilt when the metadata's key set changes. */
     pthread_mutex_t keys_lock;
     json_t *keys_source;   /* the key set keys_by_value was built from */
     json_t *keys_by_value; /* derived value -> key record */
     atomic_int connections; /* open client connections, for the max_connections answer */
+    /* The index life cycle (gw_lifecycle.c). Lock order: writes, then defs, then ready_lock. */
+    pthread_rwlock_t writes; /* read: producing to an incarnation; write: ending or swapping incarnations */
+    pthread_mutex_t defs;    /* one writer of index/<uid> records at a time */
+    pthread_mutex_t ready_lock;
+    json_t *ready;           /* storage -> true: its index topic exists and starts with create-index records */
+    pthread_mutex_t janitor_lock;
+    pthread_cond_t janitor_wake;
+    int janitor_due;         /* something for the janitor to do now, not at its next round */
 } gw;
 
 #define GW_MAX_CAPTURES 3
@@ -74,6 +83,7 @@ typedef struct gw_request {
     struct MHD_Connection *conn;
     const char *method;
     const char *path;
+    const char *query; /* the query string as sent, still encoded, without its "?"; "" if none */
     const char *captures[GW_MAX_CAPTURES]; /* the "*" segments of the route, decoded */
     const mr_index *ix; /* for index routes: the index named by captures[0], valid during the call */
     const char *body;
@@ -87,6 +97,7 @@ typedef struct gw_response {
     char *text;   /* owned; a non-JSON body (with text_type) instead of body */
     const char *text_type;
     int close; /* close the connection after this answer */
+    char allow[64]; /* an Allow header's methods (a 405), or "" */
 } gw_response;
 
 typedef struct gw_request_context {
@@ -135,6 +146,9 @@ int gw_seed_keys(gw *g, mr_error *err);
 /* Looks up an index; on failure sets err (index_not_found) and returns NULL. The returned index
  * lives as long as topo. */
 const mr_index *gw_find_index(mr_topology *topo, const char *uid, mr_error *err);
+/* Rewrites the names of ix's shard indexes in a node's error as ix's uid: internal names never
+ * reach a client. */
+void gw_error_for_client(mr_error *err, const mr_index *ix);
 
 /* ---- nodes: health and replica choice (gw_nodes.c) ---- */
 /* Copies the member's URL into url. Returns 0, or -1 if id is not a member. */
@@ -146,14 +160,17 @@ size_t gw_default_rf(gw *g, long *rf);
 /* Copies every member (whatever its state) into out (MR_MAX_NODES entries); returns how many. */
 size_t gw_members(gw *g, mr_member *out);
 int gw_node_is_up(gw *g, const char *id);
-/* gw_node_is_up with the signature task views take. */
-int gw_node_live(void *g, const char *id);
-/* The task as Meilisearch shows it, seen with this gateway's node health (new reference). */
+/* The task as Meilisearch shows it, internal names rewritten (new reference). */
 json_t *gw_task_view(gw *g, const json_t *task);
 void gw_node_report(gw *g, const char *id, int ok);
-/* Fills out with the ready replicas of shard, ranked for key: up nodes first, each group by
- * rendezvous on key. Returns their number. */
+/* Fills out with the replicas of shard that may serve reads, ranked for key: the ready ones in the
+ * shard's in-sync set (each has applied every task reported succeeded), up nodes first, each
+ * group by rendezvous on key. Returns their number. */
 size_t gw_replica_order(gw *g, const mr_index *ix, uint32_t shard, uint64_t key, const char **out);
+/* Asks a live node to check a request the way it checks its own, on a scratch index of its own
+ * (path is appended to /indexes/<scratch>): its answer is Meilisearch's validation, errors
+ * included. Returns 0 if it accepted it, or -1 with err (its 4xx, or no node reachable). */
+int gw_node_check(gw *g, const char *method, const char *path, const char *body, mr_error *err);
 /* Pings every node's /health; meant for a background thread. */
 void gw_nodes_check(gw *g);
 
@@ -195,34 +212,83 @@ int gw_query_prepare(gw_query *q, const mr_index *ix, json_t *body, mr_error *er
 void gw_query_calls(const gw_query *q, gw_shard_call *calls);
 /* Merges the answered calls into the client's answer (new reference); see mr_search_merge for
  * short_answer (may be NULL). */
-json_t *gw_query_merge(const gw_query *q, gw_shard_call *calls, int64_t started_ms, int *short_answer);
+json_t *gw_query_merge(const gw_query *q, gw_shard_call *calls, int *short_answer);
 /* Scatters and merges, asking again for more when distinct left the page short. Returns the
  * answer, or NULL with err. */
-json_t *gw_query_run(gw *g, gw_query *q, int64_t started_ms, mr_error *err);
+json_t *gw_query_run(gw *g, gw_query *q, mr_error *err);
 void gw_query_clear(gw_query *q);
 
 /* The stats of one index summed over its shards, shaped like a node's answer (new reference),
  * or NULL with err. */
 json_t *gw_index_stats(gw *g, const mr_index *ix, mr_error *err);
 
-/* ---- writes (gw_documents.c) ---- */
-/* Produces records and records a task; answers 202 with the task summary or an error. */
+/* ---- writes (gw_write.c) ---- */
+/* A write in progress: it holds g->writes for reading, so no deletion or swap ends its
+ * incarnation meanwhile, and the topology snapshot its index lives in. */
+typedef struct gw_write {
+    mr_topology *topo;
+    int locked;
+} gw_write;
+/* Starts a write to uid's live incarnation. With create, makes the incarnation first if there is
+ * none and the caller's key may create indexes (as Meilisearch creates an index on a first write).
+ * Returns the index, or NULL with err (index_not_found, or why it could not be made). Either way
+ * gw_write_end ends it. */
+const mr_index *gw_write_begin(gw *g, const gw_request *req, const char *uid, int create, gw_write *w,
+                               mr_error *err);
+/* Ends a write; a no-op for a zeroed w. */
+void gw_write_end(gw *g, gw_write *w);
+/* "miroir.idx.<storage>" and its kin. */
+void gw_topic_of(char *out, size_t outlen, const char *prefix, const char *storage);
+/* Produces records and records a task; answers 202 with the task summary or an error. The task
+ * keeps the parts it has and gains one per partition written. */
 int gw_produce_task(gw *g, mr_produce_msg *msgs, size_t n, json_t *task, gw_response *res);
 /* Produces one control record per partition, so index-wide operations keep their order with
  * documents, and answers with its task. */
 int gw_produce_control(gw *g, const mr_index *ix, enum mr_op op, const json_t *value, json_t *task,
                        gw_response *res);
-/* Writes ix as the index's definition in the metadata (stamping updatedAt) and waits until
- * this gateway reads it back. Returns 0 or -1 with err. */
-int gw_put_index(gw *g, mr_index *ix, mr_error *err);
-/* Creates an index (used by POST /indexes and by a write to an unknown index). */
+/* Records a task that failed before it wrote anything (Meilisearch enqueues it and fails it). */
+void gw_failed_task(gw *g, const char *index_uid, const char *type, json_t *details, const mr_error *why,
+                    gw_response *res);
+/* Makes sure an incarnation's index topic exists and every partition starts with a create-index
+ * record, so nothing is produced ahead of it. Cheap once done. Returns 0 or -1 with err. */
+int gw_ready_storage(gw *g, const mr_index *ix, mr_error *err);
+
+/* ---- the index life cycle (gw_lifecycle.c) ---- */
+/* Creates a new incarnation of uid (a storage of its own); the caller holds no lock. On success
+ * *task_out is the indexCreation task record to write (it fails with index_already_exists when
+ * uid has a live incarnation). Returns 0 or -1 with err (bad arguments, Kafka). */
 int gw_create_index(gw *g, const char *uid, const char *primary_key, long shards, long rf, json_t **task_out,
                     mr_error *err);
+/* Makes uid's live incarnation, with the index defaults, if it has none (a write to a missing
+ * index, for a key that may create indexes). Returns 0 or -1 with err. */
+int gw_create_implicitly(gw *g, const char *uid, mr_error *err);
+/* Deletes uid's live incarnation (see gw_lifecycle.c) and answers with its task. */
+void gw_delete_index(gw *g, const char *uid, gw_response *res);
+/* Rewrites the live definition of ix's uid with update applied to a copy of it, if ix is still its
+ * live incarnation (stamping updatedAt). Returns 0 or -1 with err. */
+int gw_update_definition(gw *g, const mr_index *ix, void (*update)(mr_index *, const void *), const void *arg,
+                         mr_error *err);
+/* An update for gw_update_definition: the primary key (arg, a string) an index takes from its
+ * first write or from PATCH /indexes/{uid}, as on one node. */
+void gw_set_primary_key(mr_index *ix, const void *pk);
+/* 0 if uid is a valid index uid, else -1 with Meilisearch's invalid_index_uid error. */
+int gw_check_uid(const char *uid, mr_error *err);
+/* Writes live definitions that change together (a swap, a rename) in one metadata record. */
+int gw_swap_definitions(gw *g, const json_t *defs, mr_error *err);
+/* The janitor: prepares new incarnations' topics, collects dropped ones, records finished tasks.
+ * Runs until g->stopping. */
+void *gw_janitor(void *g);
+/* Asks the janitor to run now. */
+void gw_janitor_poke(gw *g);
+/* The dropped incarnations being collected, and what each waits for (new reference). */
+json_t *gw_collecting(gw *g);
 
 /* ---- route handlers ---- */
 typedef void (*gw_handler)(gw *g, const gw_request *req, gw_response *res);
 void gw_route_health(gw *g, const gw_request *req, gw_response *res);
 void gw_route_version(gw *g, const gw_request *req, gw_response *res);
+void gw_route_features_get(gw *g, const gw_request *req, gw_response *res);
+void gw_route_features_update(gw *g, const gw_request *req, gw_response *res);
 void gw_route_topology(gw *g, const gw_request *req, gw_response *res);
 void gw_route_nodes_list(gw *g, const gw_request *req, gw_response *res);
 void gw_route_node_add(gw *g, const gw_request *req, gw_response *res);
@@ -274,6 +340,19 @@ void gw_route_key_delete(gw *g, const gw_request *req, gw_response *res);
 void gw_route_console(gw *g, const gw_request *req, gw_response *res);
 
 /* Starts the HTTP daemon; NULL on failure. */
-struct MHD_Daemon *gw_http_start(gw *g, char *err, size_t errlen);
+/* The HTTP front: the door, libmicrohttpd behind it, and the watch over its connections. */
+typedef struct gw_front gw_front;
+gw_front *gw_http_start(gw *g, char *err, size_t errlen);
+void gw_http_stop(gw_front *front);
+
+/* ---- the front door (gw_door.c) ---- */
+typedef struct gw_door gw_door;
+/* Listens on gateway_listen and hands each connection to mhd (started with
+ * MHD_USE_NO_LISTEN_SOCKET) once its client has sent a whole request head. NULL with err. */
+gw_door *gw_door_start(gw *g, struct MHD_Daemon *mhd, char *err, size_t errlen);
+void gw_door_stop(gw_door *door);
+/* Writes a small whole error answer, with Connection: close, on a socket nothing else writes
+ * to at the moment. */
+void gw_answer_raw(int fd, const mr_error *e);
 
 #endif

@@ -73,8 +73,15 @@ void gw_route_topology(gw *g, const gw_request *req, gw_response *res)
                                                  ix->deleted, "placement", shards));
     }
     mr_topology_release(mr_meta_topology(g->meta), topo);
-    gw_reply(res, 200, json_pack("{s:o, s:o, s:s}", "nodes", nodes, "indexes", indexes, "health",
-                                 gw_cluster_health(g, NULL)));
+    json_t *collecting = json_array(), *all = gw_collecting(g);
+    size_t k;
+    json_t *c;
+    json_array_foreach(all, k, c)
+        if (gw_may_see(req, json_string_value(json_object_get(c, "uid"))))
+            json_array_append(collecting, c);
+    json_decref(all);
+    gw_reply(res, 200, json_pack("{s:o, s:o, s:o, s:s}", "nodes", nodes, "indexes", indexes, "collecting", collecting,
+                                 "health", gw_cluster_health(g, NULL)));
 }
 
 /* ---- membership ---- */

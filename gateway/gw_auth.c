@@ -8,6 +8,7 @@
 
 #include "auth.h"
 #include "gw.h"
+#include "util.h"
 
 void gw_caller_clear(gw_caller *c)
 {
@@ -219,7 +220,7 @@ int gw_seed_keys(gw *g, mr_error *err)
         json_t *body = json_pack("{s:s, s:s, s:s, s:o, s:[s], s:n}", "uid", uid, "name", defaults[i].name,
                                  "description", defaults[i].description, "actions", actions, "indexes", "*",
                                  "expiresAt");
-        json_t *rec = mr_key_create(body, uid, time(NULL), err);
+        json_t *rec = mr_key_create(body, uid, mr_now_real(), err);
         json_decref(body);
         snprintf(kv, sizeof kv, "key/%s", uid);
         int rc = rec ? mr_meta_put(g->meta, g->producer, kv, rec, 0, err) : -1;

@@ -1,19 +1,55 @@
 /* gw_http.c: the HTTP front: libmicrohttpd glue, body limits, the route table, replies. */
-#include <arpa/inet.h>
+#include <linux/tcp.h>
 #include <malloc.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "alloc.h"
 #include "auth.h"
+#include "codec.h"
 #include "gw.h"
+#include "head.h"
 #include "util.h"
 
-#define GW_OVER_CAPACITY_SLOTS 64 /* connections past max_connections that still get an answer */
 #define GW_TRIM_AFTER_BYTES (1 << 20)
+#define GW_WATCH_MS 250
+#define GW_BUDGET_STEP (1 << 20) /* a body of unknown length reserves its budget by this much */
 
-static const char over_capacity_mark = 1; /* only its address is used: a connection's mark */
+/* What a connection libmicrohttpd holds is doing, for the watch: its idle timer restarts at
+ * every byte, so it can't see a head or a body that arrives a byte at a time. */
+enum conn_phase {
+    CONN_IDLE,     /* between requests */
+    CONN_BODY,     /* the head was read; the body arrives */
+    CONN_BUSY,     /* a handler runs, or the answer is sent */
+    CONN_ANSWERED, /* the watch answered 408 and shut the socket */
+};
+
+struct gw_conn {
+    struct gw_conn *prev, *next;
+    int fd;
+    enum conn_phase phase;
+    int64_t phase_ms;      /* when the phase began */
+    uint64_t idle_rx;      /* idle: the bytes the socket had received when it became idle */
+    int64_t first_byte_ms; /* idle: when bytes of a next request were first seen, or 0 */
+    size_t body_bytes;     /* body: received so far */
+};
+
+struct gw_front {
+    gw *g;
+    struct MHD_Daemon *mhd;
+    gw_door *door;
+    pthread_mutex_t conns_lock; /* the list and every gw_conn's fields */
+    struct gw_conn *conns;
+    atomic_llong body_bytes;    /* reserved by bodies in flight, against body_budget_bytes */
+    pthread_t watch;
+    int watching; /* the watch thread was started */
+    atomic_int stopping;
+};
 
 struct route {
     const char *method;
@@ -27,6 +63,8 @@ static const struct route routes[] = {
     {"GET", "health", gw_route_health, 0, NULL},
     {"GET", "_miroir", gw_route_console, 0, NULL},
     {"GET", "version", gw_route_version, 0, "version"},
+    {"GET", "experimental-features", gw_route_features_get, 0, "experimental.get"},
+    {"PATCH", "experimental-features", gw_route_features_update, 0, "experimental.update"},
     {"GET", "_miroir/topology", gw_route_topology, 0, "stats.get"},
     {"GET", "_miroir/nodes", gw_route_nodes_list, 0, "stats.get"},
     {"POST", "_miroir/nodes", gw_route_node_add, 0, MR_ACTION_CLUSTER_ADMIN},
@@ -37,29 +75,29 @@ static const struct route routes[] = {
     {"POST", "indexes", gw_route_index_create, 0, "indexes.create"},
     {"GET", "indexes", gw_route_index_list, 0, "indexes.get"},
     {"GET", "indexes/*", gw_route_index_get, 1, "indexes.get"},
-    {"DELETE", "indexes/*", gw_route_index_delete, 1, "indexes.delete"},
-    {"PATCH", "indexes/*", gw_route_index_update, 1, "indexes.update"},
+    {"DELETE", "indexes/*", gw_route_index_delete, 0, "indexes.delete"},
+    {"PATCH", "indexes/*", gw_route_index_update, 0, "indexes.update"},
     {"POST", "swap-indexes", gw_route_swap_indexes, 0, "indexes.swap"},
     {"POST", "indexes/*/documents", gw_route_documents_add, 0, "documents.add"},
     {"PUT", "indexes/*/documents", gw_route_documents_update, 0, "documents.add"},
     {"GET", "indexes/*/documents", gw_route_documents_browse, 1, "documents.get"},
     {"POST", "indexes/*/documents/fetch", gw_route_documents_fetch, 1, "documents.get"},
-    {"POST", "indexes/*/documents/delete-batch", gw_route_documents_delete_batch, 1, "documents.delete"},
-    {"POST", "indexes/*/documents/delete", gw_route_documents_delete_filter, 1, "documents.delete"},
-    {"DELETE", "indexes/*/documents", gw_route_documents_clear, 1, "documents.delete"},
+    {"POST", "indexes/*/documents/delete-batch", gw_route_documents_delete_batch, 0, "documents.delete"},
+    {"POST", "indexes/*/documents/delete", gw_route_documents_delete_filter, 0, "documents.delete"},
+    {"DELETE", "indexes/*/documents", gw_route_documents_clear, 0, "documents.delete"},
     {"GET", "indexes/*/stats", gw_route_index_stats, 1, "stats.get"},
     {"GET", "stats", gw_route_stats, 0, "stats.get"},
     {"GET", "indexes/*/documents/*", gw_route_document_get, 1, "documents.get"},
-    {"DELETE", "indexes/*/documents/*", gw_route_document_delete, 1, "documents.delete"},
+    {"DELETE", "indexes/*/documents/*", gw_route_document_delete, 0, "documents.delete"},
     {"GET", "indexes/*/search", gw_route_search_get, 1, "search"},
     {"POST", "indexes/*/search", gw_route_search_post, 1, "search"},
     {"GET", "indexes/*/settings", gw_route_settings_get, 1, "settings.get"},
-    {"PATCH", "indexes/*/settings", gw_route_settings_update, 1, "settings.update"},
-    {"DELETE", "indexes/*/settings", gw_route_settings_reset, 1, "settings.update"},
+    {"PATCH", "indexes/*/settings", gw_route_settings_update, 0, "settings.update"},
+    {"DELETE", "indexes/*/settings", gw_route_settings_reset, 0, "settings.update"},
     {"GET", "indexes/*/settings/*", gw_route_setting_get, 1, "settings.get"},
-    {"PUT", "indexes/*/settings/*", gw_route_setting_update, 1, "settings.update"},
-    {"PATCH", "indexes/*/settings/*", gw_route_setting_update, 1, "settings.update"},
-    {"DELETE", "indexes/*/settings/*", gw_route_setting_reset, 1, "settings.update"},
+    {"PUT", "indexes/*/settings/*", gw_route_setting_update, 0, "settings.update"},
+    {"PATCH", "indexes/*/settings/*", gw_route_setting_update, 0, "settings.update"},
+    {"DELETE", "indexes/*/settings/*", gw_route_setting_reset, 0, "settings.update"},
     {"POST", "indexes/*/facet-search", gw_route_facet_search, 1, "search"},
     {"POST", "multi-search", gw_route_multi_search, 0, "search"},
     {"GET", "tasks", gw_route_tasks_list, 0, "tasks.get"},
@@ -113,10 +151,16 @@ static void request_id(gw *g, struct MHD_Connection *conn, char *out, size_t len
 
 /* Per-connection request state across libmicrohttpd's calls. */
 struct upload {
+    int begun;   /* the request's headers were read */
+    char *query; /* the raw query string (libmicrohttpd hands the handler only its parsed form) */
     char *body;
     size_t len, cap;
+    size_t reserved; /* of the body budget, given back when the request ends */
     int too_large;
-    int over_capacity; /* its connection came past max_connections: answered 503, then closed */
+    int over_budget;
+    int bad_path;  /* the target's path holds a control character */
+    int responded; /* an answer was queued */
+    struct gw_conn *link;
     int64_t started_ms;
     gw_request_context ctx;
 };
@@ -172,8 +216,6 @@ json_t *gw_body_object(const gw_request *req, mr_error *err)
 const mr_index *gw_find_index(mr_topology *topo, const char *uid, mr_error *err)
 {
     const mr_index *ix = mr_topology_find(topo, uid);
-    if (ix && ix->deleted)
-        ix = NULL;
     if (!ix)
         mr_error_set(err, "index_not_found", "Index `%.200s` not found.", uid);
     return ix;
@@ -211,36 +253,59 @@ static int match(const char *pattern, const char *path, char *buf, size_t buflen
     return 1;
 }
 
-/* Runs the route matching req; returns its index in the table, or GW_ROUTE_SLOTS - 1. */
-static size_t dispatch(gw *g, gw_request *req, gw_response *res)
+/* The route for req's method and path, its index in the table, or -1. *path_known tells a
+ * path some route has (under another method; their methods are added to allow). buf holds the
+ * captures, trimmed the path without its slashes at either end. */
+static int find_route(gw_request *req, char *trimmed, char *buf, size_t len, char *allow, size_t allow_len,
+                      int *path_known)
 {
-    char buf[4096];
     const char *path = req->path;
     while (*path == '/')
         path++;
-    size_t len = strlen(path);
-    char trimmed[4096];
-    snprintf(trimmed, sizeof trimmed, "%s", path);
-    while (len > 0 && trimmed[len - 1] == '/')
-        trimmed[--len] = '\0';
-    int path_known = 0;
+    snprintf(trimmed, len, "%s", path);
+    size_t n = strlen(trimmed);
+    while (n > 0 && trimmed[n - 1] == '/')
+        trimmed[--n] = '\0';
+    *path_known = 0;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        if (!match(routes[i].pattern, trimmed, buf, sizeof buf, req->captures))
+        if (!match(routes[i].pattern, trimmed, buf, len, req->captures))
             continue;
-        path_known = 1;
-        if (strcmp(routes[i].method, req->method) != 0)
-            continue;
-        /* Rights first, as Meilisearch does: a key that may not see an index can't learn
-         * whether it exists. */
+        *path_known = 1;
+        if (strcmp(routes[i].method, req->method) == 0)
+            return (int)i;
+        size_t used = strlen(allow);
+        if (!strstr(allow, routes[i].method))
+            snprintf(allow + used, allow_len - used, "%s%s", used ? ", " : "", routes[i].method);
+    }
+    return -1;
+}
+
+/* Rights first, as Meilisearch does: a key that may not see an index can't learn whether it
+ * exists. Returns 0, or -1 with denied. */
+static int authorize_route(gw *g, const struct route *r, gw_request *req, mr_error *denied)
+{
+    return gw_authorize(g, req, r->action, denied) ||
+                   (strncmp(r->pattern, "indexes/*", 9) == 0 && gw_may_use(req, req->captures[0], denied))
+               ? -1
+               : 0;
+}
+
+/* Runs the route matching req; returns its index in the table, or GW_ROUTE_SLOTS - 1. */
+static size_t dispatch(gw *g, gw_request *req, gw_response *res)
+{
+    char buf[4096], trimmed[4096];
+    int path_known;
+    int found = find_route(req, trimmed, buf, sizeof buf, res->allow, sizeof res->allow, &path_known);
+    if (found >= 0) {
+        const struct route *r = &routes[found];
         mr_error denied;
-        if (gw_authorize(g, req, routes[i].action, &denied) ||
-            (strncmp(routes[i].pattern, "indexes/*", 9) == 0 && gw_may_use(req, req->captures[0], &denied))) {
+        if (authorize_route(g, r, req, &denied)) {
             gw_reply_error(res, &denied);
-            return i;
+            return (size_t)found;
         }
-        if (!routes[i].on_index) {
-            routes[i].handler(g, req, res);
-            return i;
+        if (!r->on_index) {
+            r->handler(g, req, res);
+            return (size_t)found;
         }
         /* The snapshot is held for the whole call: req->ix stays valid even if the topology
          * changes meanwhile. */
@@ -248,11 +313,17 @@ static size_t dispatch(gw *g, gw_request *req, gw_response *res)
         mr_error err;
         req->ix = gw_find_index(topo, req->captures[0], &err);
         if (req->ix)
-            routes[i].handler(g, req, res);
+            r->handler(g, req, res);
         else
             gw_reply_error(res, &err);
         mr_topology_release(mr_meta_topology(g->meta), topo);
-        return i;
+        return (size_t)found;
+    }
+    /* Meilisearch answers both with an empty body (SDKs then report the status line); Miroir's
+     * own routes say what went wrong */
+    if (strncmp(trimmed, "_miroir", 7) != 0) {
+        res->status = path_known ? 405 : 404;
+        return GW_ROUTE_SLOTS - 1;
     }
     mr_error e;
     if (path_known)
@@ -275,9 +346,24 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, gw_response *r
     char *text = res->text ? res->text : res->body ? json_dumps(res->body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     res->text = NULL; /* the response takes it */
     size_t len = text ? strlen(text) : 0;
+    /* Every answer in the coding the client asked for, however small, as Meilisearch gives it:
+     * some SDKs decode without looking at Content-Encoding. */
+    const char *coding = len ? mr_pick_coding(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept-Encoding")) : NULL;
+    char *packed;
+    size_t packed_len;
+    if (coding && mr_encode_body(coding, text, len, &packed, &packed_len) == 0) {
+        free(text);
+        text = packed;
+        len = packed_len;
+    } else {
+        coding = NULL;
+    }
     struct MHD_Response *r = MHD_create_response_from_buffer(len, text ? text : (char *)"", text ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (text)
         MHD_add_response_header(r, "Content-Type", res->text_type ? res->text_type : "application/json");
+    if (coding)
+        MHD_add_response_header(r, "Content-Encoding", coding);
+    MHD_add_response_header(r, "Vary", "Accept-Encoding");
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
     if (res->text_type && strncmp(res->text_type, "text/html", 9) == 0) /* the console: its own inline code only */
         MHD_add_response_header(r, "Content-Security-Policy",
@@ -286,9 +372,219 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, gw_response *r
     MHD_add_response_header(r, "X-Request-Id", rid);
     if (res->close)
         MHD_add_response_header(r, "Connection", "close");
+    if (res->status == 405 && res->allow[0])
+        MHD_add_response_header(r, "Allow", res->allow);
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)res->status, r);
     MHD_destroy_response(r);
     return ret;
+}
+
+/* Replaces a body sent with a Content-Encoding by its decoded bytes, held to the same size limit;
+ * on failure the answer is in res. */
+static int decode_upload(gw *g, struct MHD_Connection *conn, struct upload *up, gw_response *res)
+{
+    const char *coding = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Encoding");
+    if (!coding || strcasecmp(coding, "identity") == 0 || (!up->len && !up->body))
+        return 0;
+    char *plain;
+    size_t plain_len;
+    mr_error e;
+    if (mr_decode_body(coding, up->body ? up->body : "", up->len, (size_t)g->cfg->max_body_bytes, &plain, &plain_len, &e)) {
+        gw_reply_error(res, &e);
+        return -1;
+    }
+    free(up->body);
+    up->body = plain;
+    up->len = plain_len;
+    up->cap = plain_len + 1;
+    return 0;
+}
+
+/* ---- the connections libmicrohttpd holds, and their watch ---- */
+
+static uint64_t bytes_received(int fd)
+{
+    struct tcp_info info;
+    socklen_t len = sizeof info;
+    return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0 ? info.tcpi_bytes_received : 0;
+}
+
+static void enter_phase(gw_front *f, struct gw_conn *c, enum conn_phase phase)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&f->conns_lock);
+    if (c->phase != CONN_ANSWERED) {
+        c->phase = phase;
+        c->phase_ms = mr_now_ms();
+        c->body_bytes = 0;
+        c->first_byte_ms = 0;
+        if (phase == CONN_IDLE)
+            c->idle_rx = bytes_received(c->fd);
+    }
+    pthread_mutex_unlock(&f->conns_lock);
+}
+
+static void body_arrived(gw_front *f, struct gw_conn *c, size_t n)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&f->conns_lock);
+    c->body_bytes += n;
+    pthread_mutex_unlock(&f->conns_lock);
+}
+
+/* Whether c has broken its deadline: a next request's head not ended within header_timeout_ms
+ * of its first byte, or a body slower than body_min_rate once header_timeout_ms have passed. */
+static int overdue(const mr_config *cfg, struct gw_conn *c, int64_t now)
+{
+    if (c->phase == CONN_IDLE) {
+        if (!c->first_byte_ms && bytes_received(c->fd) > c->idle_rx)
+            c->first_byte_ms = now;
+        return c->first_byte_ms && now - c->first_byte_ms > cfg->header_timeout_ms;
+    }
+    if (c->phase == CONN_BODY)
+        return now - c->phase_ms > cfg->header_timeout_ms + (int64_t)(c->body_bytes * 1000 / (size_t)cfg->body_min_rate);
+    return 0;
+}
+
+static void *watch_connections(void *arg)
+{
+    gw_front *f = arg;
+    mr_error e;
+    mr_error_set(&e, "miroir_request_too_slow",
+                 "The request did not arrive in time: its head within header_timeout_ms, its body at body_min_rate.");
+    while (!atomic_load(&f->stopping)) {
+        usleep(GW_WATCH_MS * 1000);
+        int64_t now = mr_now_ms();
+        pthread_mutex_lock(&f->conns_lock);
+        for (struct gw_conn *c = f->conns; c; c = c->next) {
+            if (!overdue(f->g->cfg, c, now))
+                continue;
+            /* libmicrohttpd's thread only reads this socket now, and the list keeps it open
+             * (it is closed after the connection leaves the list): the answer goes out whole,
+             * then the shutdown ends the read it waits in. */
+            gw_answer_raw(c->fd, &e);
+            shutdown(c->fd, SHUT_RDWR);
+            c->phase = CONN_ANSWERED;
+        }
+        pthread_mutex_unlock(&f->conns_lock);
+    }
+    return NULL;
+}
+
+/* ---- one request ---- */
+
+/* Takes n more bytes of the body budget for up; 0, or -1 when the budget can't spare them. */
+static int reserve_body(gw_front *f, struct upload *up, size_t n)
+{
+    long long total = atomic_fetch_add(&f->body_bytes, (long long)n) + (long long)n;
+    if (total > f->g->cfg->body_budget_bytes) {
+        atomic_fetch_sub(&f->body_bytes, (long long)n);
+        return -1;
+    }
+    up->reserved += n;
+    return 0;
+}
+
+/* The two answers a body can get on its head or at its end. */
+static void too_large(mr_error *e, const mr_config *cfg)
+{
+    mr_error_set(e, "payload_too_large", "The provided payload reached the size limit. The maximum accepted payload size is %ld bytes.",
+                 cfg->max_body_bytes);
+}
+
+static void over_budget(mr_error *e, const mr_config *cfg)
+{
+    mr_error_set(e, "miroir_too_many_uploads", "Request bodies in flight have reached body_budget_bytes (%ld bytes); retry later.",
+                 cfg->body_budget_bytes);
+}
+
+/* Counts an answer in the route's metrics and writes the access log line. */
+static void account(gw *g, size_t route, const char *method, const char *url, const struct upload *up,
+                    const gw_response *res)
+{
+    gw_route_counters *st = &g->routes[route];
+    int64_t took_ms = mr_now_ms() - up->started_ms;
+    mr_histogram_observe(&st->latency, (double)took_ms);
+    atomic_fetch_add(&st->by_class[res->status / 100 < 6 ? res->status / 100 : 5], 1);
+    /* The access log: the path without its query string, and the error code, never a header. */
+    if (res->status >= 500)
+        mr_log_request("warn", "gateway", up->ctx.id, "%s %s -> %d in %lld ms: %s", method, url, res->status,
+                       (long long)took_ms, error_field(res, "message"));
+    else if (g->cfg->access_log)
+        mr_log_request("info", "gateway", up->ctx.id, "%s %s -> %d in %lld ms%s%s", method, url, res->status,
+                       (long long)took_ms, res->status >= 400 ? " " : "", res->status >= 400 ? error_field(res, "code") : "");
+}
+
+/* What the head alone settles, answered before any body is read, so that a refused upload
+ * costs the gateway nothing: a path with a control character, a Content-Length past
+ * max_body_bytes, a caller the route refuses, a body the budget can't hold. Returns 1 when the
+ * answer is queued (libmicrohttpd then reads no body, and closes the connection after it). */
+static int answer_from_head(gw_front *f, struct MHD_Connection *conn, const char *url, const char *method,
+                            struct upload *up)
+{
+    gw *g = f->g;
+    const char *length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    int chunked = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
+    unsigned long long declared = length ? strtoull(length, NULL, 10) : 0;
+    int has_body = declared > 0 || chunked;
+    mr_error e = {0};
+    size_t route = GW_ROUTE_SLOTS - 1;
+    if (up->bad_path) {
+        mr_error_set(&e, "bad_request", "The request path holds a control character (raw or percent-encoded).");
+    } else if (has_body) {
+        /* the caller first, as a node checks the key before it reads the payload */
+        gw_request req = {.conn = conn, .method = method, .path = url, .query = up->query};
+        char buf[4096], trimmed[4096], allow[64] = "";
+        int path_known;
+        int found = find_route(&req, trimmed, buf, sizeof buf, allow, sizeof allow, &path_known);
+        if (found >= 0 && authorize_route(g, &routes[found], &req, &e))
+            ;
+        else if (declared > (unsigned long long)g->cfg->max_body_bytes)
+            too_large(&e, g->cfg);
+        else if (found >= 0 && reserve_body(f, up, (size_t)declared))
+            over_budget(&e, g->cfg);
+        gw_caller_clear(&req.caller);
+        if (found >= 0)
+            route = (size_t)found;
+    }
+    if (!mr_failed(&e))
+        return 0;
+    gw_response res = {.close = 1};
+    gw_reply_error(&res, &e);
+    send_response(conn, &res, up->ctx.id);
+    up->responded = 1;
+    account(g, route, method, url, up, &res);
+    json_decref(res.body);
+    return 1;
+}
+
+/* Keeps n bytes of the body, within max_body_bytes and the budget; past either, the bytes are
+ * dropped and the answer says why once the body has ended. */
+static void keep_body(gw_front *f, struct upload *up, const char *data, size_t n)
+{
+    if (up->too_large || up->over_budget)
+        return;
+    if (up->len + n > (size_t)f->g->cfg->max_body_bytes) {
+        up->too_large = 1;
+        return;
+    }
+    if (up->len + n > up->reserved && reserve_body(f, up, up->len + n - up->reserved + GW_BUDGET_STEP)) {
+        up->over_budget = 1;
+        return;
+    }
+    if (up->len + n + 1 > up->cap) {
+        /* a declared length is reserved whole: one allocation of the right size */
+        size_t cap = up->cap ? up->cap * 2 : up->reserved + 1;
+        while (cap < up->len + n + 1)
+            cap *= 2;
+        up->body = mr_realloc(up->body, cap);
+        up->cap = cap;
+    }
+    memcpy(up->body + up->len, data, n);
+    up->len += n;
+    up->body[up->len] = '\0';
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -296,137 +592,179 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   void **con_cls)
 {
     (void)version;
-    gw *g = cls;
+    gw_front *f = cls;
+    gw *g = f->g;
     struct upload *up = *con_cls;
-    if (!up) {
-        up = calloc(1, sizeof *up);
-        up->started_ms = mr_now_ms();
+    if (!up->begun) {
+        up->begun = 1;
         const union MHD_ConnectionInfo *info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-        up->over_capacity = info && info->socket_context == &over_capacity_mark;
+        up->link = info ? info->socket_context : NULL;
+        enter_phase(f, up->link, CONN_BODY);
         request_id(g, conn, up->ctx.id, sizeof up->ctx.id);
-        *con_cls = up;
+        answer_from_head(f, conn, url, method, up);
         return MHD_YES;
     }
     if (*upload_data_size) {
-        size_t n = *upload_data_size;
+        body_arrived(f, up->link, *upload_data_size);
+        keep_body(f, up, upload_data, *upload_data_size);
         *upload_data_size = 0;
-        if (up->over_capacity)
-            return MHD_YES;
-        if (up->too_large || up->len + n > (size_t)g->cfg->max_body_bytes) {
-            up->too_large = 1; /* keep reading so the client gets the answer, but drop the bytes */
-            return MHD_YES;
-        }
-        if (up->len + n + 1 > up->cap) {
-            size_t cap = up->cap ? up->cap : 65536;
-            while (cap < up->len + n + 1)
-                cap *= 2;
-            char *grown = realloc(up->body, cap);
-            if (!grown)
-                return MHD_NO;
-            up->body = grown;
-            up->cap = cap;
-        }
-        memcpy(up->body + up->len, upload_data, n);
-        up->len += n;
-        up->body[up->len] = '\0';
         return MHD_YES;
     }
+    enter_phase(f, up->link, CONN_BUSY);
     gw_response res = {.status = 200};
     size_t route = GW_ROUTE_SLOTS - 1;
     up->ctx.deadline_ms = mr_now_ms() + g->cfg->request_timeout_ms; /* from the end of the upload */
     pthread_setspecific(g->request_key, &up->ctx);
-    if (up->over_capacity) {
-        mr_error e;
-        mr_error_set(&e, "miroir_too_many_connections",
-                     "The gateway has reached max_connections (%ld) open connections; retry later.", g->cfg->max_connections);
+    mr_error e;
+    if (up->too_large) {
+        too_large(&e, g->cfg);
         gw_reply_error(&res, &e);
-        res.close = 1;
-    } else if (up->too_large) {
-        mr_error e;
-        mr_error_set(&e, "payload_too_large", "The provided payload reached the size limit. The maximum accepted payload size is %ld bytes.",
-                     g->cfg->max_body_bytes);
+    } else if (up->over_budget) {
+        over_budget(&e, g->cfg);
         gw_reply_error(&res, &e);
-    } else {
-        gw_request req = {.conn = conn, .method = method, .path = url, .body = up->body ? up->body : "", .body_len = up->len};
+    } else if (decode_upload(g, conn, up, &res) == 0) {
+        gw_request req = {.conn = conn, .method = method, .path = url, .query = up->query,
+                          .body = up->body ? up->body : "", .body_len = up->len};
         route = dispatch(g, &req, &res);
         gw_caller_clear(&req.caller);
     }
     enum MHD_Result ret = send_response(conn, &res, up->ctx.id);
-    gw_route_counters *st = &g->routes[route];
-    int64_t took_ms = mr_now_ms() - up->started_ms;
-    mr_histogram_observe(&st->latency, (double)took_ms);
-    atomic_fetch_add(&st->by_class[res.status / 100 < 6 ? res.status / 100 : 5], 1);
-    /* The access log: the path without its query string, and the error code, never a header. */
-    if (res.status >= 500)
-        mr_log_request("warn", "gateway", up->ctx.id, "%s %s -> %d in %lld ms: %s", method, url, res.status,
-                       (long long)took_ms, error_field(&res, "message"));
-    else if (g->cfg->access_log)
-        mr_log_request("info", "gateway", up->ctx.id, "%s %s -> %d in %lld ms%s%s", method, url, res.status,
-                       (long long)took_ms, res.status >= 400 ? " " : "", res.status >= 400 ? error_field(&res, "code") : "");
+    up->responded = 1;
+    account(g, route, method, url, up, &res);
     json_decref(res.body);
     pthread_setspecific(g->request_key, NULL);
     return ret;
 }
 
-/* A connection opened while max_connections were already open is marked for its whole life: its
- * requests get 503 and it is closed, while the connections that came first keep working. */
+/* Every connection joins the watch's list for its life. */
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode code)
 {
-    (void)conn;
-    gw *g = cls;
+    gw_front *f = cls;
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-        int open = atomic_fetch_add(&g->connections, 1) + 1;
-        *socket_context = open > g->cfg->max_connections ? (void *)&over_capacity_mark : NULL;
-    } else {
-        atomic_fetch_sub(&g->connections, 1);
+        atomic_fetch_add(&f->g->connections, 1);
+        const union MHD_ConnectionInfo *info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        struct gw_conn *c = mr_calloc(1, sizeof *c);
+        c->fd = info ? info->connect_fd : -1;
+        c->phase = CONN_IDLE;
+        c->phase_ms = mr_now_ms();
+        c->idle_rx = bytes_received(c->fd);
+        pthread_mutex_lock(&f->conns_lock);
+        c->next = f->conns;
+        if (f->conns)
+            f->conns->prev = c;
+        f->conns = c;
+        pthread_mutex_unlock(&f->conns_lock);
+        *socket_context = c;
+        return;
     }
+    struct gw_conn *c = *socket_context;
+    if (c) {
+        pthread_mutex_lock(&f->conns_lock);
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            f->conns = c->next;
+        if (c->next)
+            c->next->prev = c->prev;
+        pthread_mutex_unlock(&f->conns_lock);
+        free(c);
+        *socket_context = NULL;
+    }
+    atomic_fetch_sub(&f->g->connections, 1);
+}
+
+/* Every request's state begins here, where the URI is still as the client sent it. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)cls;
+    (void)conn;
+    struct upload *up = mr_calloc(1, sizeof *up);
+    up->started_ms = mr_now_ms();
+    const char *q = strchr(uri, '?');
+    up->query = mr_strdup(q ? q + 1 : "");
+    up->bad_path = !mr_head_path_clean(uri);
+    return up;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
     (void)conn;
-    (void)toe;
+    gw_front *f = cls;
     struct upload *up = *con_cls;
-    if (up) {
-        int large = up->cap >= GW_TRIM_AFTER_BYTES;
-        free(up->body);
-        free(up);
-        *con_cls = NULL;
-        /* Parsing a large write body spreads its JSON over many small blocks in this thread's
-         * arena; glibc keeps those pages after the free. Hand them back, at a cost that is small
-         * next to the parse. */
-        if (large)
-            malloc_trim(0);
+    if (!up)
+        return;
+    /* A body cut short: the client may still read, so say so before libmicrohttpd closes
+     * (unless the watch has answered already). */
+    if (up->begun && !up->responded && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK &&
+        toe != MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN && up->link) {
+        pthread_mutex_lock(&f->conns_lock);
+        if (up->link->phase != CONN_ANSWERED) {
+            mr_error e;
+            mr_error_set(&e, "bad_request", "The request body ended before its Content-Length (or last chunk).");
+            gw_answer_raw(up->link->fd, &e);
+            up->link->phase = CONN_ANSWERED;
+        }
+        pthread_mutex_unlock(&f->conns_lock);
     }
+    atomic_fetch_sub(&f->body_bytes, (long long)up->reserved);
+    enter_phase(f, up->link, CONN_IDLE);
+    int large = up->cap >= GW_TRIM_AFTER_BYTES;
+    free(up->body);
+    free(up->query);
+    free(up);
+    *con_cls = NULL;
+    /* Parsing a large write body spreads its JSON over many small blocks in this thread's
+     * arena; glibc keeps those pages after the free. Hand them back, at a cost that is small
+     * next to the parse. */
+    if (large)
+        malloc_trim(0);
 }
 
-struct MHD_Daemon *gw_http_start(gw *g, char *err, size_t errlen)
+gw_front *gw_http_start(gw *g, char *err, size_t errlen)
 {
-    char host[128];
-    snprintf(host, sizeof host, "%s", g->cfg->gateway_listen);
-    char *colon = strrchr(host, ':');
-    if (!colon) {
-        snprintf(err, errlen, "gateway_listen: expected host:port, got '%s'", g->cfg->gateway_listen);
-        return NULL;
-    }
-    *colon = '\0';
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
-    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
-        snprintf(err, errlen, "gateway_listen: '%s' is not an IPv4 address", host);
-        return NULL;
-    }
+    gw_front *f = mr_calloc(1, sizeof *f);
+    f->g = g;
+    pthread_mutex_init(&f->conns_lock, NULL);
     /* A thread per connection: handlers block on Kafka acks and node fan-out, and a slow one
-     * must not hold up other clients. libmicrohttpd's own limit is set above max_connections so
-     * that the connections past it get a clear 503 instead of a silent close. */
-    struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-        on_request, g, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)(g->cfg->max_connections + GW_OVER_CAPACITY_SLOTS), MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)g->cfg->connection_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, g, MHD_OPTION_END);
-    if (!d)
-        snprintf(err, errlen, "cannot listen on %s", g->cfg->gateway_listen);
-    return d;
+     * must not hold up other clients. The front door accepts, and hands over only connections
+     * with a whole request head, at most max_connections of them (a few more for its races with
+     * closing ones); poll, not select, as descriptors run past FD_SETSIZE. */
+    f->mhd = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL | MHD_USE_ITC |
+            MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ERROR_LOG,
+        0, NULL, NULL, on_request, f, MHD_OPTION_CONNECTION_LIMIT, (unsigned)(g->cfg->max_connections + 16),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)g->cfg->connection_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, f,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, f, MHD_OPTION_END);
+    if (!f->mhd) {
+        snprintf(err, errlen, "libmicrohttpd did not start");
+        gw_http_stop(f);
+        return NULL;
+    }
+    if (pthread_create(&f->watch, NULL, watch_connections, f)) {
+        snprintf(err, errlen, "cannot start the connections' watch");
+        gw_http_stop(f);
+        return NULL;
+    }
+    f->watching = 1;
+    f->door = gw_door_start(g, f->mhd, err, errlen);
+    if (!f->door) {
+        gw_http_stop(f);
+        return NULL;
+    }
+    return f;
+}
+
+void gw_http_stop(gw_front *f)
+{
+    if (!f)
+        return;
+    gw_door_stop(f->door); /* no new connections first */
+    atomic_store(&f->stopping, 1);
+    if (f->watching)
+        pthread_join(f->watch, NULL);
+    if (f->mhd)
+        MHD_stop_daemon(f->mhd);
+    pthread_mutex_destroy(&f->conns_lock);
+    free(f);
 }

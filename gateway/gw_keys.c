@@ -6,6 +6,7 @@
 
 #include "auth.h"
 #include "gw.h"
+#include "util.h"
 
 static int need_master_key(gw *g, gw_response *res)
 {
@@ -107,7 +108,7 @@ void gw_route_key_create(gw *g, const gw_request *req, gw_response *res)
         mr_error_set(&err, "internal", "No random source for a key uid.");
         goto fail;
     }
-    rec = mr_key_create(body, uid, time(NULL), &err);
+    rec = mr_key_create(body, uid, mr_now_real(), &err);
     if (!rec)
         goto fail;
     const char *rec_uid = json_string_value(json_object_get(rec, "uid"));
@@ -137,7 +138,7 @@ void gw_route_key_update(gw *g, const gw_request *req, gw_response *res)
         return;
     mr_error err;
     json_t *body = gw_body_object(req, &err), *rec = NULL, *updated = NULL;
-    if (body && (rec = find_key(g, req->captures[0], &err)) && (updated = mr_key_update(rec, body, time(NULL), &err)) &&
+    if (body && (rec = find_key(g, req->captures[0], &err)) && (updated = mr_key_update(rec, body, mr_now_real(), &err)) &&
         put_key(g, json_string_value(json_object_get(updated, "uid")), updated, &err) == 0)
         gw_reply(res, 200, mr_key_view(updated, g->cfg->master_key));
     else

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "gw.h"
+#include "seq.h"
 #include "util.h"
 
 struct multi {
@@ -89,6 +90,13 @@ static int multi_prepare(struct multi *m, const gw_request *req, mr_topology *to
             }
             if (w)
                 m->weights[i] = json_number_value(w);
+            json_t *remote = json_object_get(opts, "remote");
+            if (remote && !json_is_null(remote)) { /* the cluster is the gateway's network */
+                mr_error_set(err, "miroir_feature_unavailable",
+                             "Inside `.queries[%zu]`: `federationOptions.remote` is not available through Miroir's "
+                             "gateway: every shard of the cluster is searched already.", i);
+                return -1;
+            }
             json_object_del(m->bodies[i], "federationOptions");
         }
         if (federated) {
@@ -133,12 +141,28 @@ static int fed_order(const void *a, const void *b)
         return x->weighted > y->weighted ? -1 : 1;
     if (x->query != y->query)
         return x->query < y->query ? -1 : 1;
+    int written = mr_seq_compare(x->hit, y->hit);
+    if (written)
+        return written;
     if (x->shard != y->shard)
         return x->shard < y->shard ? -1 : 1;
     return x->pos < y->pos ? -1 : x->pos > y->pos;
 }
 
-static json_t *federated_answer(struct multi *m, size_t offset, size_t limit, int64_t started)
+/* Every query's shards were asked at once: the slowest answer of all is on the critical path. */
+static json_int_t engine_ms(const struct multi *m)
+{
+    json_int_t slowest = 0;
+    for (size_t c = 0; c < m->call_count; c++) {
+        json_t *answer = m->calls[c].answer;
+        json_int_t ms = mr_engine_ms(&answer, 1);
+        if (ms > slowest)
+            slowest = ms;
+    }
+    return slowest;
+}
+
+static json_t *federated_answer(struct multi *m, size_t offset, size_t limit)
 {
     size_t total_hits = 0;
     json_int_t estimated = 0;
@@ -189,14 +213,11 @@ static json_t *federated_answer(struct multi *m, size_t offset, size_t limit, in
         json_object_set_new(f->hit, "_federation",
                             json_pack("{s:s, s:I, s:f}", "indexUid", m->queries[f->query].ix->uid, "queriesPosition",
                                       (json_int_t)f->query, "weightedRankingScore", f->weighted));
-        if (!m->queries[f->query].sreq.show_ranking_score)
-            json_object_del(f->hit, "_rankingScore");
-        if (!m->queries[f->query].sreq.show_details)
-            json_object_del(f->hit, "_rankingScoreDetails");
+        mr_search_hit_finish(&m->queries[f->query].sreq, f->hit);
         json_array_append(hits, f->hit);
     }
     free(all);
-    return json_pack("{s:o, s:I, s:I, s:I, s:I}", "hits", hits, "processingTimeMs", (json_int_t)(mr_now_ms() - started),
+    return json_pack("{s:o, s:I, s:I, s:I, s:I}", "hits", hits, "processingTimeMs", engine_ms(m),
                      "limit", (json_int_t)limit, "offset", (json_int_t)offset, "estimatedTotalHits", estimated);
 }
 
@@ -248,7 +269,6 @@ static void add_facets(struct multi *m, json_t *answer, const json_t *facets_by_
 
 void gw_route_multi_search(gw *g, const gw_request *req, gw_response *res)
 {
-    int64_t started = mr_now_ms();
     mr_error err;
     json_t *body = gw_body_object(req, &err);
     if (!body) {
@@ -304,7 +324,7 @@ void gw_route_multi_search(gw *g, const gw_request *req, gw_response *res)
                     in_query(&err, i);
             gw_reply_error(res, &err);
         } else if (federated) {
-            json_t *answer = federated_answer(&m, fed_offset, fed_limit, started);
+            json_t *answer = federated_answer(&m, fed_offset, fed_limit);
             if (json_object_size(facets_by_index))
                 add_facets(&m, answer, facets_by_index, json_object_get(federation, "mergeFacets"));
             gw_reply(res, 200, answer);
@@ -313,10 +333,10 @@ void gw_route_multi_search(gw *g, const gw_request *req, gw_response *res)
             for (size_t i = 0; i < m.count; i++) {
                 json_t *one = json_pack("{s:s}", "indexUid", m.queries[i].ix->uid);
                 int short_answer = 0;
-                json_t *merged = gw_query_merge(&m.queries[i], m.calls + m.first_call[i], started, &short_answer);
+                json_t *merged = gw_query_merge(&m.queries[i], m.calls + m.first_call[i], &short_answer);
                 if (short_answer) { /* distinct needs more from the shards: this query alone, again */
                     json_decref(merged);
-                    merged = gw_query_run(g, &m.queries[i], started, &err);
+                    merged = gw_query_run(g, &m.queries[i], &err);
                     if (!merged) {
                         in_query(&err, i);
                         gw_reply_error(res, &err);

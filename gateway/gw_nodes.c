@@ -79,11 +79,6 @@ int gw_node_is_up(gw *g, const char *id)
            atomic_load(&g->health[i].down_until_ms) <= mr_now_ms();
 }
 
-int gw_node_live(void *g, const char *id)
-{
-    return gw_node_is_up(g, id);
-}
-
 void gw_node_report(gw *g, const char *id, int ok)
 {
     int i = node_slot(g, id);
@@ -105,32 +100,60 @@ void gw_node_report(gw *g, const char *id, int ok)
 
 size_t gw_replica_order(gw *g, const mr_index *ix, uint32_t shard, uint64_t key, const char **out)
 {
-    /* Three groups, each ranked by rendezvous on key: in sync and up; up but lagging (a node
-     * back from an outage, still catching up); down. Later groups are only fallbacks. */
-    const char *group[3][MR_MAX_REPLICAS];
-    size_t count[3] = {0, 0, 0};
-    int64_t applied[MR_MAX_REPLICAS], best = 0;
+    /* Only the in-sync replicas serve reads: each has applied every task reported succeeded.
+     * Two groups, each ranked by rendezvous on key: up, then down (a fallback, in case the
+     * health check is behind). */
+    const char *group[2][MR_MAX_REPLICAS];
+    size_t count[2] = {0, 0};
     const mr_shard *s = &ix->shards[shard];
-    for (size_t r = 0; r < s->count; r++) {
-        applied[r] = mr_meta_applied(g->meta, ix->storage, shard, &s->replicas[r], NULL, 0);
-        if (s->replicas[r].state == MR_REPLICA_READY && applied[r] > best)
-            best = applied[r];
-    }
+    mr_commit commit;
+    mr_meta_commit(g->meta, ix->storage, shard, &commit);
     char url[256];
     for (size_t r = 0; r < s->count; r++) {
-        const char *node = s->replicas[r].node;
-        if (s->replicas[r].state != MR_REPLICA_READY || gw_node_url(g, node, url, sizeof url))
+        const mr_replica *rep = &s->replicas[r];
+        if (rep->state != MR_REPLICA_READY || !mr_commit_has(&commit, rep) || gw_node_url(g, rep->node, url, sizeof url))
             continue;
-        int which = !gw_node_is_up(g, node) ? 2 : best - applied[r] > g->cfg->read_lag_tolerance ? 1 : 0;
-        group[which][count[which]++] = node;
+        int which = gw_node_is_up(g, rep->node) ? 0 : 1;
+        group[which][count[which]++] = rep->node;
     }
     size_t n = 0;
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 2; k++) {
         mr_hrw_rank(key, group[k], count[k]);
         memcpy(out + n, group[k], count[k] * sizeof *out);
         n += count[k];
     }
     return n;
+}
+
+/* Every node holds this index of its own, never a shard: requests are checked against it. */
+#define SCRATCH_INDEX "miroir-settings-check"
+
+int gw_node_check(gw *g, const char *method, const char *path, const char *body, mr_error *err)
+{
+    mr_member members[MR_MAX_NODES];
+    size_t count = gw_members(g, members);
+    for (size_t i = 0; i < count; i++) {
+        const mr_node *n = &members[i].node;
+        if (!gw_node_is_up(g, n->id))
+            continue;
+        mr_http_req r = {0};
+        char url[600];
+        snprintf(url, sizeof url, "%s/indexes/%s%s", n->url, SCRATCH_INDEX, path);
+        mr_http_one(g->http, &r, method, url, body, body ? strlen(body) : 0);
+        json_t *answer = mr_http_json(&r);
+        int rc = -1;
+        if (r.status >= 200 && r.status < 300)
+            rc = 0;
+        else if (r.status >= 400 && r.status < 500 && answer && mr_error_from_json(err, (int)r.status, answer) == 0)
+            rc = 1;
+        json_decref(answer);
+        mr_http_req_reset(&r);
+        if (rc >= 0)
+            return rc ? -1 : 0;
+        gw_node_report(g, n->id, 0);
+    }
+    mr_error_set(err, "miroir_shard_unavailable", "No node is reachable to check the request.");
+    return -1;
 }
 
 void gw_nodes_check(gw *g)

@@ -70,6 +70,7 @@ int gw_scatter(gw *g, gw_shard_call *calls, size_t n, mr_error *err, size_t *fai
             } else if (r->status >= 400 && r->status < 500 && body &&
                        mr_error_from_json(&c->error, (int)r->status, body) == 0) {
                 gw_node_report(g, node, 1); /* the node judged the request: every replica would */
+                gw_error_for_client(&c->error, c->ix);
                 json_decref(body);
                 /* ...unless the node lacks the shard's index: a replica just retired by the
                  * rebalancer, or not rebuilt yet. Another replica may have it. */
@@ -129,4 +130,9 @@ void gw_shard_path(char *out, size_t outlen, const mr_index *ix, uint32_t shard,
     char name[300];
     mr_shard_index_name(name, sizeof name, ix->storage, shard);
     snprintf(out, outlen, "/indexes/%s%s", name, suffix);
+}
+
+void gw_error_for_client(mr_error *err, const mr_index *ix)
+{
+    mr_error_rename_index(err->message, sizeof err->message, ix->storage, ix->uid);
 }

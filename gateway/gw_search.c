@@ -27,14 +27,13 @@ void gw_query_calls(const gw_query *q, gw_shard_call *calls)
     }
 }
 
-json_t *gw_query_merge(const gw_query *q, gw_shard_call *calls, int64_t started, int *short_answer)
+json_t *gw_query_merge(const gw_query *q, gw_shard_call *calls, int *short_answer)
 {
     json_t **answers = calloc(q->ix->shard_count, sizeof *answers);
     for (uint32_t s = 0; s < q->ix->shard_count; s++)
         answers[s] = calls[s].answer;
     mr_merge_limits limits = {q->ix->max_total_hits, q->ix->max_values_per_facet};
-    json_t *out = mr_search_merge(&q->sreq, answers, q->ix->shard_count, &limits, (long)(mr_now_ms() - started),
-                                  short_answer);
+    json_t *out = mr_search_merge(&q->sreq, answers, q->ix->shard_count, &limits, short_answer);
     free(answers);
     return out;
 }
@@ -43,7 +42,7 @@ json_t *gw_query_merge(const gw_query *q, gw_shard_call *calls, int64_t started,
  * ask the shards for more, doubling, a few times at most. */
 #define MAX_OVERFETCH 16
 
-json_t *gw_query_run(gw *g, gw_query *q, int64_t started, mr_error *err)
+json_t *gw_query_run(gw *g, gw_query *q, mr_error *err)
 {
     gw_shard_call *calls = calloc(q->ix->shard_count, sizeof *calls);
     json_t *out = NULL;
@@ -52,7 +51,7 @@ json_t *gw_query_run(gw *g, gw_query *q, int64_t started, mr_error *err)
         if (gw_scatter(g, calls, q->ix->shard_count, err, NULL))
             break;
         int short_answer = 0;
-        out = gw_query_merge(q, calls, started, &short_answer);
+        out = gw_query_merge(q, calls, &short_answer);
         gw_scatter_clear(calls, q->ix->shard_count);
         if (!short_answer || q->sreq.overfetch >= MAX_OVERFETCH)
             break;
@@ -99,7 +98,6 @@ static int search_one_shard(gw *g, gw_query *q, const json_t *body, gw_response 
 
 static void search(gw *g, const gw_request *req, json_t *body, gw_response *res)
 {
-    int64_t started = mr_now_ms();
     mr_error err = {0};
     gw_query q = {0};
     json_t *out = NULL;
@@ -110,7 +108,7 @@ static void search(gw *g, const gw_request *req, json_t *body, gw_response *res)
             gw_query_clear(&q);
             return;
         }
-        out = gw_query_run(g, &q, started, &err);
+        out = gw_query_run(g, &q, &err);
     }
     if (out)
         gw_reply(res, 200, out);
@@ -146,6 +144,7 @@ static const struct get_param get_params[] = {
     {"filter", P_STRING},
     {"facets", P_LIST},
     {"attributesToRetrieve", P_LIST},
+    {"retrieveVectors", P_BOOL},
     {"attributesToCrop", P_LIST},
     {"cropLength", P_INT},
     {"cropMarker", P_STRING},
@@ -225,7 +224,6 @@ void gw_route_search_get(gw *g, const gw_request *req, gw_response *res)
  * 100, as one node answers. */
 void gw_route_facet_search(gw *g, const gw_request *req, gw_response *res)
 {
-    int64_t started = mr_now_ms();
     mr_error err;
     json_t *body = gw_body_object(req, &err);
     const mr_index *ix = body && gw_apply_search_rules(req, req->ix->uid, body, &err) == 0 ? req->ix : NULL;
@@ -247,7 +245,7 @@ void gw_route_facet_search(gw *g, const gw_request *req, gw_response *res)
         json_t *hits = mr_merge_facet_hits(answers, ix->shard_count, 100);
         json_t *q = json_object_get(body, "facetQuery");
         gw_reply(res, 200, json_pack("{s:o, s:O, s:I}", "facetHits", hits, "facetQuery", q ? q : json_null(),
-                                     "processingTimeMs", (json_int_t)(mr_now_ms() - started)));
+                                     "processingTimeMs", mr_engine_ms(answers, ix->shard_count)));
         free(answers);
     } else {
         gw_reply_error(res, &err);

@@ -5,12 +5,9 @@
 #include <string.h>
 
 #include "gw.h"
+#include "seq.h"
 #include "task.h"
 #include "util.h"
-
-/* Settings are checked synchronously, as a single node checks them, by sending them to a scratch
- * index on a live node: its answer is Meilisearch's own validation, errors included. */
-#define SCRATCH_INDEX "miroir-settings-check"
 
 /* Every setting of Meilisearch 1.21, in its JSON name; sub-routes use the kebab-case form. */
 static const char *const setting_keys[] = {
@@ -39,34 +36,6 @@ static const char *setting_of_route(const char *kebab)
     return NULL;
 }
 
-static int validate_on_node(gw *g, const char *body, size_t len, mr_error *err)
-{
-    mr_member members[MR_MAX_NODES];
-    size_t count = gw_members(g, members);
-    for (size_t i = 0; i < count; i++) {
-        const mr_node *n = &members[i].node;
-        if (!gw_node_is_up(g, n->id))
-            continue;
-        mr_http_req r = {0};
-        char url[512];
-        snprintf(url, sizeof url, "%s/indexes/%s/settings", n->url, SCRATCH_INDEX);
-        mr_http_one(g->http, &r, "PATCH", url, body, len);
-        json_t *answer = mr_http_json(&r);
-        int rc = -1;
-        if (r.status == 202)
-            rc = 0;
-        else if (r.status >= 400 && r.status < 500 && answer && mr_error_from_json(err, (int)r.status, answer) == 0)
-            rc = 1;
-        json_decref(answer);
-        mr_http_req_reset(&r);
-        if (rc >= 0)
-            return rc ? -1 : 0;
-        gw_node_report(g, n->id, 0);
-    }
-    mr_error_set(err, "miroir_shard_unavailable", "No node is reachable to check the settings.");
-    return -1;
-}
-
 /* Reads settings.<group>.<name>: 1 and *out set for an integer, 1 and *out = def for a reset
  * (the group or the value is null), 0 when the settings don't touch it. */
 static int setting_long(const json_t *settings, const char *group, const char *name, long def, long *out)
@@ -84,41 +53,52 @@ static int setting_long(const json_t *settings, const char *group, const char *n
     return 0;
 }
 
-/* Stores what the gateway itself needs from the settings (the merge limits) in the index
- * definition. */
-static int remember_settings(gw *g, const mr_index *ix, const json_t *settings, mr_error *err)
+/* What the gateway itself needs of the settings (the merge limits), kept in the definition. */
+struct merge_settings {
+    long max_total_hits, max_values_per_facet;
+    const json_t *distinct; /* NULL: untouched */
+};
+
+static void set_merge_settings(mr_index *ix, const void *arg)
 {
-    long mth = ix->max_total_hits, mvpf = ix->max_values_per_facet;
-    int touched = setting_long(settings, "pagination", "maxTotalHits", g->cfg->default_max_total_hits, &mth);
-    touched |= setting_long(settings, "faceting", "maxValuesPerFacet", 100, &mvpf);
-    json_t *distinct = json_object_get(settings, "distinctAttribute");
-    touched |= distinct != NULL;
-    if (!touched)
-        return 0;
-    mr_index copy;
-    mr_index_copy(&copy, ix);
-    if (distinct)
-        snprintf(copy.distinct_attribute, sizeof copy.distinct_attribute, "%s",
-                 json_is_string(distinct) ? json_string_value(distinct) : "");
-    copy.max_total_hits = mth;
-    copy.max_values_per_facet = mvpf;
-    int rc = gw_put_index(g, &copy, err);
-    mr_index_clear(&copy);
-    return rc;
+    const struct merge_settings *m = arg;
+    if (m->distinct)
+        snprintf(ix->distinct_attribute, sizeof ix->distinct_attribute, "%s",
+                 json_is_string(m->distinct) ? json_string_value(m->distinct) : "");
+    ix->max_total_hits = m->max_total_hits;
+    ix->max_values_per_facet = m->max_values_per_facet;
 }
 
+static int remember_settings(gw *g, const mr_index *ix, const json_t *settings, mr_error *err)
+{
+    struct merge_settings m = {ix->max_total_hits, ix->max_values_per_facet, json_object_get(settings, "distinctAttribute")};
+    int touched = setting_long(settings, "pagination", "maxTotalHits", g->cfg->default_max_total_hits, &m.max_total_hits);
+    touched |= setting_long(settings, "faceting", "maxValuesPerFacet", 100, &m.max_values_per_facet);
+    touched |= m.distinct != NULL;
+    return touched ? gw_update_definition(g, ix, set_merge_settings, &m, err) : 0;
+}
+
+/* Settings are checked as one node checks them (gw_node_check), then written through control
+ * records, in order with the writes before and after them; an update to a missing index creates
+ * it, as on one node, when the key may create indexes. */
 static void settings_write(gw *g, const gw_request *req, gw_response *res, json_t *settings)
 {
     mr_error err;
     char *text = json_dumps(settings, JSON_COMPACT);
-    const mr_index *ix = req->ix;
-    if (validate_on_node(g, text, strlen(text), &err) || remember_settings(g, ix, settings, &err)) {
+    gw_write w = {0};
+    const mr_index *ix = NULL;
+    if (gw_node_check(g, "PATCH", "/settings", text, &err)) {
+        gw_reply_error(res, &err);
+    } else if (!(ix = gw_write_begin(g, req, req->captures[0], 1, &w, &err))) {
+        gw_failed_task(g, req->captures[0], "settingsUpdate", json_deep_copy(settings), &err, res);
+    } else if (remember_settings(g, ix, settings, &err)) {
         gw_reply_error(res, &err);
     } else {
         json_t *task = mr_task_new(ix->uid, "settingsUpdate", json_deep_copy(settings));
         gw_produce_control(g, ix, MR_OP_SETTINGS, settings, task, res);
         json_decref(task);
     }
+    gw_write_end(g, &w);
     free(text);
 }
 
@@ -152,6 +132,7 @@ static json_t *read_settings(gw *g, const mr_index *ix, mr_error *err)
     gw_shard_path(call.path, sizeof call.path, ix, 0, "/settings");
     json_t *out = gw_scatter(g, &call, 1, err, NULL) == 0 ? json_incref(call.answer) : NULL;
     gw_scatter_clear(&call, 1);
+    mr_seq_settings_for_client(out);
     return out;
 }
 
@@ -168,11 +149,8 @@ void gw_route_settings_get(gw *g, const gw_request *req, gw_response *res)
 static const char *sub_route_setting(const gw_request *req, gw_response *res)
 {
     const char *name = setting_of_route(req->captures[1]);
-    if (!name) {
-        mr_error err;
-        mr_error_set(&err, "not_found", "Route `%s %.200s` does not exist.", req->method, req->path);
-        gw_reply_error(res, &err);
-    }
+    if (!name)
+        res->status = 404; /* no such route, answered as a node answers it: an empty 404 */
     return name;
 }
 

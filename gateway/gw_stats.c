@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "gw.h"
+#include "seq.h"
 
 static void add_int(json_t *acc, const char *name, const json_t *from)
 {
@@ -25,8 +26,11 @@ json_t *gw_index_stats(gw *g, const mr_index *ix, mr_error *err)
                         "fieldDistribution");
         json_t *fields = json_object_get(out, "fieldDistribution");
         int indexing = 0;
+        json_int_t value_bytes = 0;
         for (uint32_t s = 0; s < ix->shard_count; s++) {
             json_t *a = calls[s].answer;
+            value_bytes += json_integer_value(json_object_get(a, "avgDocumentSize")) *
+                           json_integer_value(json_object_get(a, "numberOfDocuments"));
             add_int(out, "numberOfDocuments", a);
             add_int(out, "rawDocumentDbSize", a);
             add_int(out, "numberOfEmbeddings", a);
@@ -39,10 +43,12 @@ json_t *gw_index_stats(gw *g, const mr_index *ix, mr_error *err)
                 json_object_set_new(fields, name, json_integer(json_integer_value(count) + json_integer_value(prev)));
             }
         }
+        /* each shard's database is paged on its own: the sizes add up, and the average is over
+         * every shard's documents, from each shard's own (see docs/api-compatibility.md) */
         json_int_t docs = json_integer_value(json_object_get(out, "numberOfDocuments"));
-        json_int_t raw = json_integer_value(json_object_get(out, "rawDocumentDbSize"));
-        json_object_set_new(out, "avgDocumentSize", json_integer(docs ? raw / docs : 0));
+        json_object_set_new(out, "avgDocumentSize", json_integer(docs ? value_bytes / docs : 0));
         json_object_set_new(out, "isIndexing", json_boolean(indexing));
+        json_object_del(fields, MR_SEQ_FIELD); /* the gateway's own field, not the client's */
     }
     gw_scatter_clear(calls, ix->shard_count);
     free(calls);

@@ -1,8 +1,9 @@
-/* gw_tasks.c: tasks (get, list, delete; cancel refused), health and version. */
+/* gw_tasks.c: tasks (get, list, cancel, delete), health and version. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gw.h"
 #include "task.h"
@@ -10,7 +11,18 @@
 
 json_t *gw_task_view(gw *g, const json_t *task)
 {
-    return mr_task_view(g->meta, task, gw_node_live, g);
+    json_t *view = mr_task_view(g->meta, task);
+    const char *storage = json_string_value(json_object_get(task, "storage"));
+    const char *uid = json_string_value(json_object_get(task, "indexUid"));
+    json_t *error = json_object_get(view, "error");
+    const char *message = json_string_value(json_object_get(error, "message"));
+    if (storage && uid && message) { /* a node's error names the shard index, never shown */
+        char text[sizeof ((mr_error *)0)->message];
+        snprintf(text, sizeof text, "%s", message);
+        mr_error_rename_index(text, sizeof text, storage, uid);
+        json_object_set_new(error, "message", json_string(text));
+    }
+    return view;
 }
 
 /* A key restricted to some indexes sees only their tasks, and tasks of no index only with "*". */
@@ -45,8 +57,8 @@ void gw_route_task_get(gw *g, const gw_request *req, gw_response *res)
     json_decref(task);
 }
 
-/* Cluster colour: green when every replica of every shard is on a live node, yellow when some
- * shard lost a replica but keeps one, red when some shard has no live ready replica. */
+/* Cluster colour: green when every shard has RF in-sync replicas on live nodes, yellow when some
+ * shard has fewer but one at least, red when some shard has none that may serve reads. */
 const char *gw_cluster_health(gw *g, json_t *shards_out)
 {
     static const char *const colours[] = {"green", "yellow", "red"};
@@ -56,9 +68,12 @@ const char *gw_cluster_health(gw *g, json_t *shards_out)
         const mr_index *ix = &topo->indexes[i];
         for (uint32_t s = 0; s < ix->shard_count && !ix->deleted; s++) {
             size_t live = 0, placed = ix->shards[s].count;
-            for (size_t r = 0; r < placed; r++)
-                live += ix->shards[s].replicas[r].state == MR_REPLICA_READY &&
-                        gw_node_is_up(g, ix->shards[s].replicas[r].node);
+            mr_commit commit;
+            mr_meta_commit(g->meta, ix->storage, s, &commit);
+            for (size_t r = 0; r < placed; r++) {
+                const mr_replica *rep = &ix->shards[s].replicas[r];
+                live += rep->state == MR_REPLICA_READY && mr_commit_has(&commit, rep) && gw_node_is_up(g, rep->node);
+            }
             int level = live == 0 ? 2 : live < ix->rf ? 1 : 0;
             worst = level > worst ? level : worst;
             if (shards_out)
@@ -117,7 +132,8 @@ void gw_route_version(gw *g, const gw_request *req, gw_response *res)
 /* ---- GET /tasks ---- */
 
 struct task_filter {
-    json_t *uids, *statuses, *types, *index_uids; /* arrays of strings, or NULL */
+    /* arrays of strings, or NULL for no filter ("*" is none) */
+    json_t *uids, *statuses, *types, *index_uids, *canceled_by, *batch_uids;
     int64_t after[3], before[3];                  /* enqueued, started, finished; -1: no bound */
 };
 
@@ -139,9 +155,14 @@ static int in_list(const json_t *list, const char *value)
 
 static int task_matches(const struct task_filter *f, const json_t *view)
 {
-    char uid[32];
+    char uid[32], by[32] = "";
     snprintf(uid, sizeof uid, "%" JSON_INTEGER_FORMAT, json_integer_value(json_object_get(view, "uid")));
-    if (!in_list(f->uids, uid) || !in_list(f->statuses, json_string_value(json_object_get(view, "status"))) ||
+    json_t *canceled_by = json_object_get(view, "canceledBy");
+    if (json_is_integer(canceled_by))
+        snprintf(by, sizeof by, "%" JSON_INTEGER_FORMAT, json_integer_value(canceled_by));
+    /* no task belongs to a batch here (batchUid is null): a list of batches matches none */
+    if (f->batch_uids || (f->canceled_by && (!by[0] || !in_list(f->canceled_by, by))) || !in_list(f->uids, uid) ||
+        !in_list(f->statuses, json_string_value(json_object_get(view, "status"))) ||
         !in_list(f->types, json_string_value(json_object_get(view, "type"))) ||
         !in_list(f->index_uids, json_string_value(json_object_get(view, "indexUid"))))
         return 0;
@@ -158,10 +179,11 @@ static int task_matches(const struct task_filter *f, const json_t *view)
     return 1;
 }
 
+/* A list parameter, or NULL when it is absent or "*" (everything, as no filter). */
 static json_t *list_arg(const gw_request *req, const char *name)
 {
     const char *v = gw_arg(req, name);
-    return v ? gw_csv_list(v) : NULL;
+    return v && strcmp(v, "*") != 0 ? gw_csv_list(v) : NULL;
 }
 
 /* Checks every value of a list against the allowed ones (NULL: any integer). */
@@ -200,7 +222,11 @@ static int task_filter_parse(const gw_request *req, struct task_filter *f, mr_er
     f->statuses = list_arg(req, "statuses");
     f->types = list_arg(req, "types");
     f->index_uids = list_arg(req, "indexUids");
+    f->canceled_by = list_arg(req, "canceledBy");
+    f->batch_uids = list_arg(req, "batchUids");
     if (check_list(f->uids, NULL, "uids", "invalid_task_uids", err) ||
+        check_list(f->batch_uids, NULL, "batchUids", "invalid_batch_uids", err) ||
+        check_list(f->canceled_by, NULL, "canceledBy", "invalid_task_canceled_by", err) ||
         check_list(f->statuses, statuses, "statuses", "invalid_task_statuses", err) ||
         check_list(f->types, types, "types", "invalid_task_types", err))
         return -1;
@@ -215,7 +241,7 @@ static int task_filter_parse(const gw_request *req, struct task_filter *f, mr_er
             const char *v = gw_arg(req, param);
             int64_t *slot = b ? &f->before[i] : &f->after[i];
             *slot = -1;
-            if (v && mr_parse_time(v, slot)) {
+            if (v && strcmp(v, "*") != 0 && mr_parse_time(v, slot)) {
                 mr_error_invalid(err, codes[b][i], "`%.100s` is an invalid date-time. It should follow the RFC 3339 format "
                                                    "to represents a date or datetime.", v);
                 return -1;
@@ -231,6 +257,8 @@ static void task_filter_clear(struct task_filter *f)
     json_decref(f->statuses);
     json_decref(f->types);
     json_decref(f->index_uids);
+    json_decref(f->canceled_by);
+    json_decref(f->batch_uids);
 }
 
 static int count_arg(const gw_request *req, const char *name, long long def, long long *out, const char *code,
@@ -287,89 +315,160 @@ void gw_route_tasks_list(gw *g, const gw_request *req, gw_response *res)
     task_filter_clear(&f);
 }
 
+/* ---- POST /tasks/cancel and DELETE /tasks: both take the task filters and need one ---- */
+
+static const char *const selection_params[] = {"uids", "batchUids", "statuses", "types", "indexUids", "canceledBy",
+                                               "beforeEnqueuedAt", "afterEnqueuedAt", "beforeStartedAt",
+                                               "afterStartedAt", "beforeFinishedAt", "afterFinishedAt"};
+
+/* The filter of a cancel or a deletion (what: "cancel" or "delete"), with Meilisearch's answer
+ * when none is given. Returns 0 or -1 with err; text gets the filter as a query string. */
+static int selection_parse(const gw_request *req, const char *what, struct task_filter *f, char *text, size_t len,
+                           mr_error *err)
+{
+    int given = 0;
+    for (size_t i = 0; i < sizeof selection_params / sizeof selection_params[0]; i++)
+        given |= gw_arg(req, selection_params[i]) != NULL;
+    /* as a node says it: the query string as the client sent it */
+    snprintf(text, len, "?%s", req->query ? req->query : "");
+    memset(f, 0, sizeof *f);
+    if (!given) {
+        mr_error_invalid(err, "missing_task_filters",
+                         "Query parameters to filter the tasks to %s are missing. Available query parameters are: "
+                         "`uids`, `indexUids`, `statuses`, `types`, `canceledBy`, `beforeEnqueuedAt`, "
+                         "`afterEnqueuedAt`, `beforeStartedAt`, `afterStartedAt`, `beforeFinishedAt`, "
+                         "`afterFinishedAt`.", what);
+        return -1;
+    }
+    return task_filter_parse(req, f, err);
+}
+
+/* Calls each(view, ctx) for every visible task the filter matches, oldest first. */
+static void each_selected(gw *g, const gw_request *req, const struct task_filter *f,
+                          void (*each)(const json_t *view, void *ctx), void *ctx)
+{
+    int64_t count = mr_meta_task_count(g->meta);
+    for (int64_t uid = 0; uid < count; uid++) {
+        json_t *task = mr_meta_task(g->meta, uid);
+        json_t *view = task ? gw_task_view(g, task) : NULL;
+        json_decref(task);
+        if (view && task_matches(f, view) && task_visible(req, view))
+            each(view, ctx);
+        json_decref(view);
+    }
+}
+
+static void add_cancelable(const json_t *view, void *ctx)
+{
+    const char *status = json_string_value(json_object_get(view, "status"));
+    if (strcmp(status, "enqueued") == 0 || strcmp(status, "processing") == 0)
+        json_array_append(ctx, json_object_get(view, "uid"));
+}
+
+/* Canceling: the tasks that match and have not ended. Whether each is canceled is decided by
+ * the ingest workers holding its shards' leases (meta.h, vote/): only if no replica has begun to
+ * apply any part of it; then none ever will, a replica rebuilt later included. */
 void gw_route_tasks_cancel(gw *g, const gw_request *req, gw_response *res)
 {
-    (void)g;
-    (void)req;
     mr_error err;
-    mr_error_set(&err, "miroir_not_supported",
-                 "Tasks can't be canceled in Miroir: a task's records are already in Kafka, the source of truth, and "
-                 "every replica will apply them. Undo a write with another write.");
-    gw_reply_error(res, &err);
+    struct task_filter f;
+    char filter_text[1024];
+    if (selection_parse(req, "cancel", &f, filter_text, sizeof filter_text, &err)) {
+        gw_reply_error(res, &err);
+        task_filter_clear(&f);
+        return;
+    }
+    json_t *cancels = json_array();
+    each_selected(g, req, &f, add_cancelable, cancels);
+    task_filter_clear(&f);
+    json_t *task = mr_task_new(NULL, "taskCancelation",
+                               json_pack("{s:I, s:n, s:s}", "matchedTasks", (json_int_t)json_array_size(cancels),
+                                         "canceledTasks", "originalFilter", filter_text));
+    json_object_set_new(task, "cancels", cancels);
+    if (gw_produce_task(g, NULL, 0, task, res) == 0)
+        res->status = 200; /* Meilisearch answers 200, not 202, to the routes that act on tasks */
+    json_decref(task);
+}
+
+struct deletion {
+    json_t *ranges;
+    json_int_t matched, deleted, run_first, run_last;
+};
+
+static void add_deletable(const json_t *view, void *ctx)
+{
+    struct deletion *d = ctx;
+    json_int_t uid = json_integer_value(json_object_get(view, "uid"));
+    d->matched++;
+    if (!mr_task_finished(view))
+        return;
+    d->deleted++;
+    if (d->run_first >= 0 && d->run_last == uid - 1) {
+        d->run_last = uid;
+        return;
+    }
+    if (d->run_first >= 0)
+        json_array_append_new(d->ranges, json_pack("[I, I]", d->run_first, d->run_last));
+    d->run_first = d->run_last = uid;
+}
+
+static void add_unfinished(const json_t *view, void *ctx)
+{
+    if (!mr_task_finished(view))
+        json_array_append(ctx, json_object_get(view, "uid"));
+}
+
+/* A node processes a deletion after the tasks enqueued before it, so a client that deletes the
+ * task it has just enqueued sees that one go too. Tasks end later here than on a node: the
+ * deletion first waits, up to task_deletion_wait_ms, for the matched tasks under way to end. */
+static void await_matched(gw *g, const gw_request *req, const struct task_filter *f)
+{
+    json_t *pending = json_array();
+    each_selected(g, req, f, add_unfinished, pending);
+    int64_t deadline = mr_now_ms() + g->cfg->task_deletion_wait_ms;
+    while (json_array_size(pending) && mr_now_ms() < deadline) {
+        struct timespec pause = {0, 20 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+        for (size_t i = json_array_size(pending); i-- > 0;) {
+            json_t *task = mr_meta_task(g->meta, json_integer_value(json_array_get(pending, i)));
+            json_t *view = task ? gw_task_view(g, task) : NULL;
+            if (!view || mr_task_finished(view))
+                json_array_remove(pending, i);
+            json_decref(view);
+            json_decref(task);
+        }
+    }
+    json_decref(pending);
 }
 
 /* Deleting tasks: the finished ones among the matches leave the history. The tasks topic is
  * append-only, so the deletion is a metadata record of uid ranges that every gateway forgets. */
 void gw_route_tasks_delete(gw *g, const gw_request *req, gw_response *res)
 {
-    static const char *const filters[] = {"uids", "statuses", "types", "indexUids", "canceledBy", "beforeEnqueuedAt",
-                                          "afterEnqueuedAt", "beforeStartedAt", "afterStartedAt", "beforeFinishedAt",
-                                          "afterFinishedAt"};
     mr_error err;
-    int any = 0;
-    for (size_t i = 0; i < sizeof filters / sizeof filters[0]; i++)
-        any |= gw_arg(req, filters[i]) != NULL;
-    if (!any) {
-        mr_error_invalid(&err, "missing_task_filters",
-                         "Query parameters to filter the tasks to delete are missing. Available query parameters are: "
-                         "`uids`, `indexUids`, `statuses`, `types`, `canceledBy`, `beforeEnqueuedAt`, "
-                         "`afterEnqueuedAt`, `beforeStartedAt`, `afterStartedAt`, `beforeFinishedAt`, "
-                         "`afterFinishedAt`.");
-        gw_reply_error(res, &err);
-        return;
-    }
     struct task_filter f;
-    if (task_filter_parse(req, &f, &err)) {
+    char filter_text[1024];
+    if (selection_parse(req, "delete", &f, filter_text, sizeof filter_text, &err)) {
         gw_reply_error(res, &err);
         task_filter_clear(&f);
         return;
     }
-    json_t *ranges = json_array();
-    json_int_t matched = 0, deleted = 0, run_first = -1, run_last = -1;
-    int64_t count = mr_meta_task_count(g->meta);
-    for (int64_t uid = 0; uid < count; uid++) {
-        json_t *task = mr_meta_task(g->meta, uid);
-        json_t *view = task ? gw_task_view(g, task) : NULL;
-        json_decref(task);
-        const char *status = json_string_value(json_object_get(view, "status"));
-        int hit = view && task_matches(&f, view) && task_visible(req, view);
-        int finished = status && (strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0);
-        json_decref(view);
-        matched += hit;
-        if (hit && finished) {
-            deleted++;
-            if (run_last == uid - 1 && run_first >= 0) {
-                run_last = uid;
-                continue;
-            }
-            if (run_first >= 0)
-                json_array_append_new(ranges, json_pack("[I, I]", run_first, run_last));
-            run_first = run_last = uid;
-        }
-    }
-    if (run_first >= 0)
-        json_array_append_new(ranges, json_pack("[I, I]", run_first, run_last));
+    await_matched(g, req, &f);
+    struct deletion d = {.ranges = json_array(), .run_first = -1, .run_last = -1};
+    each_selected(g, req, &f, add_deletable, &d);
     task_filter_clear(&f);
-    const char *query = strchr(req->path, '?');
-    char filter_text[1024];
-    /* libmicrohttpd strips the query from the path: rebuild it from the filters given */
-    size_t n = 0;
-    filter_text[0] = '\0';
-    for (size_t i = 0; i < sizeof filters / sizeof filters[0] && !query; i++) {
-        const char *v = gw_arg(req, filters[i]);
-        if (v && n < sizeof filter_text)
-            n += (size_t)snprintf(filter_text + n, sizeof filter_text - n, "%s%s=%s", n ? "&" : "?", filters[i], v);
-    }
+    if (d.run_first >= 0)
+        json_array_append_new(d.ranges, json_pack("[I, I]", d.run_first, d.run_last));
     json_t *task = mr_task_new(NULL, "taskDeletion",
-                               json_pack("{s:I, s:I, s:s}", "matchedTasks", matched, "deletedTasks", deleted,
-                                         "originalFilter", query ? query : filter_text));
+                               json_pack("{s:I, s:I, s:s}", "matchedTasks", d.matched, "deletedTasks", d.deleted,
+                                         "originalFilter", filter_text));
     char key[64];
     snprintf(key, sizeof key, "deleted-tasks/%" PRId64, mr_now_ms());
-    json_t *record = json_pack("{s:o}", "ranges", ranges);
+    json_t *record = json_pack("{s:o}", "ranges", d.ranges);
     if (json_array_size(json_object_get(record, "ranges")) && mr_meta_put(g->meta, g->producer, key, record, 1, &err))
         gw_reply_error(res, &err);
-    else
-        gw_produce_task(g, NULL, 0, task, res);
+    else if (gw_produce_task(g, NULL, 0, task, res) == 0)
+        res->status = 200;
     json_decref(record);
     json_decref(task);
 }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "gw.h"
@@ -48,10 +49,22 @@ int main(int argc, char **argv)
     gw g = {.cfg = &cfg};
     pthread_mutex_init(&g.health_lock, NULL);
     pthread_mutex_init(&g.keys_lock, NULL);
+    pthread_rwlock_init(&g.writes, NULL);
+    pthread_mutex_init(&g.defs, NULL);
+    pthread_mutex_init(&g.ready_lock, NULL);
+    pthread_mutex_init(&g.janitor_lock, NULL);
+    pthread_cond_init(&g.janitor_wake, NULL);
+    g.ready = json_object();
     pthread_key_create(&g.request_key, NULL);
     int rc = 1;
-    pthread_t meta_thread, health_thread;
-    struct MHD_Daemon *daemon = NULL;
+    pthread_t meta_thread, health_thread, janitor_thread;
+    gw_front *front = NULL;
+    /* every client connection is a descriptor: take all the kernel allows this process */
+    struct rlimit files;
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+        files.rlim_cur = files.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &files);
+    }
     if (mr_meta_join(&cfg, &g.producer, &g.meta, err, sizeof err))
         goto fail;
     mr_error seed_err;
@@ -62,19 +75,22 @@ int main(int argc, char **argv)
     g.http = mr_http_new(cfg.node_key, cfg.upstream_timeout_ms, cfg.connect_timeout_ms);
     pthread_create(&meta_thread, NULL, follow_meta, &g);
     pthread_create(&health_thread, NULL, check_nodes, &g);
-    daemon = gw_http_start(&g, err, sizeof err);
-    if (daemon) {
+    pthread_create(&janitor_thread, NULL, gw_janitor, &g);
+    front = gw_http_start(&g, err, sizeof err);
+    if (front) {
         mr_log("info", "gateway", "listening on %s", cfg.gateway_listen);
         int sig;
         sigwait(&sigs, &sig);
         mr_log("info", "gateway", "signal %d: shutting down", sig);
         alarm(10); /* closing Kafka handles can wait on an unreachable broker; no state is lost */
-        MHD_stop_daemon(daemon);
+        gw_http_stop(front);
         rc = 0;
     }
     atomic_store(&g.stopping, 1);
+    gw_janitor_poke(&g);
     pthread_join(meta_thread, NULL);
     pthread_join(health_thread, NULL);
+    pthread_join(janitor_thread, NULL);
 fail:
     if (rc)
         fprintf(stderr, "miroir-gateway: %s\n", err);
@@ -86,6 +102,12 @@ fail:
     }
     pthread_mutex_destroy(&g.health_lock);
     pthread_mutex_destroy(&g.keys_lock);
+    pthread_rwlock_destroy(&g.writes);
+    pthread_mutex_destroy(&g.defs);
+    pthread_mutex_destroy(&g.ready_lock);
+    pthread_mutex_destroy(&g.janitor_lock);
+    pthread_cond_destroy(&g.janitor_wake);
+    json_decref(g.ready);
     json_decref(g.keys_source);
     json_decref(g.keys_by_value);
     pthread_key_delete(g.request_key);

@@ -1,11 +1,13 @@
-/* ingest.h: the ingest worker: a consumer group leases shard partitions; for each leased shard,
- * one replica stream per replica applies the partition to its node from its own offset.
+/* ingest.h: the ingest worker. A consumer group hands out leases (the partitions of
+ * miroir.progress); a worker applies the shards whose lease it holds, each replica as a stream of
+ * its own from its own applied offset, and records what it applied in its leases' partitions, in
+ * transactions that the broker accepts only while the worker still holds them.
  *
- * Ownership: main owns the ingest context. The context owns the group consumer (the lease), one
- * plain consumer per node (the readers, positioned per replica), the streams, and a producer for
- * metadata, DLQ and inbox routing. When the lease or the topology changes, the set of streams is
- * made again; a stream whose replica is unchanged keeps its batches and tasks in flight. Their
- * durable state is only the applied offset in miroir.meta. */
+ * Ownership: main owns the ingest context. The context owns the lease consumer, the inbox
+ * consumer, a plain producer (inbox routing, dead letters), the progress writer (progress.c, a
+ * transactional producer and its thread), one plain consumer per node (the readers, positioned
+ * per replica), and the streams and shard states (apply.c, insync.c). Their durable state is
+ * only what the progress topic holds. */
 #ifndef MIROIR_INGEST_H
 #define MIROIR_INGEST_H
 
@@ -20,68 +22,6 @@
 #include "record.h"
 #include "topology.h"
 
-struct buf {
-    char *data;
-    size_t len, cap;
-};
-
-enum batch_kind { BATCH_NONE, BATCH_REPLACE, BATCH_UPDATE, BATCH_DELETE, BATCH_CONTROL };
-
-/* A batch sent to Meilisearch, waiting for its task. */
-#define TASK_NONE -1     /* nothing was sent (every record was poison): done once it is at the head */
-#define TASK_REJECTED -2 /* the node refused the request itself; the reason is in error */
-
-struct inflight {
-    int64_t task_uid; /* a Meilisearch task uid, or TASK_NONE / TASK_REJECTED */
-    json_t *error;    /* owned; for TASK_REJECTED */
-    int64_t first, last;
-    size_t count;
-    enum mr_op op;
-    /* for a one-record batch, what a DLQ entry needs if Meilisearch rejects it */
-    char *key;
-    char *value;
-};
-
-#define MAX_INFLIGHT 64
-
-struct stream {
-    char index[MR_INDEX_UID_MAX + 1]; /* the index's storage name (see topology.h) */
-    char topic[256];
-    char shard_index[300];
-    uint32_t shard;
-    uint32_t shard_count;
-    char primary_key[256];
-    char node_id[MR_NODE_ID_MAX];
-    char node_url[256];
-    uint64_t incarnation; /* the replica's (topology.h); its applied offset is recorded with it */
-    int node_slot;
-    int dlq_writer; /* the first replica of the shard writes DLQ records, so they are not duplicated */
-    int deleted;    /* the index is deleted: only its delete-index records still apply */
-    int rebuilding; /* the replica is building: replaying history, in larger batches */
-    int64_t applied;  /* next offset to apply; durable in miroir.meta */
-    int64_t expect;   /* next offset this stream wants from Kafka (after the pending records) */
-    /* the batch being built */
-    enum batch_kind kind;
-    enum mr_op batch_op;
-    struct buf body;
-    size_t batch_docs;
-    int64_t batch_first, batch_last, batch_started_ms;
-    char *single_key, *single_value;
-    /* Records read but not yet in a batch (the first did not fit the one being built), in
-     * offset order. Reading on into this queue, rather than pausing and seeking back at every
-     * batch boundary, keeps a replay of mixed operations as fast as a bulk load. */
-    rd_kafka_message_t **pending;
-    size_t pending_head, pending_len, pending_cap;
-    struct inflight inflight[MAX_INFLIGHT];
-    size_t inflight_count;
-    /* failure handling */
-    int64_t resume_at_ms;   /* paused until then after a failure */
-    int failures;
-    int64_t split_until;    /* while bisecting: offsets up to here go in batches of split_size */
-    size_t split_size;
-    int paused;
-};
-
 struct node_reader {
     char id[MR_NODE_ID_MAX];
     char url[256];
@@ -89,35 +29,81 @@ struct node_reader {
     int64_t last_poll_ms; /* last task poll */
 };
 
+struct ingest_stream;   /* stream.h */
+struct ingest_shard;    /* stream.h */
+struct ingest_progress; /* progress.c */
+
 typedef struct ingest {
     const mr_config *cfg;
-    rd_kafka_t *group;    /* the lease on partitions */
-    rd_kafka_t *producer;
+    rd_kafka_t *group;    /* the leases: a consumer group over miroir.progress, never read */
+    rd_kafka_t *inbox;    /* a consumer group over the inbox topics */
+    rd_kafka_t *producer; /* plain and idempotent: inbox routing, dead-letter topics */
     mr_meta *meta;
     mr_http *http;
+    uint32_t leases;
+    unsigned char *owned; /* leases entries: 1 while this worker holds the lease */
+    struct ingest_progress *progress;
     struct node_reader readers[MR_MAX_NODES]; /* one per node ever seen, created on first use */
     size_t reader_count;
-    rd_kafka_topic_partition_list_t *leased; /* index-topic partitions this worker owns */
     mr_topology *topo_seen; /* the snapshot the streams were built from */
+    uint64_t cancels_seen;  /* mr_meta_cancel_version when holds were last worked out */
     int streams_dirty;
-    struct stream *streams;
+    int leases_changed; /* since the streams were last made */
+    struct ingest_stream *streams;
     size_t stream_count;
-    atomic_int stopping;
+    struct ingest_shard *shards;
+    size_t shard_count;
+    json_t *my_votes;   /* "cancel/task/shard" -> {storage, shard, first, held}: voted here, until decided */
+    json_t *dlq_topics; /* uid -> true: its dead-letter topic is known to exist */
+    json_t *topics;     /* "node topic" -> true: that node's reader knows the index topic exists */
 } ingest;
+
+/* lease.c: the consumer group that hands out leases */
+int ingest_lease_start(ingest *in, char *err, size_t errlen);
+/* Serves the group (heartbeats, rebalances). */
+void ingest_lease_poll(ingest *in);
+void ingest_lease_stop(ingest *in);
+/* Whether this worker holds the lease of (storage, shard). */
+int ingest_owns(const ingest *in, const char *storage, uint32_t shard);
+
+/* progress.c: what the worker applied, written where only the lease holder may write */
+int ingest_progress_start(ingest *in, char *err, size_t errlen);
+void ingest_progress_stop(ingest *in);
+/* Queues key = value (NULL: tombstone) for (storage, shard)'s lease; a later put of the same key
+ * replaces it. The copies are the writer's, which writes them soon, in one transaction the broker
+ * fences with the group's generation. */
+void ingest_progress_put(ingest *in, const char *storage, uint32_t shard, const char *key, const char *value);
+/* Whether the worker may act on its leases now: the broker accepted a transaction of its within
+ * the lease window, shorter than the group's session timeout. A worker stopped past that (a
+ * frozen process) sends nothing to any node until it has proved it still holds them. */
+int ingest_may_act(ingest *in);
+/* Asks the writer to prove the leases again (a transaction even with nothing queued). */
+void ingest_progress_renew(ingest *in);
+/* Waits until everything queued so far is written, at most timeout_ms. Returns 0 or -1. */
+int ingest_progress_flush(ingest *in, int timeout_ms);
+/* Tells the writer whether this worker holds lease; what is queued for a lease let go is dropped. */
+void ingest_progress_hold(ingest *in, uint32_t lease, int held);
 
 /* apply.c */
 void ingest_rebuild_streams(ingest *in);
+/* Ends the streams of the shards under lease (revoked). */
+void ingest_drop_lease(ingest *in, uint32_t lease);
 void ingest_free_readers(ingest *in);
 void ingest_free_streams(ingest *in);
-/* Reads from the node readers, sends batches, polls tasks. Returns 1 if it did any work. */
+/* Reads from the node readers, sends batches, polls tasks, keeps the in-sync sets. Returns 1 if
+ * it did any work. */
 int ingest_apply_round(ingest *in);
 
-/* inbox.c: routes records of miroir.in.<index> to the shard partition. Returns records routed. */
-int ingest_route_inbox(ingest *in, rd_kafka_message_t **msgs, size_t n);
+/* inbox.c: routes records of miroir.in.<uid> to the shard partition of the uid's live index */
+int ingest_inbox_start(ingest *in, char *err, size_t errlen);
+/* Routes what arrived; returns 1 if it routed anything. */
+int ingest_inbox_poll(ingest *in);
+void ingest_inbox_stop(ingest *in);
 
-/* dlq.c */
-void ingest_dead_letter(ingest *in, const char *index, const char *source_topic, int32_t partition, int64_t offset,
-                        const char *key, size_t key_len, const char *value, size_t value_len, const char *op,
-                        const mr_error *why, int write_topic);
+/* dlq.c: sets a record aside in the uid's dead-letter topic (write_topic), and for a record of a
+ * shard partition (storage not NULL) marks it in the progress topic, where its task reads it. */
+void ingest_dead_letter(ingest *in, const char *uid, const char *storage, const char *source_topic, int32_t partition,
+                        int64_t offset, const char *key, size_t key_len, const char *value, size_t value_len,
+                        const char *op, const mr_error *why, int write_topic);
 
 #endif

@@ -38,6 +38,7 @@ static const struct code_info codes[] = {
     {"missing_document_filter", 400, "invalid_request"},
     {"task_not_found", 404, "invalid_request"},
     {"invalid_task_uids", 400, "invalid_request"},
+    {"invalid_batch_uids", 400, "invalid_request"},
     {"invalid_search_offset", 400, "invalid_request"},
     {"invalid_search_limit", 400, "invalid_request"},
     {"invalid_search_page", 400, "invalid_request"},
@@ -46,10 +47,8 @@ static const struct code_info codes[] = {
     {"miroir_invalid_shards", 400, "invalid_request"},
     {"miroir_invalid_replication_factor", 400, "invalid_request"},
     {"miroir_reserved_field", 400, "invalid_request"},
-    {"miroir_not_supported", 501, "invalid_request"},
     {"miroir_invalid_node", 400, "invalid_request"},
     {"miroir_node_not_found", 404, "invalid_request"},
-    {"miroir_index_being_deleted", 409, "invalid_request"},
     {"index_primary_key_already_exists", 400, "invalid_request"},
     {"miroir_kafka_unavailable", 503, "system"},
     {"miroir_shard_unavailable", 503, "system"},
@@ -60,6 +59,10 @@ static const struct code_info codes[] = {
     {"api_key_not_found", 404, "invalid_request"},
     {"api_key_already_exists", 409, "invalid_request"},
     {"miroir_too_many_connections", 503, "system"},
+    {"miroir_too_many_uploads", 503, "system"},
+    {"miroir_request_too_slow", 408, "invalid_request"},
+    {"miroir_head_too_large", 431, "invalid_request"},
+    {"miroir_feature_unavailable", 400, "invalid_request"},
     {"miroir_request_timeout", 504, "system"},
     {"internal", 500, "internal"},
 };
@@ -114,4 +117,25 @@ json_t *mr_error_json(const mr_error *e)
     snprintf(link, sizeof link, "https://docs.meilisearch.com/errors#%s", e->code);
     return json_pack("{s:s, s:s, s:s, s:s}", "message", e->message, "code", e->code, "type", e->type,
                      "link", link);
+}
+
+void mr_error_rename_index(char *message, size_t len, const char *storage, const char *uid)
+{
+    char out[1024];
+    size_t n = 0, slen = strlen(storage);
+    for (const char *p = message; *p && n + 1 < sizeof out;) {
+        const char *d = strncmp(p, storage, slen) == 0 ? p + slen : NULL;
+        if (d && strncmp(d, "__s", 3) == 0 && d[3] >= '0' && d[3] <= '9') {
+            for (d += 3; *d >= '0' && *d <= '9'; d++)
+                ;
+            n += (size_t)snprintf(out + n, sizeof out - n, "%s", uid);
+            if (n >= sizeof out)
+                n = sizeof out - 1;
+            p = d;
+        } else {
+            out[n++] = *p++;
+        }
+    }
+    out[n] = '\0';
+    snprintf(message, len, "%s", out);
 }

@@ -29,6 +29,9 @@ int mr_error_from_json(mr_error *e, int status, const json_t *body);
 /* New reference: {"message","code","type","link"}. */
 json_t *mr_error_json(const mr_error *e);
 
+/* Rewrites every "<storage>__s<digits>" (a shard index's name) in message as uid, in place. */
+void mr_error_rename_index(char *message, size_t len, const char *storage, const char *uid);
+
 static inline int mr_failed(const mr_error *e) { return e->status != 0; }
 
 #endif

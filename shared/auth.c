@@ -122,9 +122,10 @@ int mr_key_allows_index(const json_t *indexes, const char *index)
 
 /* Parses Meilisearch's accepted date forms (RFC 3339, "YYYY-MM-DD", "YYYY-MM-DD HH:MM:SS") into
  * seconds since the epoch. Returns 0 or -1. */
-static int parse_date(const char *s, time_t *out)
+static int parse_date(const char *s, time_t *out, long *nsec)
 {
     struct tm tm = {0};
+    *nsec = 0;
     int consumed = 0;
     if (sscanf(s, "%4d-%2d-%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &consumed) != 3 || consumed != 10)
         return -1;
@@ -136,8 +137,8 @@ static int parse_date(const char *s, time_t *out)
             return -1;
         p += 1 + n;
         if (*p == '.')
-            for (p++; isdigit((unsigned char)*p); p++)
-                ;
+            for (long scale = 100000000; isdigit((unsigned char)*++p); scale /= 10)
+                *nsec += (*p - '0') * scale;
         if (*p == 'Z' || *p == 'z') {
             p++;
         } else if (*p == '+' || *p == '-') {
@@ -159,18 +160,25 @@ static int parse_date(const char *s, time_t *out)
     return 0;
 }
 
-static void format_time(time_t t, char *out, size_t len)
+/* RFC 3339 in UTC as Meilisearch writes it: nanoseconds when there are any. */
+static void format_time(time_t t, long nsec, char *out, size_t len)
 {
     struct tm tm;
     gmtime_r(&t, &tm);
-    strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    char base[32];
+    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (nsec)
+        snprintf(out, len, "%s.%09ldZ", base, nsec);
+    else
+        snprintf(out, len, "%sZ", base);
 }
 
 int mr_key_expired(const json_t *key, time_t now)
 {
     const char *at = json_string_value(json_object_get(key, "expiresAt"));
     time_t t;
-    return at && parse_date(at, &t) == 0 && t <= now;
+    long nsec;
+    return at && parse_date(at, &t, &nsec) == 0 && t <= now;
 }
 
 static int valid_index_pattern(const char *s)
@@ -206,10 +214,10 @@ static int normalise_uuid(const char *s, char out[MR_KEY_UID_LEN])
     return 0;
 }
 
-static void stamp(json_t *key, const char *field, time_t now)
+static void stamp(json_t *key, const char *field, time_t sec, long nsec)
 {
-    char ts[32];
-    format_time(now, ts, sizeof ts);
+    char ts[48];
+    format_time(sec, nsec, ts, sizeof ts);
     json_object_set_new(key, field, json_string(ts));
 }
 
@@ -296,12 +304,13 @@ static int take_expiry(json_t *key, const json_t *body, time_t now, mr_error *er
         return 0;
     }
     time_t t;
-    if (!json_is_string(v) || parse_date(json_string_value(v), &t) != 0 || t <= now) {
+    long nsec;
+    if (!json_is_string(v) || parse_date(json_string_value(v), &t, &nsec) != 0 || t <= now) {
         mr_error_invalid(err, "invalid_api_key_expires_at", "Invalid value at `.expiresAt`: `%.100s` is not a valid date. It should follow the RFC 3339 format to represent a date or datetime in the future or specified as a null value. e.g. 'YYYY-MM-DD' or 'YYYY-MM-DD HH:MM:SS'.",
                          json_is_string(v) ? json_string_value(v) : "(not a string)");
         return -1;
     }
-    stamp(key, "expiresAt", t);
+    stamp(key, "expiresAt", t, nsec);
     return 0;
 }
 
@@ -321,7 +330,7 @@ static int unknown_field(const json_t *body, const char *const *allowed, const c
     return 0;
 }
 
-json_t *mr_key_create(const json_t *body, const char *uid_if_absent, time_t now, mr_error *err)
+json_t *mr_key_create(const json_t *body, const char *uid_if_absent, struct timespec now, mr_error *err)
 {
     static const char *const fields[] = {"description", "name", "uid", "actions", "indexes", "expiresAt", NULL};
     if (unknown_field(body, fields, "`description`, `name`, `uid`, `actions`, `indexes`, `expiresAt`", err))
@@ -338,16 +347,16 @@ json_t *mr_key_create(const json_t *body, const char *uid_if_absent, time_t now,
     json_t *key = json_pack("{s:n, s:n, s:s}", "name", "description", "uid", uid);
     if (take_text(key, body, "name", "invalid_api_key_name", err) ||
         take_text(key, body, "description", "invalid_api_key_description", err) || take_actions(key, body, err) ||
-        take_indexes(key, body, err) || take_expiry(key, body, now, err)) {
+        take_indexes(key, body, err) || take_expiry(key, body, now.tv_sec, err)) {
         json_decref(key);
         return NULL;
     }
-    stamp(key, "createdAt", now);
-    stamp(key, "updatedAt", now);
+    stamp(key, "createdAt", now.tv_sec, now.tv_nsec);
+    stamp(key, "updatedAt", now.tv_sec, now.tv_nsec);
     return key;
 }
 
-json_t *mr_key_update(const json_t *key, const json_t *body, time_t now, mr_error *err)
+json_t *mr_key_update(const json_t *key, const json_t *body, struct timespec now, mr_error *err)
 {
     static const struct {
         const char *field, *code;
@@ -373,7 +382,7 @@ json_t *mr_key_update(const json_t *key, const json_t *body, time_t now, mr_erro
         json_decref(updated);
         return NULL;
     }
-    stamp(updated, "updatedAt", now);
+    stamp(updated, "updatedAt", now.tv_sec, now.tv_nsec);
     return updated;
 }
 

@@ -46,11 +46,11 @@ int mr_key_expired(const json_t *key, time_t now);
 
 /* Validates a POST /keys body into a new key record (uid from the body, or uid_if_absent),
  * stamped now. NULL with err (Meilisearch's invalid_api_key_* / missing_api_key_* codes). */
-json_t *mr_key_create(const json_t *body, const char *uid_if_absent, time_t now, mr_error *err);
+json_t *mr_key_create(const json_t *body, const char *uid_if_absent, struct timespec now, mr_error *err);
 
 /* Validates a PATCH /keys/{key} body (only name and description change) against key; returns
  * the updated record, or NULL with err (immutable_api_key_* and friends). */
-json_t *mr_key_update(const json_t *key, const json_t *body, time_t now, mr_error *err);
+json_t *mr_key_update(const json_t *key, const json_t *body, struct timespec now, mr_error *err);
 
 /* The key record as the API shows it: the record plus its derived "key" value. */
 json_t *mr_key_view(const json_t *key, const char *master);

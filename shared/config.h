@@ -29,8 +29,12 @@ typedef struct mr_config {
     long max_body_bytes;
     long max_connections;
     long connection_timeout_s;  /* idle client connections are closed after this */
+    long header_timeout_ms;     /* a request head must arrive within this of its first byte */
+    long body_min_rate;         /* bytes per second a body must keep up, after header_timeout_ms */
+    long body_budget_bytes;     /* request bodies held in memory at once, all connections together */
     long upstream_timeout_ms;   /* one node request, end to end */
     long request_timeout_ms;    /* a client request's fan-out, failovers included */
+    long task_deletion_wait_ms; /* how long DELETE /tasks waits for the tasks it matched to end */
     long access_log;            /* 1: the gateway logs every request (id, route, status, time) */
     long connect_timeout_ms;    /* TCP connect to a node */
     long produce_timeout_ms;    /* Kafka delivery; past it a write answers 503 */
@@ -41,7 +45,9 @@ typedef struct mr_config {
     long ingest_retry_ms;       /* first backoff after a node failure; doubles up to 30 s */
     char worker_id[64];
     long default_max_total_hits;
-    long read_lag_tolerance;    /* a replica further behind its most advanced peer serves no reads while a peer can */
+    long browse_in_order_max; /* browsing without sort is in write order up to this many documents */
+    long in_sync_lag_ms;        /* a replica behind its peers that applies nothing this long leaves the in-sync set */
+    long progress_partitions;   /* partitions of miroir.progress, i.e. ingest leases; read when the topic is made */
     long rebalance_concurrency; /* replicas being built at once, cluster-wide: the rebuild throttle */
     long rebalance_interval_ms; /* how often the rebalancer looks at the placement */
     long retire_grace_ms;       /* between a replica's last read and the drop of its index */

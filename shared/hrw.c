@@ -10,6 +10,15 @@ uint32_t mr_shard_of(const char *id, size_t len, uint32_t shards)
     return (uint32_t)(XXH64(id, len, 0) % shards);
 }
 
+uint32_t mr_lease_of(const char *storage, uint32_t shard, uint32_t leases)
+{
+    char buf[600];
+    int n = snprintf(buf, sizeof buf, "%s/%u", storage, shard);
+    if (n < 0 || leases == 0)
+        return 0;
+    return (uint32_t)(XXH64(buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1, 0) % leases);
+}
+
 uint64_t mr_hrw_score(const char *index, uint32_t shard, const char *node_id)
 {
     char buf[1200];

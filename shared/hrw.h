@@ -17,6 +17,10 @@ uint64_t mr_hrw_score(const char *index, uint32_t shard, const char *node_id);
 size_t mr_hrw_place(const char *index, uint32_t shard, const char *const *node_ids, size_t n, size_t rf,
                     size_t *out);
 
+/* The lease of a shard: which partition of miroir.progress carries its progress, and so which
+ * ingest worker applies it. xxh64 of "storage/shard" mod leases. */
+uint32_t mr_lease_of(const char *storage, uint32_t shard, uint32_t leases);
+
 /* Orders candidates[0..n) by rendezvous score against key (best first), in place.
  * Used to pick a replica per query: the same key always meets the same replicas. */
 void mr_hrw_rank(uint64_t key, const char **candidates, size_t n);

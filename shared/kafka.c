@@ -54,7 +54,20 @@ fail:
     return NULL;
 }
 
+static int conf_extra(rd_kafka_conf_t *conf, const char *const *extra, char *err, size_t errlen)
+{
+    for (const char *const *kv = extra; kv && kv[0]; kv += 2)
+        if (conf_set(conf, kv[0], kv[1], err, errlen))
+            return -1;
+    return 0;
+}
+
 rd_kafka_t *mr_kafka_producer(const mr_config *cfg, char *err, size_t errlen)
+{
+    return mr_kafka_producer_with(cfg, NULL, err, errlen);
+}
+
+rd_kafka_t *mr_kafka_producer_with(const mr_config *cfg, const char *const *extra, char *err, size_t errlen)
 {
     rd_kafka_conf_t *conf = base_conf(cfg, err, errlen);
     if (!conf)
@@ -65,7 +78,10 @@ rd_kafka_t *mr_kafka_producer(const mr_config *cfg, char *err, size_t errlen)
     if (conf_set(conf, "enable.idempotence", "true", err, errlen) || conf_set(conf, "acks", "all", err, errlen) ||
         conf_set(conf, "linger.ms", "2", err, errlen) ||
         conf_set(conf, "message.timeout.ms", timeout, err, errlen) ||
-        conf_set(conf, "compression.type", "lz4", err, errlen)) {
+        conf_set(conf, "compression.type", "lz4", err, errlen) ||
+        /* a topic made a moment ago is written to as soon as the broker knows it */
+        conf_set(conf, "topic.metadata.refresh.fast.interval.ms", "20", err, errlen) ||
+        conf_extra(conf, extra, err, errlen)) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
@@ -76,7 +92,16 @@ rd_kafka_t *mr_kafka_producer(const mr_config *cfg, char *err, size_t errlen)
     return rk;
 }
 
-rd_kafka_t *mr_kafka_consumer(const mr_config *cfg, const char *group_id, char *err, size_t errlen)
+rd_kafka_t *mr_kafka_consumer(const mr_config *cfg, const char *group_id, const char *const *extra, char *err,
+                              size_t errlen)
+{
+    return mr_kafka_consumer_cb(cfg, group_id, extra, NULL, NULL, err, errlen);
+}
+
+rd_kafka_t *mr_kafka_consumer_cb(const mr_config *cfg, const char *group_id, const char *const *extra,
+                                 void (*rebalance)(rd_kafka_t *, rd_kafka_resp_err_t, rd_kafka_topic_partition_list_t *,
+                                                   void *),
+                                 void *opaque, char *err, size_t errlen)
 {
     rd_kafka_conf_t *conf = base_conf(cfg, err, errlen);
     if (!conf)
@@ -88,15 +113,24 @@ rd_kafka_t *mr_kafka_consumer(const mr_config *cfg, const char *group_id, char *
         conf_set(conf, "enable.auto.offset.store", "false", err, errlen) ||
         conf_set(conf, "auto.offset.reset", "earliest", err, errlen) ||
         conf_set(conf, "topic.metadata.refresh.interval.ms", "2000", err, errlen) ||
-        conf_set(conf, "fetch.wait.max.ms", "50", err, errlen)) {
+        conf_set(conf, "fetch.wait.max.ms", "50", err, errlen) ||
+        /* a topic made a moment ago is read as soon as the broker knows it */
+        conf_set(conf, "topic.metadata.refresh.fast.interval.ms", "20", err, errlen) ||
+        conf_extra(conf, extra, err, errlen)) {
         rd_kafka_conf_destroy(conf);
         return NULL;
+    }
+    if (rebalance) {
+        rd_kafka_conf_set_rebalance_cb(conf, rebalance);
+        rd_kafka_conf_set_opaque(conf, opaque);
     }
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, errlen);
     if (!rk) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
+    if (group_id)
+        rd_kafka_poll_set_consumer(rk);
     return rk;
 }
 
@@ -162,7 +196,7 @@ int mr_kafka_create_topic(rd_kafka_t *rk, const char *topic, int partitions, con
             rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
         rd_kafka_resp_err_t e = n ? rd_kafka_topic_result_error(res[0]) : RD_KAFKA_RESP_ERR_UNKNOWN;
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR || e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
-            rc = 0;
+            rc = e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS;
         else
             snprintf(err, errlen, "creating topic %s: %s", topic,
                      n && rd_kafka_topic_result_error_string(res[0]) ? rd_kafka_topic_result_error_string(res[0])
@@ -175,9 +209,15 @@ int mr_kafka_create_topic(rd_kafka_t *rk, const char *topic, int partitions, con
     rd_kafka_NewTopic_destroy(nt);
     /* Until this handle's metadata lists the topic, producing to it fails as unknown (it may
      * remember the topic as deleted). */
-    if (rc == 0)
-        rc = wait_topic(rk, topic, TOPIC_READY, 100, timeout_ms, "created but not visible", err, errlen);
+    if (rc >= 0 && wait_topic(rk, topic, TOPIC_READY, 10, timeout_ms, "created but not visible", err, errlen))
+        rc = -1;
     return rc;
+}
+
+int mr_kafka_topic_exists(rd_kafka_t *rk, const char *topic)
+{
+    int listed = topic_listed(rk, topic);
+    return listed < 0 ? -1 : listed == TOPIC_READY;
 }
 
 int mr_kafka_delete_topic(rd_kafka_t *rk, const char *topic, int timeout_ms, char *err, size_t errlen)
@@ -207,7 +247,7 @@ int mr_kafka_delete_topic(rd_kafka_t *rk, const char *topic, int timeout_ms, cha
     rd_kafka_queue_destroy(q);
     rd_kafka_DeleteTopic_destroy(dt);
     /* Deletion is asynchronous in the cluster: wait until a new topic of this name can be made. */
-    if (rc == 0)
+    if (rc == 0 && timeout_ms > 0)
         rc = wait_topic(rk, topic, TOPIC_ABSENT, 200, timeout_ms, "still exists", err, errlen);
     return rc;
 }

@@ -12,24 +12,39 @@
 /* An idempotent producer (acks=all) whose delivery reports feed mr_produce_all.
  * Returns NULL with err on failure. Free with rd_kafka_destroy after rd_kafka_flush. */
 rd_kafka_t *mr_kafka_producer(const mr_config *cfg, char *err, size_t errlen);
+/* mr_kafka_producer with more librdkafka properties (a NULL-terminated name, value, … list),
+ * set last. */
+rd_kafka_t *mr_kafka_producer_with(const mr_config *cfg, const char *const *extra, char *err, size_t errlen);
 
 /* A consumer; group_id may be NULL for a handle that only uses assign() and never commits.
- * Auto-commit is off. */
-rd_kafka_t *mr_kafka_consumer(const mr_config *cfg, const char *group_id, char *err, size_t errlen);
+ * Auto-commit is off. extra (may be NULL) is a NULL-terminated name, value, … list of more
+ * librdkafka properties. */
+rd_kafka_t *mr_kafka_consumer(const mr_config *cfg, const char *group_id, const char *const *extra, char *err,
+                              size_t errlen);
+/* mr_kafka_consumer for a group, with a rebalance callback called with opaque. */
+rd_kafka_t *mr_kafka_consumer_cb(const mr_config *cfg, const char *group_id, const char *const *extra,
+                                 void (*rebalance)(rd_kafka_t *, rd_kafka_resp_err_t, rd_kafka_topic_partition_list_t *,
+                                                   void *),
+                                 void *opaque, char *err, size_t errlen);
 
-/* Creates a topic (an existing one is fine). config is a NULL-terminated name, value, … list.
- * Returns 0, or -1 with err. */
+/* Creates a topic (an existing one is fine) and waits until this handle sees it. config is a
+ * NULL-terminated name, value, … list. Returns 0 when it made the topic (so it is empty), 1 when
+ * it existed already, or -1 with err. */
 int mr_kafka_create_topic(rd_kafka_t *rk, const char *topic, int partitions, const char *const *config,
                           int timeout_ms, char *err, size_t errlen);
 
-/* Deletes a topic and waits until the cluster no longer lists it (a missing topic is fine).
- * Returns 0, or -1 with err. */
 /* The end offset of an index's shard partition (miroir.idx.<storage>, partition shard): how many
  * records a caught-up replica has applied. -1 if Kafka doesn't say within timeout_ms. */
 int64_t mr_kafka_shard_end(rd_kafka_t *rk, const char *storage, uint32_t shard, int timeout_ms);
 /* mr_kafka_shard_end for every shard of an index at once (one request to Kafka, not one per
  * shard): fills ends[0..shards), each -1 if Kafka doesn't say within timeout_ms. */
 void mr_kafka_index_ends(rd_kafka_t *rk, const char *storage, uint32_t shards, int64_t *ends, int timeout_ms);
+
+/* Deletes a topic and waits until the cluster no longer lists it (a missing topic is fine);
+ * with timeout_ms 0, asks and does not wait. Returns 0, or -1 with err. */
+/* Whether this handle's fresh metadata lists the topic with partitions: 1, 0, or -1 if the cluster
+ * didn't answer. */
+int mr_kafka_topic_exists(rd_kafka_t *rk, const char *topic);
 
 int mr_kafka_delete_topic(rd_kafka_t *rk, const char *topic, int timeout_ms, char *err, size_t errlen);
 

@@ -84,6 +84,7 @@ void mr_http_req_reset(mr_http_req *r)
     r->resp_len = 0;
     r->status = 0;
     r->curl_error[0] = '\0';
+    r->never_sent = 0;
 }
 
 int mr_http_run(mr_http *h, mr_http_req *reqs, size_t n)
@@ -140,6 +141,7 @@ int mr_http_run(mr_http *h, mr_http_req *reqs, size_t n)
             continue;
         mr_http_req *r;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+        r->never_sent = msg->data.result == CURLE_COULDNT_CONNECT || msg->data.result == CURLE_COULDNT_RESOLVE_HOST;
         if (msg->data.result == CURLE_OK) {
             curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &r->status);
         } else {

@@ -24,6 +24,7 @@ typedef struct mr_http_req {
     char *resp;               /* NUL-terminated body, malloc'd */
     size_t resp_len;
     char curl_error[CURL_ERROR_SIZE];
+    int never_sent;           /* no connection was made: the node cannot have seen the request */
     double elapsed_ms;
 } mr_http_req;
 

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "seq.h"
+
 static int read_count(json_t *body, const char *name, size_t *out, size_t min, const char *code, mr_error *err)
 {
     json_t *v = json_object_get(body, name);
@@ -92,11 +94,11 @@ json_t *mr_search_shard_body(mr_search_req *req, long max_total_hits)
 {
     json_t *b = json_deep_copy(req->body);
     size_t want = window(req, max_total_hits) * req->overfetch;
-    if (req->distinct[0]) {
-        json_decref(req->added);
-        req->added = NULL;
+    json_decref(req->added);
+    req->added = NULL;
+    if (req->distinct[0])
         mr_retrieve_for_merge(json_object_get(b, "attributesToRetrieve"), req->distinct, &req->added);
-    }
+    mr_retrieve_for_merge(json_object_get(b, "attributesToRetrieve"), MR_SEQ_FIELD, &req->added);
     json_object_del(b, "offset");
     json_object_del(b, "limit");
     json_object_del(b, "page");
@@ -235,6 +237,9 @@ static int before(const struct cursor *a, const struct cursor *b)
     } else if (a->score != b->score) {
         return a->score > b->score;
     }
+    int written = mr_seq_compare(a->hit, b->hit);
+    if (written)
+        return written < 0;
     if (a->shard != b->shard)
         return a->shard < b->shard;
     return a->pos < b->pos;
@@ -272,6 +277,18 @@ static int seen_distinct(json_t *seen, const json_t *hit, const char *attr)
     return dup;
 }
 
+void mr_search_hit_finish(const mr_search_req *req, json_t *hit)
+{
+    if (!req->show_ranking_score)
+        json_object_del(hit, "_rankingScore");
+    if (!req->show_details)
+        json_object_del(hit, "_rankingScoreDetails");
+    size_t k;
+    json_t *attr;
+    json_array_foreach(req->added, k, attr) json_object_del(hit, json_string_value(attr));
+    mr_seq_strip(hit);
+}
+
 static json_t *merge_hits(const mr_search_req *req, json_t *const *answers, size_t n, size_t skip, size_t take)
 {
     json_t *seen = req->distinct[0] ? json_object() : NULL;
@@ -305,15 +322,9 @@ static json_t *merge_hits(const mr_search_req *req, json_t *const *answers, size
     free(heap);
     json_decref(seen);
     /* only now: the comparisons above needed the scores, details and distinct values */
-    size_t i, k;
-    json_t *hit, *attr;
-    json_array_foreach(out, i, hit) {
-        if (!req->show_ranking_score)
-            json_object_del(hit, "_rankingScore");
-        if (!req->show_details)
-            json_object_del(hit, "_rankingScoreDetails");
-        json_array_foreach(req->added, k, attr) json_object_del(hit, json_string_value(attr));
-    }
+    size_t i;
+    json_t *hit;
+    json_array_foreach(out, i, hit) mr_search_hit_finish(req, hit);
     return out;
 }
 
@@ -493,9 +504,21 @@ static int came_out_short(const mr_search_req *req, const json_t *hits, size_t w
     return 0;
 }
 
-json_t *mr_search_merge(const mr_search_req *req, json_t *const *answers, size_t n, const mr_merge_limits *limits,
-                        long elapsed_ms, int *short_answer)
+json_int_t mr_engine_ms(json_t *const *answers, size_t n)
 {
+    json_int_t slowest = 0;
+    for (size_t s = 0; s < n; s++) {
+        json_int_t ms = answers[s] ? json_integer_value(json_object_get(answers[s], "processingTimeMs")) : 0;
+        if (ms > slowest)
+            slowest = ms;
+    }
+    return slowest;
+}
+
+json_t *mr_search_merge(const mr_search_req *req, json_t *const *answers, size_t n, const mr_merge_limits *limits,
+                        int *short_answer)
+{
+    json_int_t elapsed_ms = mr_engine_ms(answers, n);
     if (short_answer)
         *short_answer = 0;
     long max_total_hits = limits->max_total_hits;

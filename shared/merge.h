@@ -2,7 +2,8 @@
  *
  * The gateway asks every shard for the first offset+limit hits (capped at maxTotalHits) with
  * their ranking score, then k-way merges them: score descending (with `sort`, rule by rule as
- * the index ranks them, from the ranking score details), ties by shard then position,
+ * the index ranks them, from the ranking score details), ties in write order (seq.h) as one
+ * node breaks them, then by shard and position,
  * so the merged order is a pure function of the shard answers. Counts add up (capped at
  * maxTotalHits), facet counts add up, facet stats take min and max. */
 #ifndef MIROIR_MERGE_H
@@ -56,6 +57,10 @@ json_t *mr_merge_facet_hits(json_t *const *answers, size_t n, size_t max_values)
  * so that it can be removed from the merged answer. */
 void mr_retrieve_for_merge(json_t *retrieved, const char *attr, json_t **added);
 
+/* Takes out of a merged hit what only the merge needed: the ranking score and its details unless
+ * the client asked for them, the attributes added for the merge, and the write order. */
+void mr_search_hit_finish(const mr_search_req *req, json_t *hit);
+
 /* A hash of the query without its paging: the same query meets the same replicas. */
 uint64_t mr_search_affinity(const json_t *shard_body);
 
@@ -70,6 +75,11 @@ typedef struct mr_merge_limits {
  * when deduplication left the page short while some shard may hold more: ask again with a
  * larger req->overfetch. */
 json_t *mr_search_merge(const mr_search_req *req, json_t *const *answers, size_t n, const mr_merge_limits *limits,
-                        long elapsed_ms, int *short_answer);
+                        int *short_answer);
+
+/* A scattered query's processingTimeMs: the slowest answer's own. The shards work at once, so
+ * this is the engine's time on the query's critical path; like one node's, it leaves out the
+ * HTTP hops (the gateway's request durations are in /metrics). NULL answers are skipped. */
+json_int_t mr_engine_ms(json_t *const *answers, size_t n);
 
 #endif

@@ -3,24 +3,40 @@
  * Topic miroir.meta (1 partition, compacted) holds, by key:
  *   node/<id>                       {"url", "state": active|draining|removing}: a cluster member;
  *                                   a tombstone removes it
- *   index/<uid>                     the index definition (topology.h), or a tombstone; written by
- *                                   the gateway, with the placement it was created with
+ *   index/<uid>                     {"generation", "live": definition (topology.h) or null}: the uid's
+ *                                   live incarnation, and how many it ever had (never tombstoned)
+ *   dropped/<storage>               the definition of a deleted incarnation whose storage is being
+ *                                   collected, with "deletedAt"; it wins over an index/ record that
+ *                                   still names it live. A tombstone once collected
+ *   collected/<storage>             {"uid", "shards", "deletedAt"}: what tasks of a collected
+ *                                   incarnation still need, kept for good
  *   placement/<storage>             {"createdAt", "placement"}: the placement as the rebalancer
  *                                   moves replicas; it overrides the definition's (its only writer)
  *   rebuild/<storage>/<shard>/<node> {"at"}: a request to rebuild one replica from the log
- *   applied/<storage>/<shard>/<node> {"offset": next offset to apply, "at": time, "incarnation"}
- *                                   for one replica
- *   dlq/<storage>/<shard>/<offset>  {"error": {…}} for a record that went to the dead-letter topic
- *   swap/<id>                       {"indexes": [definition, …]}: definitions that change together
+ *   swap/<id>                       {"indexes": [definition, …]}: live definitions that change together
  *                                   (an index swap), applied in one snapshot
  *   deleted-tasks/<id>              {"ranges": [[first, last], …]}: task uids deleted from the history
+ *   task-done/<uid>                 the view of a finished task, as it was when it finished: a task's
+ *                                   end is written once, so it never changes afterwards
  *   key/<uid>                       an API key's record (auth.h; never its value), or a tombstone
  *   keys-seeded                     {"at"}: the default keys were created once; deleting one
  *                                   does not bring it back
  * Topic miroir.tasks (1 partition) holds one record per task; its offset is the task uid.
+ * Topic miroir.progress (one partition per lease, compacted) holds what ingest has done, written
+ * only by the worker holding the shard's lease (mr_lease_of), in transactions the broker fences
+ * with the ingest group's generation:
+ *   applied/<storage>/<shard>/<node> {"offset": next offset to apply, "at", "incarnation"}
+ *   commit/<storage>/<shard>        {"offset", "at", "isr": [[node, incarnation], …]}: every replica in
+ *                                   the in-sync set has applied everything below offset; only they
+ *                                   serve reads. The offset never goes back
+ *   dlq/<storage>/<shard>/<offset>  {"error": {…}} for a record that went to the dead-letter topic
+ *   removed/<storage>/<shard>/<offset> {"count"}: how many documents a deletion by filter or of
+ *                                   everything (one record) removed from the shard, as its node said
+ *   vote/<cancel>/<task>/<shard>    {"held": bool}: whether a task's part in a shard could still be
+ *                                   canceled (held: no replica had begun it) when the cancel came
  *
- * An mr_meta follows both topics from the beginning. Its getters are thread-safe; one thread at a
- * time calls mr_meta_poll. */
+ * An mr_meta follows all three topics from the beginning (the progress topic read committed). Its
+ * getters are thread-safe; one thread at a time calls mr_meta_poll. */
 #ifndef MIROIR_META_H
 #define MIROIR_META_H
 
@@ -41,18 +57,37 @@ void mr_meta_free(mr_meta *m);
 /* Applies the records that arrive within timeout_ms. Returns how many were applied. */
 int mr_meta_poll(mr_meta *m, int timeout_ms);
 
-/* Polls until both topics are read up to their end as of now. Returns 0, or -1 on timeout. */
+/* Polls until every topic is read up to its end as of now. Returns 0, or -1 on timeout. */
 int mr_meta_sync(mr_meta *m, int timeout_ms);
 
 /* Blocks until the follower (polled by another thread) has applied topic's record at offset.
  * Returns 0, or -1 on timeout. */
 int mr_meta_wait(mr_meta *m, const char *topic, int64_t offset, int timeout_ms);
 
+/* Blocks until the follower has applied something new, or timeout_ms passed. */
+void mr_meta_wait_change(mr_meta *m, int timeout_ms);
+
 mr_topology_holder *mr_meta_topology(mr_meta *m);
+
+/* How many partitions (leases) the progress topic has. */
+uint32_t mr_meta_leases(const mr_meta *m);
 
 /* The next offset to apply for one replica (0 if it has applied nothing). If at is not NULL,
  * it receives the time of the last applied batch ("" if none). */
-int64_t mr_meta_applied(mr_meta *m, const char *index, uint32_t shard, const mr_replica *rep, char *at, size_t atlen);
+int64_t mr_meta_applied(mr_meta *m, const char *storage, uint32_t shard, const mr_replica *rep, char *at, size_t atlen);
+
+/* A shard's commit point and in-sync set (see miroir.progress above). */
+typedef struct mr_commit {
+    int known; /* a commit record exists; else offset is 0 and every ready replica counts */
+    int64_t offset;
+    char at[48];
+    size_t isr_count;
+    mr_replica isr[MR_MAX_REPLICAS]; /* node and incarnation; state unused */
+} mr_commit;
+
+void mr_meta_commit(mr_meta *m, const char *storage, uint32_t shard, mr_commit *out);
+/* Whether rep is in c's in-sync set (every ready replica is when c is not known). */
+int mr_commit_has(const mr_commit *c, const mr_replica *rep);
 
 /* How many records of storage's shards went to the dead-letter topic. */
 size_t mr_meta_dlq_count(mr_meta *m, const char *storage);
@@ -64,26 +99,63 @@ json_t *mr_meta_rebuilds(mr_meta *m);
  * one replaces it when a key changes, so pointer equality says "unchanged"). *seeded (if not
  * NULL) says whether the default keys were ever created. */
 json_t *mr_meta_keys(mr_meta *m, int *seeded);
+/* The experimental features set through the API ("features" record): a new object, {} if none. */
+json_t *mr_meta_features(mr_meta *m);
 
 /* How many task records exist: their uids are 0 … count-1. */
 int64_t mr_meta_task_count(mr_meta *m);
 
-/* A new reference to task uid's record, or NULL if unknown. */
+/* A new reference to task uid's record, or NULL if unknown (or deleted). */
 json_t *mr_meta_task(mr_meta *m, int64_t uid);
+/* A new reference to the view a finished task was recorded with (task-done/), or NULL. */
+json_t *mr_meta_task_done(mr_meta *m, int64_t uid);
+/* The uids of the tasks not recorded as finished yet, oldest first (a new array). */
+json_t *mr_meta_open_tasks(mr_meta *m);
 
-/* Counts the dead-lettered records of (index, shard) in [first, last] into *count, and returns
+/* Counts the dead-lettered records of (storage, shard) in [first, last] into *count, and returns
  * the error of the first as a new reference, or NULL if there is none. */
-json_t *mr_meta_dlq_error(mr_meta *m, const char *index, uint32_t shard, int64_t first, int64_t last,
+json_t *mr_meta_dlq_error(mr_meta *m, const char *storage, uint32_t shard, int64_t first, int64_t last,
                           size_t *count);
 
-/* The applied/ and dlq/ keys of an index (a new array of strings), to clear them when an index
- * of that name is created again. */
-json_t *mr_meta_index_keys(mr_meta *m, const char *index);
+/* How many documents the deletion record at (storage, shard, offset) removed, or -1 if no
+ * replica has said yet. */
+int64_t mr_meta_removed(mr_meta *m, const char *storage, uint32_t shard, int64_t offset);
+
+/* The uid's incarnation counter: how many incarnations it ever had (0: never created). */
+uint64_t mr_meta_generation(mr_meta *m, const char *uid);
+
+/* A new reference to collected/<storage> ({"uid", "shards", "deletedAt"}), or NULL. */
+json_t *mr_meta_collected(mr_meta *m, const char *storage);
+
+/* The progress keys of a storage (applied/…, commit/…), a new array of [partition, key], to
+ * tombstone them once it is collected. */
+json_t *mr_meta_progress_keys(mr_meta *m, const char *storage);
+
+/* ---- cancelation: see vote/ above; the decision is a pure function of the votes ---- */
+
+/* Whether task uid was canceled: the uid of the cancel task that did, or -1. */
+int64_t mr_meta_canceled_by(mr_meta *m, int64_t uid);
+/* The decision of cancel on task: 1 canceled, 0 not (some replica had begun it), -1 pending. */
+int mr_meta_cancel_decision(mr_meta *m, int64_t cancel, int64_t task);
+/* For ingest, about one shard: the first offset no replica may take yet (a part held for a cancel
+ * being decided; -1: none), and whether offset lies in a canceled part (then it is never applied).
+ * Both are cheap; version changes whenever either answer may have. */
+int64_t mr_meta_hold_from(mr_meta *m, const char *storage, uint32_t shard);
+int mr_meta_is_canceled(mr_meta *m, const char *storage, uint32_t shard, int64_t offset);
+int mr_meta_has_skips(mr_meta *m, const char *storage, uint32_t shard);
+uint64_t mr_meta_cancel_version(mr_meta *m);
+/* The parts still waiting for a vote: a new array of {"cancel", "task", "storage", "shard",
+ * "first"}. */
+json_t *mr_meta_pending_votes(mr_meta *m);
 
 /* Writes key = value (NULL value: tombstone) to miroir.meta and waits for Kafka's ack; with
  * wait_applied, also until this follower has applied it (read-your-writes). */
 int mr_meta_put(mr_meta *m, rd_kafka_t *producer, const char *key, const json_t *value, int wait_applied,
                 mr_error *err);
+
+/* Tombstones key in the progress topic's partition (for collection: the lease holder no longer
+ * writes a collected storage's keys). Does not wait. */
+void mr_meta_progress_tombstone(rd_kafka_t *producer, int32_t partition, const char *key);
 
 /* What every process needs to take part in the cluster: an idempotent producer, and a follower
  * read up to Kafka's end with the configured nodes seeded as members. Returns 0, or -1 with err

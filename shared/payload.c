@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <strings.h>
 
+#include "alloc.h"
 #include "record.h"
+#include "util.h"
 
 int mr_payload_format_of(const char *content_type, enum mr_payload_format *fmt, mr_error *err)
 {
@@ -310,32 +312,28 @@ int mr_documents_validate(const json_t *docs, const char *primary_key, mr_error 
 int mr_primary_key_infer(const json_t *docs, char *out, size_t outlen, mr_error *err)
 {
     const json_t *first = json_array_get(docs, 0);
-    const char *found = NULL, *field;
-    int count = 0;
+    size_t count = 0;
+    const char **found = mr_calloc(json_object_size(first) + 1, sizeof *found), *field;
     json_t *value;
     json_object_foreach((json_t *)first, field, value) {
         size_t n = strlen(field);
-        if (n >= 2 && strcasecmp(field + n - 2, "id") == 0) {
-            if (!found)
-                found = field;
-            count++;
-        }
+        if (n >= 2 && strcasecmp(field + n - 2, "id") == 0)
+            found[count++] = field;
     }
-    if (count == 0) {
+    /* a node sorts the candidates so that its answer does not depend on the fields' order */
+    qsort(found, count, sizeof *found, mr_compare_strings);
+    int rc = -1;
+    if (count == 0)
         mr_error_set(err, "index_primary_key_no_candidate_found",
                      "The primary key inference failed as the engine did not find any field ending with `id` in its "
                      "name. Please specify the primary key manually using the `primaryKey` query parameter.");
-        return -1;
-    }
-    if (count > 1) {
+    else if (count > 1)
         mr_error_set(err, "index_primary_key_multiple_candidates_found",
-                     "The primary key inference failed as the engine found %d fields ending with `id` in their names. "
-                     "Please specify the primary key manually using the `primaryKey` query parameter.",
-                     count);
-        return -1;
-    }
-    if (strlen(found) >= outlen)
-        return -1;
-    snprintf(out, outlen, "%s", found);
-    return 0;
+                     "The primary key inference failed as the engine found %zu fields ending with `id` in their names: "
+                     "'%.100s' and '%.100s'. Please specify the primary key manually using the `primaryKey` query "
+                     "parameter.", count, found[0], found[1]);
+    else if (strlen(found[0]) < outlen)
+        rc = snprintf(out, outlen, "%s", found[0]) < 0 ? -1 : 0;
+    free(found);
+    return rc;
 }

@@ -14,11 +14,13 @@
 #include "apierr.h"
 
 #define MR_HEADER_OP "miroir.op"
+#define MR_HEADER_PRIMARY_KEY "miroir.pk" /* optional: the index's primary key when the record was written */
 #define MR_TOPIC_INDEX_PREFIX "miroir.idx."
 #define MR_TOPIC_INBOX_PREFIX "miroir.in."
 #define MR_TOPIC_DLQ_PREFIX "miroir.dlq."
 #define MR_TOPIC_META "miroir.meta"
 #define MR_TOPIC_TASKS "miroir.tasks"
+#define MR_TOPIC_PROGRESS "miroir.progress"
 #define MR_DOCID_MAX 511
 
 enum mr_op {

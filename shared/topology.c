@@ -1,10 +1,12 @@
 /* topology.c: index definitions, placement and the refcounted topology snapshot. */
 #include "topology.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "hrw.h"
 
 static const char *const state_names[] = {"ready", "building", "retiring", "new"};
@@ -47,6 +49,11 @@ void mr_shard_index_name(char *out, size_t outlen, const char *index, uint32_t s
     snprintf(out, outlen, "%s__s%u", index, shard);
 }
 
+void mr_storage_name(char *out, size_t outlen, const char *uid, uint64_t generation)
+{
+    snprintf(out, outlen, "%s-%" PRIu64, uid, generation);
+}
+
 json_t *mr_placement_to_json(const mr_index *ix)
 {
     json_t *shards = json_array();
@@ -67,8 +74,9 @@ int mr_placement_from_json(const json_t *j, mr_index *ix)
 {
     if (!json_is_array(j) || json_array_size(j) != ix->shard_count)
         return -1;
-    mr_shard *shards = calloc(ix->shard_count, sizeof *shards);
+    mr_shard *shards = mr_calloc(ix->shard_count, sizeof *shards);
     for (uint32_t s = 0; s < ix->shard_count; s++) {
+        shards[s].deleted_at = ix->shards ? ix->shards[s].deleted_at : -1;
         json_t *reps = json_array_get(j, s);
         size_t r;
         json_t *rep;
@@ -93,45 +101,57 @@ int mr_placement_from_json(const json_t *j, mr_index *ix)
 
 json_t *mr_index_to_json(const mr_index *ix)
 {
-    return json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:s, s:b, s:I, s:s, s:s, s:o}", "uid", ix->uid, "storage",
-                     ix->storage[0] ? ix->storage : ix->uid, "primaryKey", ix->primary_key,
-                     "shards", (json_int_t)ix->shard_count, "replicationFactor", (json_int_t)ix->rf,
-                     "maxTotalHits", (json_int_t)ix->max_total_hits, "maxValuesPerFacet",
-                     (json_int_t)ix->max_values_per_facet, "distinctAttribute", ix->distinct_attribute, "deleted",
-                     ix->deleted, "deletionTask", (json_int_t)ix->deletion_task, "createdAt",
-                     ix->created_at, "updatedAt", ix->updated_at,
-                     "placement", mr_placement_to_json(ix));
+    json_t *j = json_pack("{s:s, s:s, s:I, s:s, s:i, s:i, s:i, s:i, s:s, s:b, s:s, s:s, s:o}", "uid", ix->uid, "storage",
+                          ix->storage[0] ? ix->storage : ix->uid, "generation", (json_int_t)ix->generation,
+                          "primaryKey", ix->primary_key, "shards", (json_int_t)ix->shard_count, "replicationFactor",
+                          (json_int_t)ix->rf, "maxTotalHits", (json_int_t)ix->max_total_hits, "maxValuesPerFacet",
+                          (json_int_t)ix->max_values_per_facet, "distinctAttribute", ix->distinct_attribute, "deleted",
+                          ix->deleted, "createdAt", ix->created_at, "updatedAt", ix->updated_at, "placement",
+                          mr_placement_to_json(ix));
+    if (ix->deleted) {
+        json_t *at = json_array();
+        for (uint32_t s = 0; s < ix->shard_count; s++)
+            json_array_append_new(at, json_integer(ix->shards[s].deleted_at));
+        json_object_set_new(j, "deletedAt", at);
+    }
+    return j;
 }
 
 int mr_index_from_json(const json_t *j, mr_index *ix)
 {
     memset(ix, 0, sizeof *ix);
     const char *uid = NULL, *pk = NULL, *created = NULL, *updated = NULL, *distinct = "", *storage = NULL;
-    json_int_t shards = 0, rf = 0, mth = 0, mvpf = 100, deletion_task = -1;
+    json_int_t shards = 0, rf = 0, mth = 0, mvpf = 100, generation = 0;
     int deleted = 0;
-    json_t *placement = NULL;
-    if (json_unpack((json_t *)j, "{s:s, s?s, s:s, s:I, s:I, s:I, s?I, s?s, s?b, s?I, s:s, s:s, s:o}", "uid", &uid,
-                    "storage", &storage, "primaryKey", &pk, "shards", &shards, "replicationFactor", &rf, "maxTotalHits", &mth,
-                    "maxValuesPerFacet", &mvpf, "distinctAttribute", &distinct, "deleted", &deleted, "deletionTask",
-                    &deletion_task, "createdAt", &created, "updatedAt", &updated, "placement", &placement) != 0)
+    json_t *placement = NULL, *deleted_at = NULL;
+    if (json_unpack((json_t *)j, "{s:s, s?s, s?I, s:s, s:I, s:I, s:I, s?I, s?s, s?b, s?o, s:s, s:s, s:o}", "uid", &uid,
+                    "storage", &storage, "generation", &generation, "primaryKey", &pk, "shards", &shards,
+                    "replicationFactor", &rf, "maxTotalHits", &mth, "maxValuesPerFacet", &mvpf, "distinctAttribute",
+                    &distinct, "deleted", &deleted, "deletedAt", &deleted_at, "createdAt", &created, "updatedAt",
+                    &updated, "placement", &placement) != 0)
         return -1;
-    if (shards < 1 || shards > MR_MAX_SHARDS || rf < 1 || !json_is_array(placement) ||
-        json_array_size(placement) != (size_t)shards)
+    if (shards < 1 || shards > MR_MAX_SHARDS || rf < 1 || generation < 0 || !json_is_array(placement) ||
+        json_array_size(placement) != (size_t)shards || strlen(uid) > MR_INDEX_UID_MAX ||
+        (storage && strlen(storage) > MR_STORAGE_MAX))
         return -1;
     snprintf(ix->uid, sizeof ix->uid, "%s", uid);
     snprintf(ix->storage, sizeof ix->storage, "%s", storage ? storage : uid);
     snprintf(ix->primary_key, sizeof ix->primary_key, "%s", pk);
     snprintf(ix->created_at, sizeof ix->created_at, "%s", created);
     snprintf(ix->updated_at, sizeof ix->updated_at, "%s", updated);
+    ix->generation = (uint64_t)generation;
     ix->shard_count = (uint32_t)shards;
     ix->rf = (uint32_t)rf;
     ix->max_total_hits = (long)mth;
     ix->max_values_per_facet = (long)mvpf;
     snprintf(ix->distinct_attribute, sizeof ix->distinct_attribute, "%s", distinct);
     ix->deleted = deleted;
-    ix->deletion_task = deletion_task;
     if (mr_placement_from_json(placement, ix) != 0)
         return -1;
+    for (uint32_t s = 0; s < ix->shard_count; s++) {
+        json_t *at = json_array_get(deleted_at, s);
+        ix->shards[s].deleted_at = json_is_integer(at) ? (int64_t)json_integer_value(at) : -1;
+    }
     return 0;
 }
 
@@ -144,16 +164,17 @@ void mr_index_clear(mr_index *ix)
 void mr_index_copy(mr_index *dst, const mr_index *src)
 {
     *dst = *src;
-    dst->shards = calloc(src->shard_count, sizeof *dst->shards);
+    dst->shards = mr_calloc(src->shard_count, sizeof *dst->shards);
     memcpy(dst->shards, src->shards, src->shard_count * sizeof *dst->shards);
 }
 
 void mr_index_place(mr_index *ix, const char *const *ids, size_t node_count)
 {
     size_t top[MR_MAX_REPLICAS];
-    ix->shards = calloc(ix->shard_count, sizeof *ix->shards);
+    ix->shards = mr_calloc(ix->shard_count, sizeof *ix->shards);
     size_t rf = ix->rf < MR_MAX_REPLICAS ? ix->rf : MR_MAX_REPLICAS;
     for (uint32_t s = 0; s < ix->shard_count; s++) {
+        ix->shards[s].deleted_at = -1;
         size_t n = mr_hrw_place(ix->storage, s, ids, node_count, rf, top);
         for (size_t r = 0; r < n; r++) {
             snprintf(ix->shards[s].replicas[r].node, MR_NODE_ID_MAX, "%s", ids[top[r]]);
@@ -165,14 +186,14 @@ void mr_index_place(mr_index *ix, const char *const *ids, size_t node_count)
 
 mr_topology *mr_topology_new(void)
 {
-    mr_topology *t = calloc(1, sizeof *t);
+    mr_topology *t = mr_calloc(1, sizeof *t);
     t->refs = 1;
     return t;
 }
 
 mr_topology *mr_topology_with_member(const mr_topology *t, const mr_node *node, const enum mr_member_state *state)
 {
-    mr_topology *n = mr_topology_with(t, "", NULL); /* a copy: no index has the empty uid */
+    mr_topology *n = mr_topology_with(t, "", NULL); /* a copy: no incarnation has the empty storage */
     size_t k = 0;
     while (k < n->member_count && strcmp(n->members[k].node.id, node->id) != 0)
         k++;
@@ -235,19 +256,34 @@ static void topology_free(mr_topology *t)
     free(t);
 }
 
+/* The order of the snapshot: by uid, a uid's live incarnation first, then its dropped ones. */
+static int index_order(const mr_index *a, const mr_index *b)
+{
+    int c = strcmp(a->uid, b->uid);
+    if (c)
+        return c;
+    if (a->deleted != b->deleted)
+        return a->deleted - b->deleted;
+    return strcmp(a->storage, b->storage);
+}
+
+static int index_order_qsort(const void *a, const void *b)
+{
+    return index_order(a, b);
+}
+
 const mr_index *mr_topology_find(const mr_topology *t, const char *uid)
 {
     size_t lo = 0, hi = t->count;
-    while (lo < hi) {
+    while (lo < hi) { /* the first entry of uid, which is its live one if it has one */
         size_t mid = (lo + hi) / 2;
-        int c = strcmp(t->indexes[mid].uid, uid);
-        if (c == 0)
-            return &t->indexes[mid];
-        if (c < 0)
+        if (strcmp(t->indexes[mid].uid, uid) < 0)
             lo = mid + 1;
         else
             hi = mid;
     }
+    if (lo < t->count && strcmp(t->indexes[lo].uid, uid) == 0 && !t->indexes[lo].deleted)
+        return &t->indexes[lo];
     return NULL;
 }
 
@@ -259,30 +295,22 @@ const mr_index *mr_topology_find_storage(const mr_topology *t, const char *stora
     return NULL;
 }
 
-mr_topology *mr_topology_with(const mr_topology *t, const char *uid, const mr_index *ix)
+mr_topology *mr_topology_with(const mr_topology *t, const char *storage, const mr_index *ix)
 {
     mr_topology *n = mr_topology_new();
     memcpy(n->members, t->members, t->member_count * sizeof t->members[0]);
     n->member_count = t->member_count;
-    n->indexes = calloc(t->count + 1, sizeof *n->indexes);
-    int placed = 0;
+    n->indexes = mr_calloc(t->count + 1, sizeof *n->indexes);
     for (size_t i = 0; i < t->count; i++) {
-        int c = strcmp(t->indexes[i].uid, uid);
-        if (c > 0 && !placed) {
-            if (ix)
-                mr_index_copy(&n->indexes[n->count++], ix);
-            placed = 1;
-        }
-        if (c == 0) {
-            if (ix)
-                mr_index_copy(&n->indexes[n->count++], ix);
-            placed = 1;
-            continue;
-        }
-        mr_index_copy(&n->indexes[n->count++], &t->indexes[i]);
+        const mr_index *old = &t->indexes[i];
+        int replaced = strcmp(old->storage, storage) == 0 ||
+                       (ix && !ix->deleted && !old->deleted && strcmp(old->uid, ix->uid) == 0);
+        if (!replaced)
+            mr_index_copy(&n->indexes[n->count++], old);
     }
-    if (!placed && ix)
+    if (ix)
         mr_index_copy(&n->indexes[n->count++], ix);
+    qsort(n->indexes, n->count, sizeof *n->indexes, index_order_qsort);
     return n;
 }
 

@@ -18,6 +18,7 @@
 
 #define MR_MAX_REPLICAS 8 /* RF ≤ 3, plus replicas being built or retired during moves */
 #define MR_MAX_SHARDS 1024
+#define MR_STORAGE_MAX (MR_INDEX_UID_MAX + 21) /* "<uid>-<generation>" */
 
 enum mr_replica_state {
     MR_REPLICA_READY,    /* caught up: serves reads, counts for task completion */
@@ -49,28 +50,35 @@ typedef struct mr_member {
 typedef struct mr_shard {
     mr_replica replicas[MR_MAX_REPLICAS];
     size_t count;
+    /* For a dropped incarnation: the offset of its delete-index record in this shard's partition
+     * (-1: none was written). Records after it were never meant for this incarnation. */
+    int64_t deleted_at;
 } mr_shard;
 
+/* An incarnation of an index: one life between its creation and its deletion. Each has storage of
+ * its own, so nothing of an earlier life (documents, settings, offsets, task states) can reach a
+ * later one; a dropped incarnation stays in the topology until its storage is collected. */
 typedef struct mr_index {
     char uid[MR_INDEX_UID_MAX + 1];
     /* The name of everything physical: topics miroir.idx|in|dlq.<storage>, shard indexes
-     * <storage>__s<k>, applied offsets. The uid at creation; swapping indexes swaps storages. */
-    char storage[MR_INDEX_UID_MAX + 1];
+     * <storage>__s<k>, applied offsets. "<uid>-<generation>" at creation (mr_storage_name); a
+     * swap exchanges the storages of two indexes. Never reused. */
+    char storage[MR_STORAGE_MAX + 1];
+    uint64_t generation; /* the uid's incarnation counter when this one was created */
     char primary_key[256]; /* "" until set or inferred */
     uint32_t shard_count;
     uint32_t rf;
     long max_total_hits;       /* pagination.maxTotalHits: caps hits and totals */
     long max_values_per_facet; /* faceting.maxValuesPerFacet: caps merged facet values */
     char distinct_attribute[256]; /* distinctAttribute: deduplicated across shards; "" for none */
-    int deleted;               /* deleted by the API: hidden, kept until its replicas applied the deletion */
-    int64_t deletion_task;     /* the task of that deletion */
+    int deleted;               /* dropped: hidden from the API, kept until its storage is collected */
     char created_at[40];
     char updated_at[40];
     mr_shard *shards; /* shard_count entries, owned */
 } mr_index;
 
 typedef struct mr_topology {
-    mr_index *indexes; /* owned, sorted by uid */
+    mr_index *indexes; /* owned, sorted by uid, the live incarnation of a uid before its dropped ones */
     size_t count;
     mr_member members[MR_MAX_NODES];
     size_t member_count;
@@ -94,14 +102,15 @@ json_t *mr_placement_to_json(const mr_index *ix);
 /* Replaces ix's placement with j's. Returns 0, or -1 (ix untouched) if j doesn't fit ix. */
 int mr_placement_from_json(const json_t *j, mr_index *ix);
 
-/* Lookup in a snapshot; NULL if absent. */
+/* The live incarnation of uid; NULL if there is none. */
 const mr_index *mr_topology_find(const mr_topology *t, const char *uid);
-/* The index whose storage is storage (deleted ones too); NULL if none. */
+/* The incarnation whose storage is storage (dropped ones too); NULL if none. */
 const mr_index *mr_topology_find_storage(const mr_topology *t, const char *storage);
 
-/* Returns a new snapshot equal to t with ix inserted or replaced (ix is copied), or with uid
- * removed when ix is NULL. t itself is untouched. */
-mr_topology *mr_topology_with(const mr_topology *t, const char *uid, const mr_index *ix);
+/* Returns a new snapshot equal to t with the incarnation of storage replaced by ix (ix is copied),
+ * or removed when ix is NULL. A live ix also ends any other live incarnation of its uid. t itself
+ * is untouched. */
+mr_topology *mr_topology_with(const mr_topology *t, const char *storage, const mr_index *ix);
 mr_topology *mr_topology_new(void);
 /* Returns a new snapshot equal to t with the member set (added or replaced), or removed when
  * state is NULL. */
@@ -133,6 +142,10 @@ void mr_topology_publish(mr_topology_holder *h, mr_topology *t);
 
 /* "<index>__s<k>": the Meilisearch index that holds one shard on a node. */
 void mr_shard_index_name(char *out, size_t outlen, const char *index, uint32_t shard);
+
+/* "<uid>-<generation>": the storage of a uid's generation-th incarnation. Unique: the generation
+ * is all digits, so the last '-' tells the uid back, and a uid's generations only grow. */
+void mr_storage_name(char *out, size_t outlen, const char *uid, uint64_t generation);
 
 const char *mr_replica_state_name(enum mr_replica_state s);
 const char *mr_member_state_name(enum mr_member_state s);

@@ -33,6 +33,18 @@ void mr_block_signals(sigset_t *set)
     signal(SIGPIPE, SIG_IGN);
 }
 
+int mr_compare_strings(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+struct timespec mr_now_real(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts;
+}
+
 void mr_now_rfc3339(char *out, size_t outlen)
 {
     struct timespec ts;

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <signal.h>
 #include <stdint.h>
+#include <time.h>
 
 /* Monotonic milliseconds, for timeouts and durations. */
 int64_t mr_now_ms(void);
@@ -16,6 +17,11 @@ void mr_block_signals(sigset_t *set);
 
 /* Wall-clock time as RFC 3339 with nanoseconds, like Meilisearch's "2024-01-01T00:00:00.123456789Z". */
 void mr_now_rfc3339(char *out, size_t outlen);
+/* The wall clock, to the nanosecond. */
+struct timespec mr_now_real(void);
+
+/* A qsort comparator for an array of strings (const char *), in byte order. */
+int mr_compare_strings(const void *a, const void *b);
 
 /* Parses an RFC 3339 time ("2024-01-31T10:00:00.5Z", "+01:00" offsets too) or a date
  * ("2024-01-31") into nanoseconds since the epoch. Returns 0, or -1 if s is neither. */

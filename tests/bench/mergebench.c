@@ -60,7 +60,7 @@ int main(int argc, char **argv)
             for (unsigned s = 0; s < S; s++)
                 answers[s] = json_loads(texts[s], 0, NULL);
             double t1 = now_us();
-            json_t *merged = mr_search_merge(&req, answers, S, &limits, 1, NULL);
+            json_t *merged = mr_search_merge(&req, answers, S, &limits, NULL);
             char *out = json_dumps(merged, JSON_COMPACT); /* the reply is serialised once */
             double t2 = now_us();
             free(out);

@@ -39,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_decref(shard_body);
         mr_merge_limits limits = {1000, 100};
         int short_answer = 0;
-        json_t *merged = mr_search_merge(&req, answers, n, &limits, 1, &short_answer);
+        json_t *merged = mr_search_merge(&req, answers, n, &limits, &short_answer);
         json_decref(merged);
         json_t *facets = mr_merge_facet_distribution(answers, n, 100);
         json_decref(facets);

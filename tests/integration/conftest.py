@@ -407,13 +407,15 @@ def miroirctl(cluster, *args, timeout=300):
 
 
 def replica_documents(url, name):
-    """Every document of one shard index on one node, by id."""
+    """Every document of one shard index on one node, by id, as clients see it: without the
+    sequence number of its last write (`_miroir_seq`, the gateway's own field)."""
     node = Http(url, NODE_KEY)
     docs, offset = {}, 0
     while True:
         status, page = node.get(f"/indexes/{name}/documents", offset=offset, limit=5000)
         assert status == 200, (url, name, page)
         for d in page["results"]:
+            d.pop("_miroir_seq", None)
             docs[str(d["id"])] = d
         if len(page["results"]) < 5000:
             return docs
@@ -427,6 +429,13 @@ def settled(gw, index):
     if ix is None or any(n["state"] == "removing" for n in topo["nodes"]):
         return False
     return all(r["state"] == "ready" and r.get("lag", 1) == 0 for s in ix["placement"] for r in s["replicas"])
+
+
+def storage_of(gw, index):
+    """The storage of an index's live incarnation: what its topic and shard indexes are named after
+    (`<uid>-<generation>`; a swap exchanges them)."""
+    topo = gw.get("/_miroir/topology")[1]
+    return next(i for i in topo["indexes"] if i["uid"] == index)["storage"]
 
 
 def placement_of(gw, index):

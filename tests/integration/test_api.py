@@ -3,7 +3,7 @@ import collections
 
 import pytest
 
-from conftest import wait_until
+from conftest import node_wait_task, storage_of, wait_until
 
 
 def test_browse_in_a_stable_order_with_totals(cluster, loaded, baseline):
@@ -99,24 +99,39 @@ def test_delete_batch_filter_and_all(cluster):
     status, task = gw.post("/indexes/api_docs/documents/delete", {"filter": "kind = odd"})
     assert status == 202, task
     done = gw.wait_task(task["taskUid"])
-    assert done["status"] == "succeeded" and done["details"]["originalFilter"] == '"kind = odd"'
+    # how many it deleted, added up over the shards' own counts, as a node counts them
+    assert done["status"] == "succeeded"
+    assert done["details"] == {"providedIds": 0, "deletedDocuments": 20, "originalFilter": '"kind = odd"'}, done
     status, left = gw.get("/indexes/api_docs/documents", limit="100")
     assert left["total"] == 17 and all(d["kind"] == "even" for d in left["results"])
 
     status, task = gw.req("DELETE", "/indexes/api_docs/documents")
-    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    done = gw.wait_task(task["taskUid"])
+    assert done["status"] == "succeeded"
+    assert done["details"] == {"providedIds": 0, "deletedDocuments": 17, "originalFilter": None}, done
     assert gw.get("/indexes/api_docs/documents")[1]["total"] == 0
     assert gw.get("/indexes/api_docs/stats")[1]["numberOfDocuments"] == 0
 
 
 def test_delete_errors(cluster, loaded):
     gw = cluster["gateway"]
-    status, err = gw.post("/indexes/packages/documents/delete", {"filter": "summary = x"})
-    assert (status, err["code"]) == (400, "invalid_document_filter")
+    # the syntax is checked at once; whether the attribute is filterable when the task runs, as on
+    # one node (a settings task queued before it may make it so)
+    status, err = gw.post("/indexes/packages/documents/delete", {"filter": "summary = "})
+    assert (status, err["code"]) == (400, "invalid_document_filter"), err
+    assert "__s" not in err["message"] and "packages-" not in err["message"], err
+    status, task = gw.post("/indexes/packages/documents/delete", {"filter": "summary = x"})
+    assert status == 202, task
+    done = gw.wait_task(task["taskUid"])
+    assert (done["status"], done["error"]["code"]) == ("failed", "invalid_document_filter"), done
+    assert "__s" not in done["error"]["message"] and "packages-" not in done["error"]["message"], done
     status, err = gw.post("/indexes/packages/documents/delete", {})
     assert (status, err["code"]) == (400, "missing_document_filter")
-    status, err = gw.post("/indexes/packages/documents/delete-batch", ["ok", "not ok"])
-    assert (status, err["code"]) == (400, "invalid_document_id")
+    # a value that is no valid id names no document: its deletion deletes nothing, as on one node
+    status, task = gw.post("/indexes/packages/documents/delete-batch", ["no-such-id", "not ok", {"id": 1}])
+    done = gw.wait_task(task["taskUid"])
+    assert done["status"] == "succeeded", done
+    assert done["details"] == {"providedIds": 3, "deletedDocuments": 1, "originalFilter": None}, done
     status, err = gw.post("/indexes/packages/documents/delete-batch", {"id": 1})
     assert (status, err["code"]) == (400, "malformed_payload")
     status, err = gw.get("/indexes/packages/documents", limit="-1")
@@ -139,10 +154,9 @@ def test_settings_sub_routes(cluster, loaded):
     # every replica of every shard has the same settings
     for name, node in cluster["nodes"].items():
         for shard in range(4):
-            status, s = node.get(f"/indexes/packages__s{shard}/settings/stop-words")
+            status, s = node.get(f"/indexes/{storage_of(cluster['gateway'], 'packages')}__s{shard}/settings/stop-words")
             assert status in (200, 404) and (status == 404 or s == [])
-    status, err = gw.get("/indexes/packages/settings/no-such-setting")
-    assert (status, err["code"]) == (404, "not_found")
+    assert gw.get("/indexes/packages/settings/no-such-setting") == (404, None)  # no such route: empty, as on a node
     status, err = gw.req("PUT", "/indexes/packages/settings/stop-words", {"not": "a list"})
     assert status == 400 and err["code"] == "invalid_settings_stop_words"
 
@@ -214,7 +228,7 @@ def test_task_list_and_filters(cluster, loaded):
         status, err = gw.get("/tasks", **params)
         assert (status, err["code"]) == (400, code), params
     status, err = gw.post("/tasks/cancel", {})
-    assert (status, err["code"]) == (501, "miroir_not_supported")
+    assert (status, err["code"]) == (400, "missing_task_filters")
 
 
 def _index_both(cluster, baseline, uid, settings, docs, shards=3):
@@ -291,6 +305,7 @@ def test_index_life_cycle(cluster):
     done = gw.wait_task(task["taskUid"])
     assert done["status"] == "failed" and done["error"]["code"] == "index_primary_key_already_exists"
 
+    storage = storage_of(gw, "api_life")
     status, task = gw.req("DELETE", "/indexes/api_life")
     assert status == 202 and task["type"] == "indexDeletion"
     assert gw.get("/indexes/api_life")[0] == 404
@@ -298,7 +313,7 @@ def test_index_life_cycle(cluster):
     assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
     for node in cluster["nodes"].values():
         for shard in range(2):
-            assert node.get(f"/indexes/api_life__s{shard}")[0] == 404
+            assert node.get(f"/indexes/{storage}__s{shard}")[0] == 404
 
     # the name can be used again, and nothing of the old index comes back
     status, task = gw.post("/indexes", {"uid": "api_life", "primaryKey": "sku", "shards": 3})
@@ -310,8 +325,11 @@ def test_index_life_cycle(cluster):
     assert [h["sku"] for h in found["hits"]] == ["new-1"]
     assert gw.get("/indexes/api_life/stats")[1]["numberOfDocuments"] == 1
 
-    status, err = gw.req("DELETE", "/indexes/nope")
-    assert (status, err["code"]) == (404, "index_not_found")
+    # deleting a missing index is a task that fails, as on one node
+    status, task = gw.req("DELETE", "/indexes/nope")
+    assert status == 202, task
+    done = gw.wait_task(task["taskUid"])
+    assert (done["status"], done["error"]["code"]) == ("failed", "index_not_found"), done
     status, err = gw.req("PATCH", "/indexes/api_life", {"primaryKey": 3})
     assert (status, err["code"]) == (400, "invalid_index_primary_key")
 
@@ -326,7 +344,8 @@ def test_swap_indexes(cluster):
     status, task = gw.post("/swap-indexes", [{"indexes": ["swap_a", "swap_b"]}])
     assert status == 202 and task["type"] == "indexSwap"
     done = gw.wait_task(task["taskUid"])
-    assert done["status"] == "succeeded" and done["details"] == {"swaps": [{"indexes": ["swap_a", "swap_b"]}]}
+    assert done["status"] == "succeeded"
+    assert done["details"] == {"swaps": [{"indexes": ["swap_a", "swap_b"], "rename": False}]}
     assert gw.get("/indexes/swap_a/stats")[1]["numberOfDocuments"] == 5
     assert gw.post("/indexes/swap_a/search", {"q": "banana"})[1]["estimatedTotalHits"] == 5
     assert gw.post("/indexes/swap_b/search", {"q": "apple"})[1]["estimatedTotalHits"] == 3
@@ -344,6 +363,70 @@ def test_swap_indexes(cluster):
     assert (status, err["code"]) == (400, "invalid_swap_duplicate_index_found")
     status, err = gw.post("/swap-indexes", [{"indexes": ["swap_a"]}])
     assert (status, err["code"]) == (400, "invalid_swap_indexes")
+
+
+def both_do(gw, node, method, path, body=None):
+    """The same request to the gateway and to one plain node: (gateway's, node's) finished task,
+    or their error answers when the request is refused outright."""
+    answers = []
+    for http, wait in ((gw, gw.wait_task), (node, lambda uid: node_wait_task(node, uid))):
+        status, out = http.req(method, path, body)
+        answers.append((status, wait(out["taskUid"]) if status in (200, 202) else out))
+    return answers
+
+
+def test_rename_like_a_single_node(cluster, baseline):
+    """An index renamed (PATCH with a uid, or a swap with rename) keeps its documents and takes
+    writes under the new name; the old name is free at once. Refusals and task failures read as
+    the node's."""
+    gw = cluster["gateway"]
+    for http, wait in ((gw, gw.wait_task), (baseline, lambda uid: node_wait_task(baseline, uid))):
+        for uid in ("ren_a", "ren_b", "ren_c", "ren_taken"):
+            wait(http.req("DELETE", f"/indexes/{uid}")[1]["taskUid"])
+        for uid in ("ren_a", "ren_taken"):
+            assert wait(http.post("/indexes", {"uid": uid, "primaryKey": "id"})[1]["taskUid"])["status"] == "succeeded"
+        task = http.post("/indexes/ren_a/documents", [{"id": i, "w": "pear"} for i in range(7)])[1]
+        assert wait(task["taskUid"])["status"] == "succeeded"
+
+    (gs, gt), (ns, nt) = both_do(gw, baseline, "PATCH", "/indexes/ren_a", {"uid": "ren_b"})
+    assert gs == ns == 202 and gt["status"] == nt["status"] == "succeeded", (gt, nt)
+    assert gt["details"] == nt["details"] == {"primaryKey": None, "oldIndexUid": "ren_a", "newIndexUid": "ren_b"}
+    assert gt["indexUid"] == nt["indexUid"] == "ren_a"
+    assert gw.get("/indexes/ren_b/stats")[1]["numberOfDocuments"] == 7
+    assert gw.get("/indexes/ren_a")[1]["code"] == "index_not_found"
+    status, task = gw.post("/indexes/ren_b/documents", [{"id": 100, "w": "pear"}])
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    assert gw.post("/indexes/ren_b/search", {"q": "pear"})[1]["estimatedTotalHits"] == 8
+
+    (gs, gt), (ns, nt) = both_do(gw, baseline, "POST", "/swap-indexes", [{"indexes": ["ren_b", "ren_c"], "rename": True}])
+    assert gt["status"] == nt["status"] == "succeeded" and gt["details"] == nt["details"], (gt, nt)
+    assert gw.get("/indexes/ren_c/stats")[1]["numberOfDocuments"] == 8
+    # the old names are free: a new index under one starts empty
+    status, task = gw.post("/indexes", {"uid": "ren_a", "primaryKey": "id"})
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    assert gw.get("/indexes/ren_a/stats")[1]["numberOfDocuments"] == 0
+    assert gw.wait_task(gw.req("DELETE", "/indexes/ren_a")[1]["taskUid"])["status"] == "succeeded"
+    baseline.req("DELETE", "/indexes/ren_a")
+
+    for method, path, body in (("PATCH", "/indexes/ren_c", {"uid": "ren_taken"}),
+                               ("PATCH", "/indexes/ren_nope", {"uid": "ren_d"}),
+                               ("POST", "/swap-indexes", [{"indexes": ["ren_c", "ren_taken"], "rename": True}]),
+                               ("POST", "/swap-indexes", [{"indexes": ["ren_nope", "ren_d"], "rename": True}]),
+                               ("POST", "/swap-indexes", [{"indexes": ["ren_nope", "ren_d"]},
+                                                          {"indexes": ["ren_c", "ren_e"]}]),
+                               ("POST", "/swap-indexes", [{"indexes": ["ren_c", "ren_d"], "rename": "yes"}]),
+                               ("POST", "/swap-indexes", [{"indexes": ["ren_c", "ren_d", "ren_e"]}]),
+                               ("PATCH", "/indexes/ren_c", {"uid": "not a uid"})):
+        (gs, g_out), (ns, n_out) = both_do(gw, baseline, method, path, body)
+        assert gs == ns, (method, path, body, g_out, n_out)
+        g_err, n_err = (g_out.get("error"), n_out.get("error")) if gs == 202 else (g_out, n_out)
+        assert g_err and g_err["code"] == n_err["code"], (method, path, body, g_out, n_out)
+        if gs == 202 or n_err["code"] == "invalid_swap_indexes":
+            assert g_err["message"] == n_err["message"], (g_err, n_err)
+    assert gw.get("/indexes/ren_c/stats")[1]["numberOfDocuments"] == 8
+    assert gw.get("/indexes/ren_taken/stats")[1]["numberOfDocuments"] == 0
+    for uid in ("ren_c", "ren_taken"):
+        assert gw.wait_task(gw.req("DELETE", f"/indexes/{uid}")[1]["taskUid"])["status"] == "succeeded"
 
 
 def test_geo_sort_and_filter_like_a_single_node(cluster, baseline):
@@ -397,14 +480,23 @@ def test_delete_tasks(cluster):
     assert gw.wait_task(created["taskUid"])["status"] == "succeeded"
     status, again = gw.post("/indexes", {"uid": "api_taskdel", "shards": 1})
     assert gw.wait_task(again["taskUid"])["status"] == "failed"
-    status, task = gw.req("DELETE", "/tasks", indexUids="api_taskdel", statuses="failed")
-    assert status == 202 and task["type"] == "taskDeletion"
+    status, task = gw.req("DELETE", "/tasks", indexUids="api_taskdel", statuses="failed",
+                          beforeEnqueuedAt="2100-01-01T00:00:00Z")
+    assert status == 200 and task["type"] == "taskDeletion"  # 200, not 202, as on one node
     done = gw.wait_task(task["taskUid"])
     assert done["status"] == "succeeded"
-    assert done["details"] == {"matchedTasks": 1, "deletedTasks": 1,
-                               "originalFilter": "?statuses=failed&indexUids=api_taskdel"}
+    # the filter as the client sent it, order and encoding kept, as a node says it
+    assert done["details"] == {"matchedTasks": 1, "deletedTasks": 1, "originalFilter":
+                               "?indexUids=api_taskdel&statuses=failed&beforeEnqueuedAt=2100-01-01T00%3A00%3A00Z"}
     assert gw.get(f"/tasks/{again['taskUid']}")[0] == 404
     assert gw.get(f"/tasks/{created['taskUid']}")[0] == 200
+    # a task deleted right after it was enqueued, not yet done: it goes too, as on a node, which
+    # processes the deletion after it
+    status, write = gw.post("/indexes/api_taskdel/documents", [{"id": 1}])
+    status, task = gw.req("DELETE", "/tasks", uids=str(write["taskUid"]))
+    assert gw.wait_task(task["taskUid"])["details"]["deletedTasks"] == 1
+    assert gw.get(f"/tasks/{write['taskUid']}")[0] == 404
+    assert gw.get("/indexes/api_taskdel/documents/1")[0] == 200  # the write itself was applied
     assert again["taskUid"] not in [t["uid"] for t in gw.get("/tasks", indexUids="api_taskdel")[1]["results"]]
     status, err = gw.req("DELETE", "/tasks")
     assert (status, err["code"]) == (400, "missing_task_filters")
@@ -426,7 +518,7 @@ def test_single_shard_search_passes_the_node_answer_through(cluster):
     body = {"q": "lone", "limit": 7, "offset": 3, "filter": "n = 2", "facets": ["n"]}
     status, via_gateway = gw.post("/indexes/single/search", body)
     assert status == 200
-    status, direct = cluster["nodes"][node].post("/indexes/single__s0/search", body)
+    status, direct = cluster["nodes"][node].post(f"/indexes/{storage_of(gw, 'single')}__s0/search", body)
     assert status == 200
     for key in ("hits", "estimatedTotalHits", "facetDistribution", "offset", "limit", "query"):
         assert via_gateway[key] == direct[key], key

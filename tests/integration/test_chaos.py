@@ -1,8 +1,13 @@
 """Chaos: under steady writes and searches on S=4, RF=2, kill -9 in turn a Meilisearch node, an
-ingest worker, the gateway, the broker and the rebalancer in the middle of a move; cut a node off
-with a network namespace; add and remove a node. Then every acknowledged document is present,
-with its latest version, on exactly RF ready replicas; nothing deleted came back; and no search
-failed while its shard had a live ready replica.
+ingest worker, the gateway, the broker and the rebalancer in the middle of a move; freeze an
+ingest worker past its session timeout; cut a node off with a network namespace; add and remove
+a node. Meanwhile a second index is deleted and created again under its own writer, a probe reads
+its own writes as soon as their tasks succeed, a monitor follows task statuses and another the
+applied offsets in the progress topic. Then every acknowledged document is present, with its
+latest version, on exactly RF ready replicas; nothing deleted came back; no search failed while
+its shard had a live ready replica; no read after a task succeeded was stale; no task status and
+no applied offset went back; and the re-created index holds exactly what was written after its
+last deletion.
 
 The schedule is shuffled by a seed (MIROIR_CHAOS_SEED replays one). Counts are printed."""
 import json
@@ -13,9 +18,14 @@ import subprocess
 import threading
 import time
 
-from conftest import ROOT, miroirctl, pid_of, placement_of, replica_documents, settled, shard_of, wait_until
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from conftest import (ROOT, miroirctl, pid_of, placement_of, replica_documents, settled, shard_of, storage_of,
+                      wait_until)
 
 INDEX = "chaos"
+REBORN = "chaos-reborn"  # deleted and created again under its writer
+RANK = {"enqueued": 0, "processing": 1, "succeeded": 2, "failed": 2, "canceled": 2}
 SHARDS = 4
 RF = 2
 WORDS = ["mirror", "silver", "harbor", "lantern", "orchid", "quartz", "meadow", "falcon", "ember", "willow"]
@@ -36,6 +46,7 @@ class Load:
         self.stats = {}
         self.stop = threading.Event()
         self.lock = threading.Lock()
+        self.acknowledged = lambda uid: None
 
     def count(self, key, n=1):
         with self.lock:
@@ -59,15 +70,13 @@ class Load:
         else:
             ids = self.rng.sample(certain, 10)
             method, path, body = "POST", f"/indexes/{INDEX}/documents/delete-batch", ids
-        try:
-            status, _ = self.gw.req(method, path, body)
-        except Exception:  # noqa: BLE001 - unreachable gateway: not acknowledged
-            status = 0
+        status, task = request(self.gw, method, path, body)
         if status != 202:
             self.uncertain.update(ids)
             self.count("writes refused")
             return
         self.count("writes acknowledged")
+        self.acknowledged(task["taskUid"])
         if path.endswith("delete-batch"):
             for i in ids:
                 self.model.pop(i)
@@ -93,6 +102,165 @@ class Load:
                 status = 0
             self.count("searches ok" if status == 200 else "searches failed")
             time.sleep(0.03)
+
+
+def request(gw, method, path, body=None):
+    """One request; (0, None) when the gateway can't be reached."""
+    try:
+        return gw.req(method, path, body)
+    except Exception:  # noqa: BLE001 - unreachable: the caller counts it
+        return 0, None
+
+
+class Probe:
+    """Writes a new version of one document, waits for its task to succeed, then reads it back
+    at once by id and by search: a read that shows an older version is stale."""
+
+    def __init__(self, gw):
+        self.gw = gw
+        self.v = 0
+        self.reads = self.stale = self.unanswered = 0
+        self.examples = []
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            self.v += 1
+            status, task = request(self.gw, "PUT", f"/indexes/{INDEX}/documents",
+                                   [{"id": "probe", "title": "beacon probe", "v": self.v}])
+            if status != 202 or not self.settle(task["taskUid"]):
+                continue
+            for got in (self.read_by_id(), self.read_by_search()):
+                if got is None:
+                    self.unanswered += 1
+                    continue
+                self.reads += 1
+                if got < self.v:
+                    self.stale += 1
+                    self.examples.append((self.v, got))
+            time.sleep(0.5)
+
+    def settle(self, uid):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not self.stop.is_set():
+            status, t = request(self.gw, "GET", f"/tasks/{uid}")
+            if status == 200 and t["status"] == "succeeded":
+                return True
+            time.sleep(0.05)
+        return False
+
+    def read_by_id(self):
+        status, doc = request(self.gw, "GET", f"/indexes/{INDEX}/documents/probe")
+        return doc.get("v") if status == 200 else None
+
+    def read_by_search(self):
+        status, found = request(self.gw, "POST", f"/indexes/{INDEX}/search", {"q": "beacon", "limit": 3})
+        if status != 200:
+            return None
+        return next((h["v"] for h in found["hits"] if h["id"] == "probe"), -1)
+
+
+class StatusMonitor:
+    """Follows the status of every task the writers were acknowledged: none may go back."""
+
+    def __init__(self, gw):
+        self.gw = gw
+        self.seen = {}
+        self.regressions = []
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+
+    def add(self, uid):
+        with self.lock:
+            self.seen.setdefault(uid, "enqueued")
+
+    def run(self):
+        while not self.stop.is_set():
+            with self.lock:
+                watched = list(self.seen.items())[-30:]
+            for uid, before in watched:
+                status, t = request(self.gw, "GET", f"/tasks/{uid}")
+                if status != 200:
+                    continue
+                now = t["status"]
+                if RANK[now] < RANK[before] or (RANK[before] == 2 and now != before):
+                    self.regressions.append((uid, before, now))
+                with self.lock:
+                    self.seen[uid] = now if RANK[now] >= RANK[before] else before
+            time.sleep(1)
+
+
+class OffsetMonitor:
+    """Reads every committed applied offset from the progress topic: for one replica's life,
+    none may be lower than one before it (a zombie worker moving an offset back)."""
+
+    def __init__(self, kafka):
+        self.consumer = Consumer({"bootstrap.servers": kafka, "group.id": "chaos-offsets", "enable.auto.commit": False,
+                                  "isolation.level": "read_committed"})
+        parts = self.consumer.list_topics("miroir.progress", timeout=10).topics["miroir.progress"].partitions
+        self.consumer.assign([TopicPartition("miroir.progress", p, OFFSET_BEGINNING) for p in parts])
+        self.best = {}
+        self.records = 0
+        self.regressions = []
+        self.stop = threading.Event()
+
+    def run(self):
+        try:
+            while not self.stop.is_set():
+                m = self.consumer.poll(0.2)
+                if m is None or m.error() or not m.value():
+                    continue
+                key = m.key().decode()
+                if not key.startswith(("applied/", "commit/")):
+                    continue
+                v = json.loads(m.value())
+                life = (key, v.get("incarnation", 0))
+                self.records += 1
+                if v["offset"] < self.best.get(life, -1):
+                    self.regressions.append((key, self.best[life], v["offset"]))
+                self.best[life] = max(v["offset"], self.best.get(life, -1))
+        finally:
+            self.consumer.close()
+
+
+class Reborn:
+    """An index deleted and created again every few seconds while a writer adds documents to it.
+    As on one node, its final documents are those of the writes acknowledged after its last
+    acknowledged deletion (in task order); none of the writes before it."""
+
+    def __init__(self, gw, rng, statuses):
+        self.gw, self.rng, self.statuses = gw, rng, statuses
+        self.writes = []    # (task uid, ids) of acknowledged writes
+        self.deletes = []   # task uids of acknowledged deletions
+        self.uncertain = set()
+        self.next_id = 0
+        self.stop = threading.Event()
+        self.calm = threading.Event()  # set while no fault is under way
+        self.calm.set()
+
+    def write(self):
+        while not self.stop.is_set():
+            ids = [f"r{self.next_id + i}" for i in range(5)]
+            self.next_id += 5
+            status, task = request(self.gw, "POST", f"/indexes/{REBORN}/documents", [{"id": i, "n": 1} for i in ids])
+            if status == 202:
+                self.writes.append((task["taskUid"], ids))
+                self.statuses.add(task["taskUid"])
+            else:
+                self.uncertain.update(ids)
+            time.sleep(0.5)
+
+    def recreate(self):
+        while not self.stop.is_set():
+            time.sleep(self.rng.uniform(2, 4))
+            self.calm.wait()
+            if self.stop.is_set():
+                break
+            status, task = request(self.gw, "DELETE", f"/indexes/{REBORN}")
+            if status == 202:
+                self.deletes.append(task["taskUid"])
+            if self.rng.random() < 0.7:  # else the next write creates it, with 4 shards
+                request(self.gw, "POST", "/indexes", {"uid": REBORN, "primaryKey": "id", "shards": 1})
 
 
 def kill(cluster, name):
@@ -131,6 +299,17 @@ def test_chaos(moving_cluster, extra_nodes):
         time.sleep(1)
         restart(moving_cluster)
 
+    def freeze_ingest():
+        # past its session timeout (10 s): its leases move to the other worker, and when it runs
+        # again it must neither apply what it had read nor write any progress
+        pid = pid_of(moving_cluster, rng.choice(["ingest1", "ingest2"]))
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(15)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        time.sleep(3)
+
     def kill_broker():
         kill(moving_cluster, "kafka")
         time.sleep(5)
@@ -162,7 +341,7 @@ def test_chaos(moving_cluster, extra_nodes):
     def remove_node():
         assert miroirctl(moving_cluster, "remove-node", "--wait", "--timeout", "180", "n5").returncode == 0
 
-    faults = [kill_node, kill_ingest, kill_gateway, kill_broker]
+    faults = [kill_node, kill_ingest, kill_gateway, kill_broker, freeze_ingest]
     rng.shuffle(faults)
     # the node-lifecycle faults keep their order, spread among the others
     at = sorted(rng.sample(range(len(faults) + 3), 3))
@@ -170,20 +349,29 @@ def test_chaos(moving_cluster, extra_nodes):
         faults.insert(pos, fault)
 
     load = Load(gw, rng)
-    threads = [threading.Thread(target=load.write, daemon=True), threading.Thread(target=load.search, daemon=True)]
+    statuses = StatusMonitor(gw)
+    load.acknowledged = statuses.add
+    probe, offsets = Probe(gw), OffsetMonitor(moving_cluster["kafka"])
+    reborn = Reborn(gw, random.Random(seed + 1), statuses)
+    workers = [load.write, load.search, probe.run, statuses.run, offsets.run, reborn.write, reborn.recreate]
+    threads = [threading.Thread(target=w, daemon=True) for w in workers]
     for t in threads:
         t.start()
     try:
         time.sleep(4)
         for fault in faults:
             load.phase = fault.__name__
+            reborn.calm.clear()  # its deletions are acknowledged or not made: no uncertain epochs
             fault()
+            reborn.calm.set()
             load.phase = f"after {fault.__name__}"
             time.sleep(3)
     finally:
-        load.stop.set()
-        for t in threads:
-            t.join(30)
+        for stopping in (load, probe, reborn):
+            stopping.stop.set()
+        reborn.calm.set()
+        for t in threads[:3] + threads[5:]:
+            t.join(60)
         restart(moving_cluster)
 
     wait_until("every replica to catch up", lambda: settled(gw, INDEX), 300, 1)
@@ -194,7 +382,7 @@ def test_chaos(moving_cluster, extra_nodes):
     for s in placement_of(gw, INDEX):
         assert len(s["replicas"]) == RF and all(r["state"] == "ready" for r in s["replicas"]), s
         for r in s["replicas"]:
-            docs = replica_documents(nodes[r["node"]], f"{INDEX}__s{s['shard']}")
+            docs = replica_documents(nodes[r["node"]], f"{storage_of(gw, INDEX)}__s{s['shard']}")
             for i, d in docs.items():
                 copies[i] = copies.get(i, 0) + 1
                 misplaced += shard_of(i, SHARDS) != s["shard"]
@@ -218,7 +406,31 @@ def test_chaos(moving_cluster, extra_nodes):
           f"uncertain {len(load.uncertain)}")
     print(f"lost {lost}, stale {stale}, resurrected {resurrected}, duplicated {duplicated}, misplaced {misplaced} "
           f"(counted per replica)")
+    # the re-created index: what was written after its last deletion, nothing before
+    last_delete = max(reborn.deletes, default=-1)
+    for uid, _ in reborn.writes[-50:]:
+        done = gw.wait_task(uid, timeout=120)
+        assert done["status"] == "succeeded", done
+    status, page = gw.get(f"/indexes/{REBORN}/documents", limit=100000, fields="id")
+    there = {d["id"] for d in page["results"]} if status == 200 else set()
+    expected = {i for uid, ids in reborn.writes if uid > last_delete for i in ids} - reborn.uncertain
+    earlier = {i for uid, ids in reborn.writes if uid < last_delete for i in ids} - reborn.uncertain
+    reborn_lost, reborn_back = len(expected - there), len(earlier & there)
+    time.sleep(1)  # the monitors see the end
+    for stopping in (statuses, offsets):
+        stopping.stop.set()
+    for t in threads[3:5]:
+        t.join(30)
+    print(f"re-created {len(reborn.deletes)} times under {len(reborn.writes)} acknowledged writes: "
+          f"lost {reborn_lost}, from before the last deletion {reborn_back}")
+    print(f"reads after succeeded {probe.reads}, stale {probe.stale} {probe.examples[:5]}, unanswered {probe.unanswered}")
+    print(f"task statuses followed {len(statuses.seen)}, went back {len(statuses.regressions)} {statuses.regressions[:5]}")
+    print(f"applied offsets read {offsets.records}, went back {len(offsets.regressions)} {offsets.regressions[:5]}")
     assert (lost, stale, resurrected, duplicated, misplaced) == (0, 0, 0, 0, 0)
+    assert (reborn_lost, reborn_back) == (0, 0)
+    assert probe.stale == 0 and probe.reads > 20
+    assert not statuses.regressions
+    assert not offsets.regressions and offsets.records > 100
     for phase, p in load.stats.items():
         if "kill_gateway" not in phase:  # while the gateway is down, nothing answers: expected
             assert p.get("searches failed", 0) == 0, (phase, p)

@@ -86,7 +86,8 @@ def test_the_dockerfile_installs_every_library_the_build_needs():
     stage must install it, and the local set-up (miroir.sh) too."""
     debian = {"rdkafka": "librdkafka-dev", "libmicrohttpd": "libmicrohttpd-dev", "jansson": "libjansson-dev",
               "libcurl": "libcurl4-openssl-dev", "libxxhash": "libxxhash-dev", "libjwt": "libjwt-dev",
-              "libcrypto": "libssl-dev", "cmocka": "libcmocka-dev"}
+              "libcrypto": "libssl-dev", "cmocka": "libcmocka-dev", "zlib": "zlib1g-dev",
+              "libbrotlienc": "libbrotli-dev", "libbrotlidec": "libbrotli-dev"}
     modules = set()
     for path in ("CMakeLists.txt", os.path.join("tests", "CMakeLists.txt")):
         with open(os.path.join(ROOT, path)) as f:

@@ -4,14 +4,15 @@ import json
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from conftest import MAX_BODY, SHARDS
+from conftest import MAX_BODY, SHARDS, node_wait_task, storage_of
 
 
 def produced(cluster, index="packages"):
     """Records in the index topic, summed over its partitions."""
     c = Consumer({"bootstrap.servers": cluster["kafka"], "group.id": "miroir-test-watermarks"})
     try:
-        return sum(c.get_watermark_offsets(TopicPartition(f"miroir.idx.{index}", p), timeout=10)[1]
+        topic = f"miroir.idx.{storage_of(cluster['gateway'], index)}"
+        return sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
                    for p in range(SHARDS))
     finally:
         c.close()
@@ -31,10 +32,6 @@ CASES = [
     ("malformed ndjson", dict(raw=b'{"id": 1}\n{"id": ', ctype="application/x-ndjson"), 400, "malformed_payload"),
     ("not objects", dict(raw=b'[1, 2]', ctype="application/json"), 400, "malformed_payload"),
     ("empty body", dict(raw=b'', ctype="application/json"), 400, "missing_payload"),
-    ("missing primary key", dict(raw=b'[{"id": 1}, {"name": "x"}]', ctype="application/json"), 400,
-     "missing_document_id"),
-    ("invalid id", dict(raw=b'[{"id": "no spaces allowed"}]', ctype="application/json"), 400, "invalid_document_id"),
-    ("float id", dict(raw=b'[{"id": 1.5}]', ctype="application/json"), 400, "invalid_document_id"),
     ("reserved field", dict(raw=b'[{"id": 7, "_miroir_shard": 1}]', ctype="application/json"), 400,
      "miroir_reserved_field"),
     ("content type", dict(raw=b'[{"id": 1}]', ctype="text/plain"), 415, "invalid_content_type"),
@@ -45,6 +42,34 @@ CASES = [
 def test_bad_documents_are_refused_and_nothing_is_produced(cluster, loaded, name, kw, status, code):
     before = produced(cluster)
     assert_error(cluster["gateway"].post("/indexes/packages/documents", **kw), status, code)
+    assert produced(cluster) == before
+
+
+# What a node only finds when it processes the documents: the write is enqueued and its task
+# fails, with the node's error, and none of the documents is applied.
+FAILING = {
+    "missing primary key": ('[{"id": 1}, {"name": "x"}]', {}),
+    "invalid id": ('[{"id": "no spaces allowed"}]', {}),
+    "float id": ('[{"id": 1.5}]', {}),
+    "another primary key": ('[{"ref": 1}]', {"primaryKey": "ref"}),
+}
+
+
+@pytest.mark.parametrize("name", list(FAILING))
+def test_documents_a_node_would_fail_fail_their_task(cluster, loaded, baseline, name):
+    body, params = FAILING[name]
+    before = produced(cluster)
+    answers = []
+    for http, wait in ((cluster["gateway"], cluster["gateway"].wait_task),
+                       (baseline, lambda uid: node_wait_task(baseline, uid))):
+        status, task = http.req("POST", "/indexes/packages/documents", raw=body.encode(), ctype="application/json",
+                                **params)
+        assert status == 202, task
+        answers.append(wait(task["taskUid"]))
+    on_gateway, on_node = answers
+    assert on_gateway["status"] == on_node["status"] == "failed", answers
+    assert on_gateway["error"] == on_node["error"]
+    assert on_gateway["details"] == on_node["details"] == {"receivedDocuments": body.count("{"), "indexedDocuments": 0}
     assert produced(cluster) == before
 
 
@@ -61,15 +86,27 @@ def test_unknown_index(cluster, loaded):
     assert_error(gw.post("/indexes/nope/search", {"q": "x"}), 404, "index_not_found")
     assert_error(gw.get("/indexes/nope/search", q="x"), 404, "index_not_found")
     assert_error(gw.get("/indexes/nope/documents/1"), 404, "index_not_found")
-    assert_error(gw.req("DELETE", "/indexes/nope/documents/1"), 404, "index_not_found")
+    # a write to a missing index is a task that fails, as on one node
+    status, task = gw.req("DELETE", "/indexes/nope/documents/1")
+    assert status == 202, task
+    done = gw.wait_task(task["taskUid"])
+    assert (done["status"], done["error"]["code"]) == ("failed", "index_not_found"), done
     assert_error(gw.get("/indexes/nope"), 404, "index_not_found")
     assert_error(gw.get("/indexes/nope/settings"), 404, "index_not_found")
 
 
-def test_unknown_route_and_method(cluster):
+def test_unknown_route_and_method(cluster, baseline):
+    """As a node answers them: an empty 404, an empty 405 with the methods allowed (SDKs then
+    report the status line); Miroir's own routes say what went wrong."""
     gw = cluster["gateway"]
-    assert_error(gw.get("/no/such/route"), 404, "not_found")
-    assert_error(gw.req("PATCH", "/indexes/packages/documents/1"), 405, "method_not_allowed")
+    for http in (gw, baseline):
+        for method, path, status in (("GET", "/no/such/route", 404), ("POST", "/indexes/indexes/x/documents/fetch", 404),
+                                     ("PUT", "/indexes", 405)):
+            r = http.s.request(method, http.base + path, timeout=10)
+            assert (r.status_code, r.content) == (status, b""), (http.base, method, path, r.text)
+            if status == 405:
+                assert set(r.headers["Allow"].split(", ")) == {"GET", "POST"}, r.headers
+    assert_error(gw.get("/_miroir/no/such/route"), 404, "not_found")
 
 
 def test_unknown_task_and_document(cluster, loaded):
@@ -77,7 +114,11 @@ def test_unknown_task_and_document(cluster, loaded):
     assert_error(gw.get("/tasks/987654321"), 404, "task_not_found")
     assert_error(gw.get("/tasks/abc"), 400, "invalid_task_uids")
     assert_error(gw.get("/indexes/packages/documents/999999999999"), 404, "document_not_found")
-    assert_error(gw.req("DELETE", "/indexes/packages/documents/bad%20id"), 400, "invalid_document_id")
+    # an invalid id names no document: its deletion deletes nothing, as on a node
+    status, task = gw.req("DELETE", "/indexes/packages/documents/bad%20id")
+    assert status == 202, task
+    done = gw.wait_task(task["taskUid"])
+    assert done["status"] == "succeeded" and done["details"]["deletedDocuments"] == 0, done
 
 
 def test_bad_search_parameters(cluster, loaded):

@@ -6,7 +6,7 @@ import signal
 import subprocess
 import time
 
-from conftest import ROOT, pid_of, shard_of, wait_until
+from conftest import ROOT, pid_of, shard_of, storage_of, wait_until
 
 INDEX = "failover"
 SHARDS = 3
@@ -97,7 +97,7 @@ def test_node_down_then_back(cluster):
     for s in placement(gw):
         if VICTIM not in [r["node"] for r in s["replicas"]]:
             continue
-        status, page = node.get(f"/indexes/{INDEX}__s{s['shard']}/documents", limit=5000, fields="id")
+        status, page = node.get(f"/indexes/{storage_of(gw, INDEX)}__s{s['shard']}/documents", limit=5000, fields="id")
         assert status == 200
         ids = {d["id"] for d in page["results"]}
         assert ids == {i for i in range(2300) if shard_of(i, SHARDS) == s["shard"]}

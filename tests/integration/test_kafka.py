@@ -6,7 +6,7 @@ import uuid
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from conftest import shard_of, wait_until
+from conftest import shard_of, storage_of, wait_until
 
 INDEX = "direct"
 SHARDS = 3
@@ -51,14 +51,14 @@ def test_documented_record_format_on_the_shard_partition(cluster):
     p = producer(cluster)
     for i in range(30):
         sku = f"k{i}"
-        p.produce(f"miroir.idx.{INDEX}", key=sku, value=json.dumps({"sku": sku, "name": f"widget {i}"}),
+        p.produce(f"miroir.idx.{storage_of(cluster['gateway'], INDEX)}", key=sku, value=json.dumps({"sku": sku, "name": f"widget {i}"}),
                   partition=shard_of(sku, SHARDS))
     # a partial update by header, and a document that gets its id from the key
-    p.produce(f"miroir.idx.{INDEX}", key="k1", value=json.dumps({"sku": "k1", "colour": "red"}),
+    p.produce(f"miroir.idx.{storage_of(cluster['gateway'], INDEX)}", key="k1", value=json.dumps({"sku": "k1", "colour": "red"}),
               partition=shard_of("k1", SHARDS), headers=[("miroir.op", b"update")])
-    p.produce(f"miroir.idx.{INDEX}", key="k2", value=None, partition=shard_of("k2", SHARDS),
+    p.produce(f"miroir.idx.{storage_of(cluster['gateway'], INDEX)}", key="k2", value=None, partition=shard_of("k2", SHARDS),
               headers=[("miroir.op", b"delete")])
-    p.produce(f"miroir.idx.{INDEX}", key="keyonly", value=json.dumps({"name": "id from key"}),
+    p.produce(f"miroir.idx.{storage_of(cluster['gateway'], INDEX)}", key="keyonly", value=json.dumps({"name": "id from key"}),
               partition=shard_of("keyonly", SHARDS))
     assert p.flush(30) == 0
     wait_until("direct documents", lambda: get_doc(cluster, "k29") and get_doc(cluster, "keyonly"), 60)
@@ -85,7 +85,7 @@ def test_inbox_takes_any_partitioning(cluster):
         sku = f"inbox-{i}"
         for name, node in cluster["nodes"].items():
             for shard in range(SHARDS):
-                status, _ = node.get(f"/indexes/{INDEX}__s{shard}/documents/{sku}")
+                status, _ = node.get(f"/indexes/{storage_of(cluster['gateway'], INDEX)}__s{shard}/documents/{sku}")
                 if status == 200:
                     assert shard == shard_of(sku, SHARDS)
 
@@ -95,15 +95,15 @@ def test_poison_records_go_to_the_dead_letter_topic(cluster):
     gw = cluster["gateway"]
     p = producer(cluster)
     bad_json_key = "poison-json"
-    p.produce(f"miroir.idx.{INDEX}", key=bad_json_key, value=b"{not json", partition=shard_of(bad_json_key, SHARDS))
+    p.produce(f"miroir.idx.{storage_of(cluster['gateway'], INDEX)}", key=bad_json_key, value=b"{not json", partition=shard_of(bad_json_key, SHARDS))
     misrouted = "poison-misrouted"
-    p.produce(f"miroir.idx.{INDEX}", key=misrouted, value=json.dumps({"sku": misrouted}),
+    p.produce(f"miroir.idx.{storage_of(cluster['gateway'], INDEX)}", key=misrouted, value=json.dumps({"sku": misrouted}),
               partition=(shard_of(misrouted, SHARDS) + 1) % SHARDS)
-    p.produce(f"miroir.idx.{INDEX}", key="poison-op", value=b"{}", partition=shard_of("poison-op", SHARDS),
+    p.produce(f"miroir.idx.{storage_of(cluster['gateway'], INDEX)}", key="poison-op", value=b"{}", partition=shard_of("poison-op", SHARDS),
               headers=[("miroir.op", b"explode")])
     # after the poison, the shards keep flowing
     for after in ("after-1", "after-2", "after-3"):
-        p.produce(f"miroir.idx.{INDEX}", key=after, value=json.dumps({"sku": after}), partition=shard_of(after, SHARDS))
+        p.produce(f"miroir.idx.{storage_of(cluster['gateway'], INDEX)}", key=after, value=json.dumps({"sku": after}), partition=shard_of(after, SHARDS))
     assert p.flush(30) == 0
     # a document Meilisearch itself rejects, inside a batch of good ones
     batch = [{"sku": f"good-{i}", "name": "fine"} for i in range(6)]
@@ -124,7 +124,7 @@ def test_poison_records_go_to_the_dead_letter_topic(cluster):
     keys = {l["key"] for l in letters}
     assert {bad_json_key.encode(), misrouted.encode(), b"poison-op", b"rejected-by-node"} <= keys
     for l in letters:
-        assert b"miroir.idx." + INDEX.encode() in l["headers"]["miroir.source"]
+        assert f"miroir.idx.{storage_of(cluster['gateway'], INDEX)}".encode() in l["headers"]["miroir.source"]
         error = json.loads(l["headers"]["miroir.error"])
         assert {"message", "code", "type", "link"} <= set(error)
     # one dead letter per record, not one per replica

@@ -6,7 +6,7 @@ import re
 import requests
 from confluent_kafka import Consumer, TopicPartition
 
-from conftest import GATEWAY_PORT, HOST, NODE_KEY, wait_until
+from conftest import GATEWAY_PORT, HOST, NODE_KEY, storage_of, wait_until
 
 LINE = re.compile(r'^([a-z_]+)(\{[^}]*\})? (\S+)$')
 
@@ -58,7 +58,8 @@ def test_metrics(cluster):
     consumer = Consumer({"bootstrap.servers": cluster["kafka"], "group.id": "metrics-test"})
     try:
         for s in range(2):
-            lo, hi = consumer.get_watermark_offsets(TopicPartition("miroir.idx.metered", s), timeout=10)
+            lo, hi = consumer.get_watermark_offsets(TopicPartition(f"miroir.idx.{storage_of(gw, 'metered')}", s),
+                                                    timeout=10)
             assert series[f'miroir_shard_end_offset{{index="metered",shard="{s}"}}'] == hi
     finally:
         consumer.close()

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import (NODE_KEY, SAMPLE, ExtraNode, Http, hrw_target, miroirctl, node_wait_task, pid_of,
-                      placement_of, replica_documents, settled, shard_of, wait_until)
+                      placement_of, replica_documents, settled, shard_of, storage_of, wait_until)
 
 INDEX = "moves"
 SHARDS = 8
@@ -90,11 +90,11 @@ def check_replicas(cluster, docs, nodes):
     urls = {n["id"]: n["url"] for n in gw.get("/_miroir/nodes")[1]["results"]}
     for s in placement_of(gw, INDEX):
         holders = {r["node"] for r in s["replicas"]}
-        assert holders == hrw_target(INDEX, s["shard"], nodes, RF), s
+        assert holders == hrw_target(storage_of(gw, INDEX), s["shard"], nodes, RF), s
         assert all(r["state"] == "ready" for r in s["replicas"]), s
         want = {k: d for k, d in docs.items() if shard_of(k, SHARDS) == s["shard"]}
         for node in holders:
-            got = replica_documents(urls[node], f"{INDEX}__s{s['shard']}")
+            got = replica_documents(urls[node], f"{storage_of(gw, INDEX)}__s{s['shard']}")
             assert got == want, f"shard {s['shard']} on {node} differs"
 
 
@@ -111,7 +111,7 @@ def test_add_node_moves_only_the_hrw_diff(moving_cluster, history, n4):
     gw = moving_cluster["gateway"]
     before = {(s["shard"], r["node"]) for s in placement_of(gw, INDEX) for r in s["replicas"]}
     four = ["n1", "n2", "n3", "n4"]
-    target = {(s, n) for s in range(SHARDS) for n in hrw_target(INDEX, s, four, RF)}
+    target = {(s, n) for s in range(SHARDS) for n in hrw_target(storage_of(gw, INDEX), s, four, RF)}
     expected_moves = len(target - before)
     assert expected_moves > 0
 
@@ -148,7 +148,7 @@ def test_add_node_moves_only_the_hrw_diff(moving_cluster, history, n4):
     # the old copies were dropped from the nodes that gave them up
     urls = {n["id"]: n["url"] for n in gw.get("/_miroir/nodes")[1]["results"]}
     for shard, node in before - after:
-        status, _ = Http(urls[node], NODE_KEY).get(f"/indexes/{INDEX}__s{shard}")
+        status, _ = Http(urls[node], NODE_KEY).get(f"/indexes/{storage_of(gw, INDEX)}__s{shard}")
         assert status == 404, (shard, node)
     result = miroirctl(moving_cluster, "verify", INDEX)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -161,7 +161,7 @@ def corrupt_replica(gw, shard):
     urls = {n["id"]: n["url"] for n in gw.get("/_miroir/nodes")[1]["results"]}
     victim = placement_of(gw, INDEX)[shard]["replicas"][0]["node"]
     node = Http(urls[victim], NODE_KEY)
-    status, t = node.post(f"/indexes/{INDEX}__s{shard}/documents", [{"id": "intruder", "name": "x"}])
+    status, t = node.post(f"/indexes/{storage_of(gw, INDEX)}__s{shard}/documents", [{"id": "intruder", "name": "x"}])
     node_wait_task(node, t["taskUid"])
     return victim, node
 
@@ -178,7 +178,7 @@ def test_verify_finds_and_repairs_a_divergent_replica(moving_cluster, history):
     wait_until("the rebuild to start", lambda: not settled(gw, INDEX), 20, 0.05)
     assert miroirctl(moving_cluster, "wait", "--timeout", "120").returncode == 0
     wait_until("the rebuilt replica to settle", lambda: settled(gw, INDEX), 120)
-    assert node.get(f"/indexes/{INDEX}__s3/documents/intruder")[0] == 404
+    assert node.get(f"/indexes/{storage_of(gw, INDEX)}__s3/documents/intruder")[0] == 404
     check_replicas(moving_cluster, history, ["n1", "n2", "n3", "n4"])
     assert miroirctl(moving_cluster, "verify", INDEX).returncode == 0
 
@@ -202,7 +202,7 @@ def test_a_stalled_rebuild_is_reported(moving_cluster, history):
             os.kill(pid, signal.SIGCONT)
     assert miroirctl(moving_cluster, "wait", "--timeout", "120").returncode == 0
     wait_until("the rebuilt replica to settle", lambda: settled(gw, INDEX), 120)
-    assert node.get(f"/indexes/{INDEX}__s5/documents/intruder")[0] == 404
+    assert node.get(f"/indexes/{storage_of(gw, INDEX)}__s5/documents/intruder")[0] == 404
     assert miroirctl(moving_cluster, "verify", INDEX).returncode == 0
 
 

@@ -4,11 +4,14 @@ import datetime
 import glob
 import hashlib
 import hmac
+import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
+import urllib.parse
 
 import meilisearch
 import pytest
@@ -167,7 +170,12 @@ def test_actions_and_indexes_are_enforced(secured):
     error_of(search.post("/indexes/secure/documents", [{"id": 1000}]), 403, "invalid_api_key")
     # a key that may add documents but not create indexes can't create one by writing to it
     writer = Http(secured["gateway_url"], new_key(secured, actions=["documents.add"], indexes=["*"])["key"])
-    error_of(writer.post("/indexes/not-created/documents", [{"id": 1}]), 404, "index_not_found")
+    # (as on one node, the write is a task that fails, and no index appears)
+    status, task = writer.post("/indexes/not-created/documents", [{"id": 1}])
+    assert status == 202, task
+    done = secured["master"].wait_task(task["taskUid"])
+    assert (done["status"], done["error"]["code"]) == ("failed", "index_not_found"), done
+    error_of(secured["master"].get("/indexes/not-created"), 404, "index_not_found")
     assert writer.post("/indexes/secure/documents", [{"id": 1001, "tenant": "zeta", "title": "x"}])[0] == 202
     error_of(search.get("/indexes/secure/settings"), 403, "invalid_api_key")
     error_of(search.get("/keys"), 403, "invalid_api_key")
@@ -396,3 +404,21 @@ def test_malformed_requests_about_keys_and_tokens(secured):
     bad_filter = token({"apiKeyUid": key["uid"], "searchRules": {"secure": {"filter": 3}}})
     error_of(Http(secured["gateway_url"], bad_filter).post("/indexes/secure/search", {"q": ""}), 403,
              "invalid_api_key")
+
+
+def test_a_wrong_key_is_refused_before_the_body(secured):
+    """A refused upload costs the gateway nothing: the answer comes on the head alone."""
+    url = urllib.parse.urlsplit(secured["gateway_url"])
+    s = socket.create_connection((url.hostname, url.port))
+    try:
+        s.sendall(b"POST /indexes/secure/documents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: 94371840\r\n\r\n")  # not one body byte
+        s.settimeout(5)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 403"), data
+        assert json.loads(body)["code"] == "invalid_api_key"
+    finally:
+        s.close()

@@ -75,9 +75,13 @@ static void test_create_and_update(void **state)
     (void)state;
     mr_error err = {0};
     json_t *body = j("{\"actions\":[\"search\"],\"indexes\":[\"m*\"],\"expiresAt\":\"2030-01-01\",\"name\":\"n\"}");
-    json_t *key = mr_key_create(body, "11111111-2222-4333-8444-555555555555", NOW, &err);
+    json_t *key = mr_key_create(body, "11111111-2222-4333-8444-555555555555", (struct timespec){NOW, 123456789}, &err);
     assert_non_null(key);
     assert_string_equal(json_string_value(json_object_get(key, "expiresAt")), "2030-01-01T00:00:00Z");
+    /* Meilisearch's form, which some clients need: nanoseconds */
+    const char *created = json_string_value(json_object_get(key, "createdAt"));
+    assert_non_null(strstr(created, ".123456789Z"));
+    assert_string_equal(created, json_string_value(json_object_get(key, "updatedAt")));
     assert_string_equal(json_string_value(json_object_get(key, "uid")), "11111111-2222-4333-8444-555555555555");
     assert_false(mr_key_expired(key, NOW));
     assert_true(mr_key_expired(key, 1893456000)); /* 2030-01-01 */
@@ -99,7 +103,7 @@ static void test_create_and_update(void **state)
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         json_t *b = j(bad[i].body);
-        json_t *k = mr_key_create(b, "11111111-2222-4333-8444-555555555555", NOW, &err);
+        json_t *k = mr_key_create(b, "11111111-2222-4333-8444-555555555555", (struct timespec){NOW, 0}, &err);
         assert_null(k);
         assert_string_equal(err.code, bad[i].code);
         assert_int_equal(err.status, 400);
@@ -107,12 +111,18 @@ static void test_create_and_update(void **state)
     }
 
     json_t *patch = j("{\"description\":\"d\"}");
-    json_t *updated = mr_key_update(key, patch, NOW + 5, &err);
+    json_t *updated = mr_key_update(key, patch, (struct timespec){NOW + 5, 5}, &err);
     assert_non_null(updated);
     assert_string_equal(json_string_value(json_object_get(updated, "description")), "d");
     assert_string_equal(json_string_value(json_object_get(updated, "name")), "n");
+    assert_non_null(strstr(json_string_value(json_object_get(updated, "updatedAt")), ".000000005Z"));
+    json_t *precise = j("{\"actions\":[\"search\"],\"indexes\":[\"m\"],\"expiresAt\":\"2031-02-03T04:05:06.25+01:00\"}");
+    json_t *k2 = mr_key_create(precise, "11111111-2222-4333-8444-555555555556", (struct timespec){NOW, 0}, &err);
+    assert_string_equal(json_string_value(json_object_get(k2, "expiresAt")), "2031-02-03T03:05:06.250000000Z");
+    json_decref(k2);
+    json_decref(precise);
     json_t *immutable = j("{\"indexes\":[\"*\"]}");
-    assert_null(mr_key_update(key, immutable, NOW, &err));
+    assert_null(mr_key_update(key, immutable, (struct timespec){NOW, 0}, &err));
     assert_string_equal(err.code, "immutable_api_key_indexes");
 
     json_t *view = mr_key_view(key, "master");

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "merge.h"
+#include "seq.h"
 
 static json_t *answer(const char *hits_json, int estimated)
 {
@@ -76,9 +77,13 @@ static void hits_merge_by_score_then_shard_then_position(void **state)
         answer("[{\"id\":\"b1\",\"_rankingScore\":0.95},{\"id\":\"b2\",\"_rankingScore\":0.5},{\"id\":\"b3\",\"_rankingScore\":0.1}]", 600),
         answer("[]", 0),
     };
+    json_object_set_new(a[0], "processingTimeMs", json_integer(3));
+    json_object_set_new(a[1], "processingTimeMs", json_integer(7));
     mr_merge_limits limits = {1000, 100};
-    json_t *out = mr_search_merge(&req, a, 3, &limits, 3, NULL);
+    json_t *out = mr_search_merge(&req, a, 3, &limits, NULL);
     json_t *hits = json_object_get(out, "hits");
+    /* the shards search at once: the slowest one's time is the engine's */
+    assert_int_equal(json_integer_value(json_object_get(out, "processingTimeMs")), 7);
     /* order: b1 .95, a1 .9, a2 .5 (shard 0 before 1), b2 .5, b3 .1; offset 1 limit 4 */
     const char *want[] = {"a1", "a2", "b2", "b3"};
     assert_int_equal(json_array_size(hits), 4);
@@ -92,6 +97,48 @@ static void hits_merge_by_score_then_shard_then_position(void **state)
     assert_int_equal(json_integer_value(json_object_get(out, "limit")), 4);
     json_decref(out);
     for (int i = 0; i < 3; i++)
+        json_decref(a[i]);
+    mr_search_req_clear(&req);
+    json_decref(body);
+}
+
+/* Tied hits come in write order across shards, as one node gives them; the field doesn't show. */
+static void ties_merge_in_write_order(void **state)
+{
+    (void)state;
+    mr_search_req req;
+    mr_error err;
+    json_t *body = json_pack("{s:[s]}", "attributesToRetrieve", "id");
+    mr_search_req_init(&req, body, NULL, &err);
+    json_t *shard = mr_search_shard_body(&req, 1000);
+    json_t *asked = json_object_get(shard, "attributesToRetrieve");
+    assert_int_equal(json_array_size(asked), 2);
+    assert_string_equal(json_string_value(json_array_get(asked, 1)), MR_SEQ_FIELD);
+    json_decref(shard);
+    char s1[MR_SEQ_LEN + 1], s2[MR_SEQ_LEN + 1], s3[MR_SEQ_LEN + 1], s4[MR_SEQ_LEN + 1];
+    mr_seq_encode(100, s1);
+    mr_seq_encode(101, s2);
+    mr_seq_encode(102, s3);
+    mr_seq_encode(103, s4);
+    json_t *a[2] = {json_pack("{s:[{s:s, s:f, s:s, s:{s:s}}, {s:s, s:f, s:s}], s:i}", "hits", "id", "x2",
+                              "_rankingScore", 1.0, MR_SEQ_FIELD, s2, "_formatted", MR_SEQ_FIELD, s2, "id", "x4",
+                              "_rankingScore", 1.0, MR_SEQ_FIELD, s4, "estimatedTotalHits", 2),
+                    json_pack("{s:[{s:s, s:f, s:s}, {s:s, s:f, s:s}], s:i}", "hits", "id", "x1", "_rankingScore", 1.0,
+                              MR_SEQ_FIELD, s1, "id", "x3", "_rankingScore", 1.0, MR_SEQ_FIELD, s3,
+                              "estimatedTotalHits", 2)};
+    mr_merge_limits limits = {1000, 100};
+    json_t *out = mr_search_merge(&req, a, 2, &limits, NULL);
+    json_t *hits = json_object_get(out, "hits");
+    const char *want[] = {"x1", "x2", "x3", "x4"};
+    assert_int_equal(json_array_size(hits), 4);
+    for (size_t i = 0; i < 4; i++) {
+        json_t *h = json_array_get(hits, i);
+        assert_string_equal(json_string_value(json_object_get(h, "id")), want[i]);
+        assert_null(json_object_get(h, MR_SEQ_FIELD));
+        assert_null(json_object_get(json_object_get(h, "_formatted"), MR_SEQ_FIELD));
+    }
+    json_decref(out);
+    for (int i = 0; i < 2; i++)
         json_decref(a[i]);
     mr_search_req_clear(&req);
     json_decref(body);
@@ -114,7 +161,7 @@ static void facets_add_up(void **state)
                            0, NULL);
     json_t *answers[2] = {a, b};
     mr_merge_limits limits = {1000, 100};
-    json_t *out = mr_search_merge(&req, answers, 2, &limits, 1, NULL);
+    json_t *out = mr_search_merge(&req, answers, 2, &limits, NULL);
     json_t *reg = json_object_get(json_object_get(out, "facetDistribution"), "registry");
     assert_int_equal(json_integer_value(json_object_get(reg, "npm")), 5);
     assert_int_equal(json_integer_value(json_object_get(reg, "pypi")), 2);
@@ -127,7 +174,7 @@ static void facets_add_up(void **state)
     json_decref(out);
     /* maxValuesPerFacet cuts the merged values, first ones by name */
     limits.max_values_per_facet = 1;
-    out = mr_search_merge(&req, answers, 2, &limits, 1, NULL);
+    out = mr_search_merge(&req, answers, 2, &limits, NULL);
     reg = json_object_get(json_object_get(out, "facetDistribution"), "registry");
     assert_int_equal(json_object_size(reg), 1);
     assert_int_equal(json_integer_value(json_object_get(reg, "npm")), 5);
@@ -154,7 +201,7 @@ static void page_mode_totals(void **state)
     json_t *b = json_loads("{\"hits\":[{\"id\":4,\"_rankingScore\":0.85}],\"totalHits\":1}", 0, NULL);
     json_t *answers[2] = {a, b};
     mr_merge_limits limits = {1000, 100};
-    json_t *out = mr_search_merge(&req, answers, 2, &limits, 1, NULL);
+    json_t *out = mr_search_merge(&req, answers, 2, &limits, NULL);
     json_t *hits = json_object_get(out, "hits");
     assert_int_equal(json_array_size(hits), 2);
     assert_int_equal(json_integer_value(json_object_get(json_array_get(hits, 0), "id")), 2);
@@ -184,7 +231,7 @@ static void sort_merges_rule_by_rule(void **state)
 #undef HIT
     json_t *answers[2] = {a, b};
     mr_merge_limits limits = {1000, 100};
-    json_t *out = mr_search_merge(&req, answers, 2, &limits, 1, NULL);
+    json_t *out = mr_search_merge(&req, answers, 2, &limits, NULL);
     json_t *hits = json_object_get(out, "hits");
     /* numbers ascending, then strings regardless of case ("a" < "B"), then missing values; ties
      * by shard */
@@ -210,8 +257,8 @@ static void distinct_across_shards(void **state)
     json_t *body = json_loads("{\"limit\":3,\"attributesToRetrieve\":[\"id\"]}", 0, NULL);
     assert_int_equal(mr_search_req_init(&req, body, "family", &err), 0);
     json_t *shard = mr_search_shard_body(&req, 1000);
-    /* the distinct attribute comes back for the merge */
-    assert_int_equal(json_array_size(json_object_get(shard, "attributesToRetrieve")), 2);
+    /* the distinct attribute and the write order come back for the merge */
+    assert_int_equal(json_array_size(json_object_get(shard, "attributesToRetrieve")), 3);
     json_decref(shard);
     json_t *a = answer("[{\"id\":1,\"family\":\"x\",\"_rankingScore\":0.9},{\"id\":2,\"family\":\"y\",\"_rankingScore\":0.5},"
                        "{\"id\":3,\"_rankingScore\":0.4}]", 3);
@@ -220,7 +267,7 @@ static void distinct_across_shards(void **state)
     json_t *answers[2] = {a, b};
     mr_merge_limits limits = {1000, 100};
     int short_answer = -1;
-    json_t *out = mr_search_merge(&req, answers, 2, &limits, 1, &short_answer);
+    json_t *out = mr_search_merge(&req, answers, 2, &limits, &short_answer);
     json_t *hits = json_object_get(out, "hits");
     /* 1 (x), 4 is x again, 5 (z), 6 (y) */
     const int want[] = {1, 5, 6};
@@ -243,6 +290,7 @@ int main(void)
         cmocka_unit_test(shard_body_asks_for_the_window),
         cmocka_unit_test(bad_paging_is_rejected),
         cmocka_unit_test(hits_merge_by_score_then_shard_then_position),
+        cmocka_unit_test(ties_merge_in_write_order),
         cmocka_unit_test(facets_add_up),
         cmocka_unit_test(page_mode_totals),
         cmocka_unit_test(sort_merges_rule_by_rule),

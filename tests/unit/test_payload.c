@@ -96,9 +96,13 @@ static void inference(void **state)
     assert_int_equal(mr_primary_key_infer(docs, pk, sizeof pk, &err), -1);
     assert_string_equal(err.code, "index_primary_key_no_candidate_found");
     json_decref(docs);
-    docs = parse("[{\"id\":1,\"uid\":2}]", MR_FORMAT_JSON, &err);
+    docs = parse("[{\"uid\":2,\"zid\":3,\"id\":1}]", MR_FORMAT_JSON, &err);
     assert_int_equal(mr_primary_key_infer(docs, pk, sizeof pk, &err), -1);
     assert_string_equal(err.code, "index_primary_key_multiple_candidates_found");
+    /* as a node names them: sorted, the first two */
+    assert_string_equal(err.message, "The primary key inference failed as the engine found 3 fields ending with `id` "
+                                     "in their names: 'id' and 'uid'. Please specify the primary key manually using "
+                                     "the `primaryKey` query parameter.");
     json_decref(docs);
 }
 

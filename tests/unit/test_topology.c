@@ -76,6 +76,77 @@ static void snapshots_are_immutable(void **state)
     mr_index_clear(&c);
 }
 
+/* A uid has one live incarnation and any number of dropped ones, each under its own storage. */
+static void incarnations_by_storage(void **state)
+{
+    (void)state;
+    mr_topology_holder h;
+    mr_topology_holder_init(&h);
+    mr_index one = make_index("movies"), two = make_index("movies");
+    mr_storage_name(one.storage, sizeof one.storage, "movies", 1);
+    mr_storage_name(two.storage, sizeof two.storage, "movies", 2);
+    assert_string_equal(one.storage, "movies-1");
+    mr_topology *t0 = mr_topology_acquire(&h);
+    mr_topology *t1 = mr_topology_with(t0, one.storage, &one);
+    assert_string_equal(mr_topology_find(t1, "movies")->storage, "movies-1");
+    /* dropping it keeps it, by its storage, but the uid has no live incarnation */
+    one.deleted = 1;
+    one.shards[2].deleted_at = 41;
+    mr_topology *t2 = mr_topology_with(t1, one.storage, &one);
+    assert_null(mr_topology_find(t2, "movies"));
+    assert_int_equal(t2->count, 1);
+    assert_int_equal(mr_topology_find_storage(t2, "movies-1")->shards[2].deleted_at, 41);
+    /* a new live incarnation beside the dropped one; the live one sorts first */
+    mr_topology *t3 = mr_topology_with(t2, two.storage, &two);
+    assert_int_equal(t3->count, 2);
+    assert_string_equal(mr_topology_find(t3, "movies")->storage, "movies-2");
+    assert_false(t3->indexes[0].deleted);
+    assert_true(mr_topology_find_storage(t3, "movies-1")->deleted);
+    /* a live definition replaces the uid's other live one (a swap gives it another storage) */
+    mr_index three = make_index("movies");
+    mr_storage_name(three.storage, sizeof three.storage, "books", 4);
+    mr_topology *t4 = mr_topology_with(t3, three.storage, &three);
+    assert_int_equal(t4->count, 2);
+    assert_string_equal(mr_topology_find(t4, "movies")->storage, "books-4");
+    /* collected: gone */
+    mr_topology *t5 = mr_topology_with(t4, "movies-1", NULL);
+    assert_int_equal(t5->count, 1);
+    assert_null(mr_topology_find_storage(t5, "movies-1"));
+    mr_topology *all[] = {t0, t1, t2, t3, t4};
+    for (size_t i = 0; i < 5; i++)
+        mr_topology_release(&h, all[i]);
+    mr_topology_publish(&h, t5);
+    mr_topology_holder_destroy(&h);
+    mr_index_clear(&one);
+    mr_index_clear(&two);
+    mr_index_clear(&three);
+}
+
+static void dropped_definitions_keep_their_deletion(void **state)
+{
+    (void)state;
+    mr_index ix = make_index("gone");
+    ix.deleted = 1;
+    ix.generation = 3;
+    for (uint32_t s = 0; s < 4; s++)
+        ix.shards[s].deleted_at = 100 + s;
+    json_t *j = mr_index_to_json(&ix);
+    mr_index back;
+    assert_int_equal(mr_index_from_json(j, &back), 0);
+    assert_true(back.deleted);
+    assert_int_equal(back.generation, 3);
+    for (uint32_t s = 0; s < 4; s++)
+        assert_int_equal(back.shards[s].deleted_at, 100 + s);
+    /* a placement written later keeps them */
+    json_t *p = mr_placement_to_json(&back);
+    assert_int_equal(mr_placement_from_json(p, &back), 0);
+    assert_int_equal(back.shards[3].deleted_at, 103);
+    json_decref(p);
+    json_decref(j);
+    mr_index_clear(&back);
+    mr_index_clear(&ix);
+}
+
 static void shard_index_names(void **state)
 {
     (void)state;
@@ -90,6 +161,8 @@ int main(void)
         cmocka_unit_test(json_round_trip),
         cmocka_unit_test(snapshots_are_immutable),
         cmocka_unit_test(shard_index_names),
+        cmocka_unit_test(incarnations_by_storage),
+        cmocka_unit_test(dropped_definitions_keep_their_deletion),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
