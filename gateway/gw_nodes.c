@@ -100,7 +100,7 @@ void gw_node_report(gw *g, const char *id, int ok)
 
 size_t gw_replica_order(gw *g, const mr_index *ix, uint32_t shard, uint64_t key, const char **out)
 {
-    /* Only the in-sync replicas serve reads: each has applied every task reported succeeded.
+    /* Only replicas that have applied every task reported succeeded serve reads (mr_meta_readable).
      * Two groups, each ranked by rendezvous on key: up, then down (a fallback, in case the
      * health check is behind). */
     const char *group[2][MR_MAX_REPLICAS];
@@ -111,7 +111,7 @@ size_t gw_replica_order(gw *g, const mr_index *ix, uint32_t shard, uint64_t key,
     char url[256];
     for (size_t r = 0; r < s->count; r++) {
         const mr_replica *rep = &s->replicas[r];
-        if (rep->state != MR_REPLICA_READY || !mr_commit_has(&commit, rep) || gw_node_url(g, rep->node, url, sizeof url))
+        if (!mr_meta_readable(g->meta, ix->storage, shard, &commit, rep) || gw_node_url(g, rep->node, url, sizeof url))
             continue;
         int which = gw_node_is_up(g, rep->node) ? 0 : 1;
         group[which][count[which]++] = rep->node;

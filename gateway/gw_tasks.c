@@ -72,7 +72,7 @@ const char *gw_cluster_health(gw *g, json_t *shards_out)
             mr_meta_commit(g->meta, ix->storage, s, &commit);
             for (size_t r = 0; r < placed; r++) {
                 const mr_replica *rep = &ix->shards[s].replicas[r];
-                live += rep->state == MR_REPLICA_READY && mr_commit_has(&commit, rep) && gw_node_is_up(g, rep->node);
+                live += mr_meta_readable(g->meta, ix->storage, s, &commit, rep) && gw_node_is_up(g, rep->node);
             }
             int level = live == 0 ? 2 : live < ix->rf ? 1 : 0;
             worst = level > worst ? level : worst;

@@ -1,19 +1,12 @@
-/* insync.c: each shard's in-sync set and commit point.
- *
- * The in-sync set is the ready replicas that keep up; the commit point is the smallest applied
- * offset among them, and never goes back. A task is succeeded once the commit point passed it
- * (task.h), and only in-sync replicas serve reads, so every read sees every task reported
- * succeeded. A replica leaves the set when its node fails, or when it has applied nothing for
- * in_sync_lag_ms while behind its peers, so a dead or stuck node holds nothing back (the last
- * member stays, so the point never moves on without one); it joins again once it has applied
- * everything below the commit point, which then cannot go back. This worker, holding the
- * shard's lease, is the set's only writer. */
+/* insync.c: each shard's in-sync set and commit point, kept by the worker that holds the shard's
+ * lease, its only writer. The rule is shared/insync.h; this file feeds it and records the result. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
+#include "insync.h"
 #include "stream.h"
 #include "util.h"
 
@@ -122,48 +115,18 @@ static int same_set(const shard_state *st, const mr_replica *set, size_t count)
 
 static void shard_update(ingest *in, shard_state *st, int64_t now)
 {
-    stream *members[MR_MAX_REPLICAS], *others[MR_MAX_REPLICAS];
-    size_t nm = 0, no = 0;
-    int64_t most = -1;
-    for (size_t i = st->first_stream; i < st->first_stream + st->stream_count; i++) {
-        stream *s = &in->streams[i];
-        if (!s->ready)
-            continue;
-        if (in_set(st, s) && nm < MR_MAX_REPLICAS) {
-            members[nm++] = s;
-            most = s->applied > most ? s->applied : most;
-        } else if (no < MR_MAX_REPLICAS) {
-            others[no++] = s;
-        }
+    mr_isr_replica replicas[MR_MAX_REPLICAS];
+    size_t n = 0;
+    for (size_t i = st->first_stream; i < st->first_stream + st->stream_count && n < MR_MAX_REPLICAS; i++) {
+        const stream *s = &in->streams[i];
+        if (s->ready)
+            replicas[n++] = (mr_isr_replica){.node = s->node_id, .incarnation = s->incarnation, .applied = s->applied,
+                                             .advanced_ms = s->advanced_ms, .failing = s->failures > 0,
+                                             .member = in_set(st, s)};
     }
     mr_replica set[MR_MAX_REPLICAS];
-    size_t count = 0;
-    stream *best = NULL;
-    for (size_t i = 0; i < nm; i++) {
-        stream *s = members[i];
-        int stalled = s->applied < most && now - s->advanced_ms > in->cfg->in_sync_lag_ms;
-        if (!s->failures && !stalled)
-            set_add(set, &count, s);
-        if (!best || s->applied > best->applied)
-            best = s;
-    }
-    if (!count && best) /* the last member stays: without one the point could never move safely */
-        set_add(set, &count, best);
-    for (size_t i = 0; i < no; i++)
-        if (!others[i]->failures && others[i]->applied >= st->commit)
-            set_add(set, &count, others[i]);
-    int64_t commit = st->commit;
-    int64_t least = -1;
-    for (size_t i = 0; i < count; i++) {
-        for (size_t k = st->first_stream; k < st->first_stream + st->stream_count; k++) {
-            const stream *s = &in->streams[k];
-            if (s->incarnation == set[i].incarnation && strcmp(s->node_id, set[i].node) == 0 &&
-                (least < 0 || s->applied < least))
-                least = s->applied;
-        }
-    }
-    if (least > commit)
-        commit = least;
+    size_t count;
+    int64_t commit = mr_isr_next(replicas, n, st->commit, now, in->cfg->in_sync_lag_ms, set, &count);
     if (commit == st->commit && same_set(st, set, count))
         return;
     if (!same_set(st, set, count))

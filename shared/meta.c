@@ -779,6 +779,13 @@ int mr_commit_has(const mr_commit *c, const mr_replica *rep)
     return 0;
 }
 
+int mr_meta_readable(mr_meta *m, const char *storage, uint32_t shard, const mr_commit *c, const mr_replica *rep)
+{
+    if (rep->state != MR_REPLICA_READY)
+        return 0;
+    return mr_commit_has(c, rep) || mr_meta_applied(m, storage, shard, rep, NULL, 0) >= c->offset;
+}
+
 uint64_t mr_meta_generation(mr_meta *m, const char *uid)
 {
     pthread_mutex_lock(&m->lock);

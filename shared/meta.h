@@ -88,6 +88,10 @@ typedef struct mr_commit {
 void mr_meta_commit(mr_meta *m, const char *storage, uint32_t shard, mr_commit *out);
 /* Whether rep is in c's in-sync set (every ready replica is when c is not known). */
 int mr_commit_has(const mr_commit *c, const mr_replica *rep);
+/* Whether rep may serve reads: it is ready and has applied everything below c's point. That is
+ * every in-sync replica, and one that caught up with the point before ingest took it back into
+ * the set, so that a shard whose in-sync replica was just cut off still has one that answers. */
+int mr_meta_readable(mr_meta *m, const char *storage, uint32_t shard, const mr_commit *c, const mr_replica *rep);
 
 /* How many records of storage's shards went to the dead-letter topic. */
 size_t mr_meta_dlq_count(mr_meta *m, const char *storage);
