@@ -138,6 +138,9 @@ int gw_may_see(const gw_request *req, const char *index);
 int gw_may_use(const gw_request *req, const char *index, mr_error *err);
 /* Whether the caller may see every index (the master key, or a key for "*"). */
 int gw_may_use_all(const gw_request *req);
+/* Whether the caller may see where the nodes are (their URLs): the master key, or a key with the
+ * "*" action. Others learn node ids and states only. */
+int gw_may_see_nodes(const gw_request *req);
 /* ANDs a tenant token's filter for index into a search body. Returns 0 or -1 with err. */
 int gw_apply_search_rules(const gw_request *req, const char *index, json_t *search, mr_error *err);
 /* Creates Meilisearch's default keys once per cluster (when a master key is set). */
@@ -169,8 +172,9 @@ void gw_node_report(gw *g, const char *id, int ok);
 size_t gw_replica_order(gw *g, const mr_index *ix, uint32_t shard, uint64_t key, const char **out);
 /* Asks a live node to check a request the way it checks its own, on a scratch index of its own
  * (path is appended to /indexes/<scratch>): its answer is Meilisearch's validation, errors
- * included. Returns 0 if it accepted it, or -1 with err (its 4xx, or no node reachable). */
-int gw_node_check(gw *g, const char *method, const char *path, const char *body, mr_error *err);
+ * included, with the scratch index named uid, the client's. Returns 0 if it accepted it, or -1
+ * with err (its 4xx, or no node reachable). */
+int gw_node_check(gw *g, const char *uid, const char *method, const char *path, const char *body, mr_error *err);
 /* Pings every node's /health; meant for a background thread. */
 void gw_nodes_check(gw *g);
 

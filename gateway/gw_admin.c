@@ -21,25 +21,28 @@ static int64_t shard_end(gw *g, const mr_index *ix, uint32_t shard)
     return mr_kafka_shard_end(g->producer, ix->storage, shard, 1000);
 }
 
-static json_t *member_json(gw *g, const mr_topology *t, const mr_member *m)
+static json_t *member_json(gw *g, const mr_topology *t, const mr_member *m, int with_url)
 {
-    return json_pack("{s:s, s:s, s:s, s:b, s:I}", "id", m->node.id, "url", m->node.url, "state",
-                     mr_member_state_name(m->state), "up", gw_node_is_up(g, m->node.id), "replicas",
-                     (json_int_t)mr_topology_replicas_on(t, m->node.id));
+    json_t *j = json_pack("{s:s, s:s, s:b, s:I}", "id", m->node.id, "state", mr_member_state_name(m->state), "up",
+                          gw_node_is_up(g, m->node.id), "replicas", (json_int_t)mr_topology_replicas_on(t, m->node.id));
+    if (with_url)
+        json_object_set_new(j, "url", json_string(m->node.url));
+    return j;
 }
 
-static json_t *members_json(gw *g, const mr_topology *t)
+static json_t *members_json(gw *g, const gw_request *req, const mr_topology *t)
 {
     json_t *nodes = json_array();
+    int with_url = gw_may_see_nodes(req);
     for (size_t i = 0; i < t->member_count; i++)
-        json_array_append_new(nodes, member_json(g, t, &t->members[i]));
+        json_array_append_new(nodes, member_json(g, t, &t->members[i], with_url));
     return nodes;
 }
 
 void gw_route_topology(gw *g, const gw_request *req, gw_response *res)
 {
     mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
-    json_t *nodes = members_json(g, topo);
+    json_t *nodes = members_json(g, req, topo);
     json_t *indexes = json_array();
     for (size_t i = 0; i < topo->count; i++) {
         const mr_index *ix = &topo->indexes[i];
@@ -88,9 +91,8 @@ void gw_route_topology(gw *g, const gw_request *req, gw_response *res)
 
 void gw_route_nodes_list(gw *g, const gw_request *req, gw_response *res)
 {
-    (void)req;
     mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
-    json_t *nodes = members_json(g, topo);
+    json_t *nodes = members_json(g, req, topo);
     mr_topology_release(mr_meta_topology(g->meta), topo);
     gw_reply(res, 200, json_pack("{s:o}", "results", nodes));
 }

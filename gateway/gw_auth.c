@@ -159,6 +159,21 @@ int gw_may_use(const gw_request *req, const char *index, mr_error *err)
     return -1;
 }
 
+int gw_may_see_nodes(const gw_request *req)
+{
+    const gw_caller *c = &req->caller;
+    if (c->open || c->master)
+        return 1;
+    if (!c->key || c->rules)
+        return 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(c->key, "actions"), i, v)
+        if (strcmp(json_string_value(v), "*") == 0)
+            return 1;
+    return 0;
+}
+
 int gw_may_use_all(const gw_request *req)
 {
     const gw_caller *c = &req->caller;

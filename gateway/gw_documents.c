@@ -232,11 +232,11 @@ done:
  * are filterable when it runs it, against the settings then. Miroir has a node check the syntax
  * the same way (a deletion on its scratch index), so that a filter made valid by a settings task
  * queued just before it is accepted, and fails its task otherwise. */
-static int check_filter_syntax(gw *g, const json_t *filter, mr_error *err)
+static int check_filter_syntax(gw *g, const char *uid, const json_t *filter, mr_error *err)
 {
     json_t *probe = json_pack("{s:O}", "filter", filter);
     char *text = json_dumps(probe, JSON_COMPACT);
-    int rc = gw_node_check(g, "POST", "/documents/delete", text, err);
+    int rc = gw_node_check(g, uid, "POST", "/documents/delete", text, err);
     free(text);
     json_decref(probe);
     return rc;
@@ -249,7 +249,7 @@ void gw_route_documents_delete_filter(gw *g, const gw_request *req, gw_response 
     json_t *filter = json_object_get(body, "filter");
     if (body && (!filter || json_is_null(filter)))
         mr_error_set(&err, "missing_document_filter", "Missing field `filter`");
-    if (!body || !filter || json_is_null(filter) || check_filter_syntax(g, filter, &err)) {
+    if (!body || !filter || json_is_null(filter) || check_filter_syntax(g, req->captures[0], filter, &err)) {
         gw_reply_error(res, &err);
         json_decref(body);
         return;

@@ -128,7 +128,7 @@ size_t gw_replica_order(gw *g, const mr_index *ix, uint32_t shard, uint64_t key,
 /* Every node holds this index of its own, never a shard: requests are checked against it. */
 #define SCRATCH_INDEX "miroir-settings-check"
 
-int gw_node_check(gw *g, const char *method, const char *path, const char *body, mr_error *err)
+int gw_node_check(gw *g, const char *uid, const char *method, const char *path, const char *body, mr_error *err)
 {
     mr_member members[MR_MAX_NODES];
     size_t count = gw_members(g, members);
@@ -144,8 +144,10 @@ int gw_node_check(gw *g, const char *method, const char *path, const char *body,
         int rc = -1;
         if (r.status >= 200 && r.status < 300)
             rc = 0;
-        else if (r.status >= 400 && r.status < 500 && answer && mr_error_from_json(err, (int)r.status, answer) == 0)
+        else if (r.status >= 400 && r.status < 500 && answer && mr_error_from_json(err, (int)r.status, answer) == 0) {
+            mr_error_rename(err->message, sizeof err->message, SCRATCH_INDEX, uid);
             rc = 1;
+        }
         json_decref(answer);
         mr_http_req_reset(&r);
         if (rc >= 0)

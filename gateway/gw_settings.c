@@ -87,7 +87,7 @@ static void settings_write(gw *g, const gw_request *req, gw_response *res, json_
     char *text = json_dumps(settings, JSON_COMPACT);
     gw_write w = {0};
     const mr_index *ix = NULL;
-    if (gw_node_check(g, "PATCH", "/settings", text, &err)) {
+    if (gw_node_check(g, req->captures[0], "PATCH", "/settings", text, &err)) {
         gw_reply_error(res, &err);
     } else if (!(ix = gw_write_begin(g, req, req->captures[0], 1, &w, &err))) {
         gw_failed_task(g, req->captures[0], "settingsUpdate", json_deep_copy(settings), &err, res);

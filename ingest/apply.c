@@ -15,7 +15,9 @@
 
 #define MAX_BATCH_BYTES (64u << 20)
 #define TASK_POLL_MS 10
-#define MAX_BACKOFF_MS 30000
+/* A node that returns is written to again within this; one that hangs costs its worker one
+ * connect timeout per this at most (a worker's round waits for all its nodes). */
+#define MAX_BACKOFF_MS 5000
 #define MAX_PENDING 20000     /* records queued ahead of the batch; past it the partition pauses */
 #define REBUILD_BATCH_MS 1000 /* a replay fills its large batches from Kafka; wait for that, not for live writers */
 

@@ -133,9 +133,10 @@ static void print_status(json_t *topo)
     size_t i;
     json_t *n;
     json_array_foreach(nodes, i, n) {
+        const char *url = json_string_value(json_object_get(n, "url"));
         printf("%-16s %-8s %-9lld %-5s %s\n", json_string_value(json_object_get(n, "id")),
                json_string_value(json_object_get(n, "state")), json_integer_value(json_object_get(n, "replicas")),
-               json_is_true(json_object_get(n, "up")) ? "yes" : "NO", json_string_value(json_object_get(n, "url")));
+               json_is_true(json_object_get(n, "up")) ? "yes" : "NO", url ? url : "(needs a key with the * action)");
     }
     json_t *ix;
     json_array_foreach(json_object_get(topo, "indexes"), i, ix) {

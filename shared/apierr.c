@@ -119,15 +119,28 @@ json_t *mr_error_json(const mr_error *e)
                      "link", link);
 }
 
-void mr_error_rename_index(char *message, size_t len, const char *storage, const char *uid)
+/* The end of a name of ours that starts at p, or NULL: name itself, or with a shard suffix. */
+static const char *our_name_end(const char *p, const char *name, size_t len, int shard_suffix)
+{
+    if (strncmp(p, name, len) != 0)
+        return NULL;
+    const char *d = p + len;
+    if (!shard_suffix)
+        return d;
+    if (strncmp(d, "__s", 3) != 0 || d[3] < '0' || d[3] > '9')
+        return NULL;
+    for (d += 3; *d >= '0' && *d <= '9'; d++)
+        ;
+    return d;
+}
+
+static void rename_in(char *message, size_t len, const char *name, int shard_suffix, const char *uid)
 {
     char out[1024];
-    size_t n = 0, slen = strlen(storage);
+    size_t n = 0, nlen = strlen(name);
     for (const char *p = message; *p && n + 1 < sizeof out;) {
-        const char *d = strncmp(p, storage, slen) == 0 ? p + slen : NULL;
-        if (d && strncmp(d, "__s", 3) == 0 && d[3] >= '0' && d[3] <= '9') {
-            for (d += 3; *d >= '0' && *d <= '9'; d++)
-                ;
+        const char *d = nlen ? our_name_end(p, name, nlen, shard_suffix) : NULL;
+        if (d) {
             n += (size_t)snprintf(out + n, sizeof out - n, "%s", uid);
             if (n >= sizeof out)
                 n = sizeof out - 1;
@@ -138,4 +151,14 @@ void mr_error_rename_index(char *message, size_t len, const char *storage, const
     }
     out[n] = '\0';
     snprintf(message, len, "%s", out);
+}
+
+void mr_error_rename_index(char *message, size_t len, const char *storage, const char *uid)
+{
+    rename_in(message, len, storage, 1, uid);
+}
+
+void mr_error_rename(char *message, size_t len, const char *name, const char *uid)
+{
+    rename_in(message, len, name, 0, uid);
 }

@@ -31,6 +31,8 @@ json_t *mr_error_json(const mr_error *e);
 
 /* Rewrites every "<storage>__s<digits>" (a shard index's name) in message as uid, in place. */
 void mr_error_rename_index(char *message, size_t len, const char *storage, const char *uid);
+/* Rewrites every `name` (an index of the gateway's own on a node) in message as uid, in place. */
+void mr_error_rename(char *message, size_t len, const char *name, const char *uid);
 
 static inline int mr_failed(const mr_error *e) { return e->status != 0; }
 

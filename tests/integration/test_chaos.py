@@ -357,9 +357,19 @@ def test_chaos(moving_cluster, extra_nodes):
     threads = [threading.Thread(target=w, daemon=True) for w in workers]
     for t in threads:
         t.start()
+    def healed():
+        # every shard of the index has RF replicas that are live, ready and in sync
+        status, health = request(gw, "GET", "/health?detail=true")
+        mine = [s for s in (health or {}).get("shards", []) if s["index"] == INDEX]
+        return status == 200 and len(mine) == SHARDS and all(s["status"] == "green" for s in mine)
+
     try:
         time.sleep(4)
         for fault in faults:
+            # RF copies survive one fault at a time: each comes once the last one has healed,
+            # and healing within a bound is itself what is checked here
+            load.phase = f"healing before {fault.__name__}"
+            wait_until(f"the cluster to heal before {fault.__name__}", healed, 120, 0.2)
             load.phase = fault.__name__
             reborn.calm.clear()  # its deletions are acknowledged or not made: no uncertain epochs
             fault()

@@ -422,3 +422,41 @@ def test_a_wrong_key_is_refused_before_the_body(secured):
         assert json.loads(body)["code"] == "invalid_api_key"
     finally:
         s.close()
+
+
+def test_only_keys_with_every_action_see_where_the_nodes_are(secured):
+    keys = keys_of(secured)
+    url = secured["gateway_url"]
+    read_only = Http(url, keys["Default Read-Only Admin API Key"]["key"])
+    one_index_stats = Http(url, new_key(secured, actions=["stats.get"], indexes=["secure"])["key"])
+    for who in (read_only, one_index_stats):
+        for path, field in (("/_miroir/topology", "nodes"), ("/_miroir/nodes", "results")):
+            status, body = who.get(path)
+            assert status == 200, body
+            assert body[field] and all("id" in n and "url" not in n for n in body[field]), body
+            assert "http://" not in json.dumps(body), body
+    for who in (Http(url, keys["Default Admin API Key"]["key"]), secured["master"]):
+        nodes = who.get("/_miroir/nodes")[1]["results"]
+        assert nodes and all(n["url"].startswith("http://") for n in nodes), nodes
+
+
+def test_node_errors_name_the_clients_index(secured):
+    master = secured["master"]
+    storage = next(i["storage"] for i in master.get("/_miroir/topology")[1]["indexes"] if i["uid"] == "secure")
+    answers = [master.post("/indexes/secure/search", {"filter": "title = x"}),
+               master.post("/indexes/secure/search", {"sort": ["title:asc"]}),
+               master.post("/indexes/secure/facet-search", {"facetName": "title"}),
+               master.req("PATCH", "/indexes/secure/settings", {"rankingRules": ["bogus"]}),
+               master.post("/indexes/secure/documents/delete", {"filter": "title = x"})]
+    status, task = answers[-1]
+    if status == 202:  # the node finds the attribute unfilterable when the deletion runs
+        done = master.wait_task(task["taskUid"])
+        assert done["status"] == "failed", done
+        answers[-1] = (400, done["error"])
+    for status, body in answers:
+        assert status == 400, body
+        for internal in {"__s", storage, "miroir-settings-check"} - {"secure"}:
+            assert internal not in body["message"], body
+        assert "Index `" not in body["message"] or "Index `secure`:" in body["message"], body
+    # the nodes do name the index in these: the renaming is what is checked
+    assert sum("Index `secure`:" in body["message"] for _, body in answers) >= 3
