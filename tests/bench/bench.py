@@ -8,6 +8,9 @@ import argparse
 import gzip
 import json
 import os
+import re
+import select
+import socket
 import shutil
 import subprocess
 import sys
@@ -26,6 +29,9 @@ QUERIES = os.path.join(HERE, "queries.jsonl")
 LOADGEN = os.path.join(BUILD, "tests", "miroir-loadgen")
 MERGEBENCH = os.path.join(BUILD, "tests", "miroir-mergebench")
 KAFKA, GATEWAY, NODES, N4, BASE = 31092, 31700, 31701, 31704, 31710
+UP_KAFKA, UP_GATEWAY, UP_NODES, UP_PLAIN = 32092, 32700, 32701, 32710
+UPLOAD_MASTER = "bench-uploads-master-key-0123456789"
+UPLOADS, UPLOAD_BYTES = 10, 90 << 20
 SETTINGS = {"filterableAttributes": ["registry", "month"], "sortableAttributes": ["month"]}
 CHUNK = 100_000
 CONCURRENCY = 8
@@ -124,6 +130,89 @@ def pid_of(cluster, name):
         return int(f.read())
 
 
+def upload_peak(addr, pid, key, index="uploads"):
+    """Peak RSS (KiB) of pid, and its RSS before, while UPLOADS clients each send an
+    UPLOAD_BYTES body to addr as fast as it takes them; and the statuses they got."""
+    host, port = addr.rsplit(":", 1)
+    before = rss_kb(pid)
+    peak, stop, statuses = [before], threading.Event(), []
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss_kb(pid))
+            time.sleep(0.02)
+
+    def upload():
+        s = socket.create_connection((host, int(port)))
+        chunk = b" " * (1 << 20)
+        try:
+            s.sendall(f"POST /indexes/{index}/documents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+                      f"Content-Type: application/json\r\nContent-Length: {UPLOAD_BYTES}\r\n\r\n[".encode())
+            sent = 1
+            while sent < UPLOAD_BYTES and not select.select([s], [], [], 0)[0]:
+                piece = chunk[:UPLOAD_BYTES - sent]
+                s.sendall(piece)
+                sent += len(piece)
+        except OSError:
+            pass
+        s.settimeout(120)
+        data = b""
+        try:
+            while not data.endswith(b"}") and (more := s.recv(65536)):
+                data += more
+        except OSError:
+            pass
+        s.close()
+        statuses.append(int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/1.") else 0)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    clients = [threading.Thread(target=upload) for _ in range(UPLOADS)]
+    for t in clients:
+        t.start()
+    for t in clients:
+        t.join()
+    time.sleep(0.5)
+    stop.set()
+    sampler.join()
+    return before, peak[0], sorted(statuses)
+
+
+def measure_uploads(state, rows, facts):
+    """Row 8: what 10 concurrent 90 MiB uploads cost the gateway, with a wrong key and with a
+    good one, beside a plain Meilisearch node given the same uploads."""
+    plain = ExtraNode(state, "plain-uploads", UP_PLAIN)
+    try:
+        plain.start()
+        wait_until("the plain node", lambda: plain.http.get("/health")[0] == 200, 60)
+        with running_cluster("miroir-bench-uploads-", UP_KAFKA, UP_GATEWAY, UP_NODES, master_key=UPLOAD_MASTER,
+                             extra="max_body_bytes = 104857600") as cluster:  # the default, not the tests' 4 MB
+            gw = Http(cluster["gateway_url"], UPLOAD_MASTER)
+            gw.wait_task(gw.post("/indexes", {"uid": "uploads", "primaryKey": "id"})[1]["taskUid"])
+            gw_pid, gw_addr = pid_of(cluster, "gateway"), cluster["gateway_url"].split("//")[1]
+            plain_pid, plain_addr = plain.proc.pid, plain.addr
+            figures = {}
+            for label, gw_key, plain_key in (("wrong key", "wrong", "wrong"), ("good key", UPLOAD_MASTER, NODE_KEY)):
+                g = upload_peak(gw_addr, gw_pid, gw_key)
+                p = upload_peak(plain_addr, plain_pid, plain_key)
+                figures[label] = {"gateway": {"before_kb": g[0], "peak_kb": g[1], "statuses": g[2]},
+                                  "plain_meilisearch": {"before_kb": p[0], "peak_kb": p[1], "statuses": p[2]}}
+                log(f"uploads, {label}: gateway {g[0] // 1024} -> {g[1] // 1024} MiB {g[2]}; "
+                    f"plain {p[0] // 1024} -> {p[1] // 1024} MiB {p[2]}")
+            facts["uploads"] = dict(figures, count=UPLOADS, bytes_each=UPLOAD_BYTES)
+    finally:
+        plain.close()
+    wrong, good = figures["wrong key"], figures["good key"]
+    growth = lambda f: (f["peak_kb"] - f["before_kb"]) / 1024  # noqa: E731
+    rows.append(("8", f"peak RSS growth (MiB), {UPLOADS} concurrent 90 MiB uploads with a wrong key: gateway vs "
+                      "plain Meilisearch", growth(wrong["gateway"]), growth(wrong["plain_meilisearch"]) or 1.0,
+                 "gateway ≤ 16 MiB", growth(wrong["gateway"]) <= 16))
+    rows.append(("8b", f"peak RSS growth (MiB), {UPLOADS} concurrent 90 MiB uploads with a good key: gateway "
+                       "(body_budget_bytes 256 MiB) vs plain Meilisearch", growth(good["gateway"]),
+                 growth(good["plain_meilisearch"]) or 1.0, "gateway ≤ budget + 64 MiB",
+                 growth(good["gateway"]) <= 256 + 64))
+
+
 def shard_urls(gw, index, nodes):
     return [f"{nodes[s['replicas'][0]['node']]}/indexes/{index}__s{s['shard']}/search" for s in placement_of(gw, index)]
 
@@ -131,10 +220,21 @@ def shard_urls(gw, index, nodes):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="a 100k-document subset and shorter load runs")
+    ap.add_argument("--only", choices=["uploads"], help="run this row alone and merge it into docs/benchmarks.*")
     args = ap.parse_args()
+    if args.only == "uploads":
+        rows, facts = [], {}
+        state = tempfile.mkdtemp(prefix="miroir-bench-")
+        try:
+            measure_uploads(state, rows, facts)
+        finally:
+            shutil.rmtree(state, ignore_errors=True)
+        merge_report(rows, facts, "uploads")
+        return
     limit = 100_000 if args.quick else 0
     duration = 8 if args.quick else 20
-    rows, facts = [], {"mode": "quick" if args.quick else "full", "concurrency": CONCURRENCY}
+    rows, facts = [], {"mode": "quick" if args.quick else "full", "concurrency": CONCURRENCY,
+                       "date": time.strftime("%Y-%m-%d")}
     bodies, total = chunks_of(CORPUS, limit)
     facts["documents"] = total
     log(f"corpus: {total} documents in {len(bodies)} requests of up to {CHUNK}")
@@ -253,6 +353,7 @@ def main():
                          "bounded", peak[0] < 1024 * 1024))
             rows.append(("7b", "gateway peak RSS under search load (MiB)", facts["gateway_rss_kb"]["peak"] / 1024, None,
                          "(report)", None))
+        measure_uploads(state, rows, facts)
     finally:
         n4.close()
         baseline.close()
@@ -269,12 +370,30 @@ def main():
     report(rows, facts, args.quick)
 
 
+def merge_report(rows, facts, only):
+    """Rows measured alone replace their namesakes in the last full report, which keeps the rest."""
+    docs = os.path.join(ROOT, "docs")
+    with open(os.path.join(docs, "benchmarks.json")) as f:
+        last = json.load(f)
+    fresh = {r[0]: r for r in rows}
+    kept = [tuple(r[k] for k in ("row", "what", "value", "baseline", "target", "met")) for r in last["rows"]
+            if r["row"] not in fresh]
+    merged_facts = dict(last["facts"], **facts)
+    if "date" not in merged_facts:  # written before reports kept their date
+        with open(os.path.join(docs, "benchmarks.md")) as f:
+            merged_facts["date"] = re.search(r" on (\d{4}-\d{2}-\d{2})", f.read()).group(1)
+    merged_facts.setdefault("measured_alone", {})[only] = time.strftime("%Y-%m-%d")
+    report(kept + rows, merged_facts, merged_facts.get("mode") == "quick")
+
+
 def report(rows, facts, quick):
     lines = ["# Benchmarks", "",
-             f"Measured by `./miroir.sh bench{' --quick' if quick else ''}` on {time.strftime('%Y-%m-%d')}, "
+             f"Measured by `./miroir.sh bench{' --quick' if quick else ''}` on {facts['date']}, "
              f"{facts['documents']} documents of `packages.jsonl.gz`, {CONCURRENCY} concurrent keep-alive clients "
              "(`tests/bench/loadgen.c`) cycling through the 400 queries of `tests/bench/queries.jsonl`. "
-             "Every ratio's baseline was measured in the same run, on the same machine.", "",
+             "Every ratio's baseline was measured in the same run, on the same machine." +
+             "".join(f" The {what} rows were measured alone, by `./miroir.sh bench --only {what}`, on {day}."
+                     for what, day in facts.get("measured_alone", {}).items()), "",
              "| row | what | Miroir | baseline | ratio | target | met |", "|---|---|---|---|---|---|---|"]
     for key, what, value, base, target, met in rows:
         ratio = f"{value / base:.2f}×" if base else "—"
