@@ -116,17 +116,22 @@ static int same_set(const shard_state *st, const mr_replica *set, size_t count)
 static void shard_update(ingest *in, shard_state *st, int64_t now)
 {
     mr_isr_replica replicas[MR_MAX_REPLICAS];
+    stream *of[MR_MAX_REPLICAS];
     size_t n = 0;
     for (size_t i = st->first_stream; i < st->first_stream + st->stream_count && n < MR_MAX_REPLICAS; i++) {
-        const stream *s = &in->streams[i];
-        if (s->ready)
-            replicas[n++] = (mr_isr_replica){.node = s->node_id, .incarnation = s->incarnation, .applied = s->applied,
-                                             .advanced_ms = s->advanced_ms, .failing = s->failures > 0,
-                                             .member = in_set(st, s)};
+        stream *s = &in->streams[i];
+        if (!s->ready)
+            continue;
+        of[n] = s;
+        replicas[n++] = (mr_isr_replica){.node = s->node_id, .incarnation = s->incarnation, .applied = s->applied,
+                                         .advanced_ms = s->advanced_ms, .behind_since_ms = s->behind_since_ms,
+                                         .failing = s->failures > 0, .member = in_set(st, s)};
     }
     mr_replica set[MR_MAX_REPLICAS];
     size_t count;
     int64_t commit = mr_isr_next(replicas, n, st->commit, now, in->cfg->in_sync_lag_ms, set, &count);
+    for (size_t i = 0; i < n; i++)
+        of[i]->behind_since_ms = replicas[i].behind_since_ms;
     if (commit == st->commit && same_set(st, set, count))
         return;
     if (!same_set(st, set, count))

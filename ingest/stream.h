@@ -54,6 +54,7 @@ struct ingest_stream {
     int rebuilding; /* the replica is building: replaying history, in larger batches */
     int64_t applied;     /* next offset to apply; durable in miroir.progress */
     int64_t advanced_ms; /* when applied last moved */
+    int64_t behind_since_ms; /* when first seen behind its shard's most advanced replica (insync.h) */
     int64_t expect;      /* next offset this stream wants from Kafka (after the pending records) */
     int64_t sent_upto;   /* past the last offset sent to the node, which may have begun applying it */
     int64_t hold_from;   /* records from here wait for a cancelation to be decided (-1: none) */

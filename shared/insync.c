@@ -24,20 +24,28 @@ static int better_keeper(const mr_isr_replica *a, const mr_isr_replica *b)
     return a->applied > b->applied;
 }
 
-int64_t mr_isr_next(const mr_isr_replica *replicas, size_t n, int64_t commit, int64_t now_ms, int64_t lag_ms,
+int64_t mr_isr_next(mr_isr_replica *replicas, size_t n, int64_t commit, int64_t now_ms, int64_t lag_ms,
                     mr_replica *set, size_t *count)
 {
     int64_t most = -1;
     for (size_t i = 0; i < n; i++)
         if (replicas[i].member && replicas[i].applied > most)
             most = replicas[i].applied;
+    for (size_t i = 0; i < n; i++) {
+        mr_isr_replica *r = &replicas[i];
+        if (r->applied >= most)
+            r->behind_since_ms = 0;
+        else if (!r->behind_since_ms)
+            r->behind_since_ms = now_ms;
+    }
     *count = 0;
     const mr_isr_replica *keeper = NULL;
     for (size_t i = 0; i < n; i++) {
         const mr_isr_replica *r = &replicas[i];
         if (!r->member)
             continue;
-        int stalled = r->applied < most && now_ms - r->advanced_ms > lag_ms;
+        int64_t still_since = r->advanced_ms > r->behind_since_ms ? r->advanced_ms : r->behind_since_ms;
+        int stalled = r->applied < most && now_ms - still_since > lag_ms;
         if (!r->failing && !stalled)
             set_add(set, count, r);
         if (!keeper || better_keeper(r, keeper))

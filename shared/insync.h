@@ -23,13 +23,19 @@ typedef struct mr_isr_replica {
     uint64_t incarnation;
     int64_t applied;     /* next offset to apply */
     int64_t advanced_ms; /* when applied last moved */
-    int failing;         /* its last send to the node failed */
-    int member;          /* in the current in-sync set */
+    /* When it was first seen behind the most advanced member, 0 if it was not: kept by the
+     * caller between calls, updated by mr_isr_next. A replica stands still "while behind" only
+     * from then, so one that was idle for an hour is not stalled the moment a peer applies a
+     * record before it does. */
+    int64_t behind_since_ms;
+    int failing; /* its last send to the node failed */
+    int member;  /* in the current in-sync set */
 } mr_isr_replica;
 
 /* The next in-sync set (written to set, MR_MAX_REPLICAS entries, *count of them) and commit
- * point, from the replicas (n of them, at most MR_MAX_REPLICAS) and the current point. */
-int64_t mr_isr_next(const mr_isr_replica *replicas, size_t n, int64_t commit, int64_t now_ms, int64_t lag_ms,
+ * point, from the replicas (n of them, at most MR_MAX_REPLICAS) and the current point; updates
+ * each replica's behind_since_ms. */
+int64_t mr_isr_next(mr_isr_replica *replicas, size_t n, int64_t commit, int64_t now_ms, int64_t lag_ms,
                     mr_replica *set, size_t *count);
 
 #endif
