@@ -5,8 +5,8 @@
  * (task.h), and only replicas that have applied everything below the point serve reads, so every
  * read sees every task reported succeeded.
  *
- * A member leaves when its node fails, or when it has applied nothing for lag_ms while behind
- * another member, so a dead or stuck node holds nothing back. If every member would leave, one
+ * A member leaves when its node fails, or when it has been behind another member for lag_ms
+ * and applied nothing in that time, so a dead or stuck node holds nothing back. If every member would leave, one
  * stays, so the point never moves on without a replica that holds it. A ready replica outside
  * the set joins once it has applied everything below the point. Pure: ingest does the I/O. */
 #ifndef MIROIR_INSYNC_H
