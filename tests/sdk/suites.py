@@ -144,7 +144,7 @@ def leaf_results(events):
     return {n: s for n, s in final.items() if not any(m.startswith(n + "/") for m in names)}
 
 
-def run_go(suite, url, deps, skipped, log_path, timeout_s=1800, only=None):
+def run_go(suite, url, deps, skipped, log_path, timeout_s=900, only=None):
     """Runs ./integration against url (only: one leaf test, Top/Sub); returns its leaf results."""
     skip = "^(" + "|".join(re.escape(t) for t in skipped) + ")$"
     cmd = ["go", "test", "-count=1", "-json", "-timeout", f"{timeout_s}s", "-skip", skip, "./integration"]
