@@ -201,6 +201,14 @@ start_nodes() {
   done
 }
 
+# The broker answers metadata before it has recovered its logs after a hard stop; until then a
+# partition shows no leader, and a write to it times out rather than failing fast.
+kafka_serving() {
+  local meta
+  meta=$(kcat -b "$HOST:$KAFKA_PORT" -L -m 2 2>/dev/null) || return 1
+  ! grep -qE 'leader -1|Leader not available' <<<"$meta"
+}
+
 port_busy() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
 # A port already taken by something this state directory didn't start would make the health
@@ -225,7 +233,7 @@ cmd_start() {
   write_config
   start_kafka
   start_nodes
-  wait_for kafka 60 kcat -b "$HOST:$KAFKA_PORT" -L -m 2
+  wait_for kafka 60 kafka_serving
   local i
   for ((i = 1; i <= INGEST_COUNT; i++)); do
     spawn "ingest$i" env MIROIR_CONFIG="$STATE/miroir.conf" MIROIR_WORKER_ID="ingest$i" "$BUILD/ingest/miroir-ingest"
