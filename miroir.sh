@@ -12,6 +12,7 @@
 #   ./miroir.sh bench [--quick]   Miroir against direct Meilisearch; writes docs/benchmarks.md
 #   ./miroir.sh stop NAME...      stop some processes of the cluster (e.g. ingest1)
 #   ./miroir.sh fuzz [SECONDS]    run each libFuzzer harness (tests/fuzz) for SECONDS (60)
+#   ./miroir.sh placesim [--quick]  the placement simulator: HRW against bounded loads, N = 3…1000
 #   ./miroir.sh sdk-suites [--js DIR]   official SDK suites against a plain node and a cluster
 #
 # Everything lives under one state directory (MIROIR_STATE, default .miroir/cluster);
@@ -391,6 +392,7 @@ case ${1:-} in
   test) shift; cmd_test "$@" ;;
   stop) shift; cmd_stop "$@" ;;
   fuzz) shift; cmd_fuzz "$@" ;;
+  placesim) shift; cmd_build; exec "$BUILD/tests/miroir-placesim" "$@" ;;
   sdk-suites) shift; cmd_deps; cmd_build
     python3 "$ROOT/tests/sdk/suites.py" --meili "$MEILI_BIN" --build "$BUILD" --deps "$DEPS" "$@" ;;
   bench) shift; cmd_deps; cmd_build; MIROIR_BUILD=$BUILD python3 "$ROOT/tests/bench/bench.py" "$@" ;;
@@ -398,5 +400,5 @@ case ${1:-} in
     shift
     [ -n "${MIROIR_API_KEY:-}" ] || [ ! -s "$STATE/master.key" ] || export MIROIR_API_KEY=$(cat "$STATE/master.key")
     MIROIR_GATEWAY=${MIROIR_GATEWAY:-http://$HOST:$GATEWAY_PORT} exec "$BUILD/rebalancer/miroirctl" "$@" ;;
-  *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -27,6 +27,7 @@ typedef struct gw_node_health {
     atomic_llong down_until_ms; /* 0 or a time before now: up */
     atomic_int consecutive_failures;
     atomic_int failed_check; /* its last health check failed: down until it answers again */
+    atomic_llong bytes;      /* its database size, from its /stats a few seconds ago; -1: not known */
     mr_histogram upstream; /* latency of this node's answers, as the gateway sees them */
 } gw_node_health;
 
@@ -156,8 +157,9 @@ void gw_error_for_client(mr_error *err, const mr_index *ix);
 /* ---- nodes: health and replica choice (gw_nodes.c) ---- */
 /* Copies the member's URL into url. Returns 0, or -1 if id is not a member. */
 int gw_node_url(gw *g, const char *id, char *url, size_t len);
-/* Cluster colour: green, yellow or red; shards_out (if not NULL) gets the degraded shards. */
-const char *gw_cluster_health(gw *g, json_t *shards_out);
+/* Cluster colour: green, yellow or red; shards_out (if not NULL) gets every shard's state, and
+ * *zones_shared (if not NULL) how many shards have replicas sharing a zone that need not. */
+const char *gw_cluster_health(gw *g, json_t *shards_out, size_t *zones_shared);
 /* Returns the number of active members; *rf (if not NULL) gets the default replication factor. */
 size_t gw_default_rf(gw *g, long *rf);
 /* Copies every member (whatever its state) into out (MR_MAX_NODES entries); returns how many. */
@@ -175,8 +177,11 @@ size_t gw_replica_order(gw *g, const mr_index *ix, uint32_t shard, uint64_t key,
  * included, with the scratch index named uid, the client's. Returns 0 if it accepted it, or -1
  * with err (its 4xx, or no node reachable). */
 int gw_node_check(gw *g, const char *uid, const char *method, const char *path, const char *body, mr_error *err);
-/* Pings every node's /health; meant for a background thread. */
-void gw_nodes_check(gw *g);
+/* Pings every node's /health; meant for a background thread. With measure, also reads each live
+ * node's database size from its /stats (gw_node_bytes). */
+void gw_nodes_check(gw *g, int measure_sizes);
+/* A member's database size in bytes as last measured, or -1 if not known. */
+long long gw_node_bytes(gw *g, const char *id);
 
 /* ---- fan-out (gw_scatter.c) ---- */
 typedef struct gw_shard_call {
@@ -299,6 +304,7 @@ void gw_route_node_add(gw *g, const gw_request *req, gw_response *res);
 void gw_route_node_drain(gw *g, const gw_request *req, gw_response *res);
 void gw_route_node_remove(gw *g, const gw_request *req, gw_response *res);
 void gw_route_verify(gw *g, const gw_request *req, gw_response *res);
+void gw_route_rebalance(gw *g, const gw_request *req, gw_response *res);
 void gw_route_metrics(gw *g, const gw_request *req, gw_response *res);
 
 /* The route table, for metrics: route i's method and pattern; false past the last. */

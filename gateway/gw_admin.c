@@ -10,6 +10,7 @@
 #include "checksum.h"
 #include "gw.h"
 #include "kafka.h"
+#include "plan.h"
 #include "record.h"
 #include "util.h"
 
@@ -23,11 +24,45 @@ static int64_t shard_end(gw *g, const mr_index *ix, uint32_t shard)
 
 static json_t *member_json(gw *g, const mr_topology *t, const mr_member *m, int with_url)
 {
-    json_t *j = json_pack("{s:s, s:s, s:b, s:I}", "id", m->node.id, "state", mr_member_state_name(m->state), "up",
-                          gw_node_is_up(g, m->node.id), "replicas", (json_int_t)mr_topology_replicas_on(t, m->node.id));
+    json_t *j = json_pack("{s:s, s:s, s:s?, s:b, s:I}", "id", m->node.id, "state", mr_member_state_name(m->state), "zone",
+                          m->node.zone[0] ? m->node.zone : NULL, "up", gw_node_is_up(g, m->node.id), "replicas",
+                          (json_int_t)mr_topology_replicas_on(t, m->node.id));
     if (with_url)
         json_object_set_new(j, "url", json_string(m->node.url));
+    long long bytes = gw_node_bytes(g, m->node.id);
+    json_object_set_new(j, "bytes", bytes >= 0 ? json_integer(bytes) : json_null());
     return j;
+}
+
+/* The fullest active member against the mean, by replicas and by bytes: what capacity the
+ * placement leaves unused. */
+static json_t *capacity_json(gw *g, const mr_topology *t)
+{
+    double replicas = 0, bytes = 0, max_replicas = 0, max_bytes = 0;
+    size_t n = 0, measured = 0;
+    for (size_t i = 0; i < t->member_count; i++) {
+        const mr_member *m = &t->members[i];
+        if (m->state != MR_MEMBER_ACTIVE)
+            continue;
+        double r = (double)mr_topology_replicas_on(t, m->node.id);
+        long long b = gw_node_bytes(g, m->node.id);
+        replicas += r;
+        max_replicas = r > max_replicas ? r : max_replicas;
+        n++;
+        if (b >= 0) {
+            bytes += (double)b;
+            max_bytes = (double)b > max_bytes ? (double)b : max_bytes;
+            measured++;
+        }
+    }
+    json_t *out = json_object();
+    if (n && replicas > 0)
+        json_object_set_new(out, "replicas", json_pack("{s:f, s:f, s:f}", "max", max_replicas, "mean", replicas / n,
+                                                        "maxOverMean", max_replicas / (replicas / n)));
+    if (measured && bytes > 0)
+        json_object_set_new(out, "bytes", json_pack("{s:f, s:f, s:f}", "max", max_bytes, "mean", bytes / measured,
+                                                     "maxOverMean", max_bytes / (bytes / measured)));
+    return out;
 }
 
 static json_t *members_json(gw *g, const gw_request *req, const mr_topology *t)
@@ -67,6 +102,15 @@ void gw_route_topology(gw *g, const gw_request *req, gw_response *res)
             json_t *shard = json_pack("{s:i, s:o}", "shard", (int)s, "replicas", reps);
             if (end >= 0)
                 json_object_set_new(shard, "endOffset", json_integer(end));
+            if (!ix->deleted) {
+                const char *target[MR_MAX_REPLICAS];
+                size_t k = mr_plan_target(topo, ix, s, target);
+                json_t *tj = json_array();
+                for (size_t r = 0; r < k; r++)
+                    json_array_append_new(tj, json_string(target[r]));
+                json_object_set_new(shard, "target", tj);
+                json_object_set_new(shard, "zonesShared", json_boolean(mr_plan_zone_shared(topo, ix, s)));
+            }
             json_array_append_new(shards, shard);
         }
         free(ends);
@@ -75,6 +119,7 @@ void gw_route_topology(gw *g, const gw_request *req, gw_response *res)
                                                  (int)ix->shard_count, "replicationFactor", (int)ix->rf, "deleted",
                                                  ix->deleted, "placement", shards));
     }
+    json_t *capacity = capacity_json(g, topo);
     mr_topology_release(mr_meta_topology(g->meta), topo);
     json_t *collecting = json_array(), *all = gw_collecting(g);
     size_t k;
@@ -83,8 +128,8 @@ void gw_route_topology(gw *g, const gw_request *req, gw_response *res)
         if (gw_may_see(req, json_string_value(json_object_get(c, "uid"))))
             json_array_append(collecting, c);
     json_decref(all);
-    gw_reply(res, 200, json_pack("{s:o, s:o, s:o, s:s}", "nodes", nodes, "indexes", indexes, "collecting", collecting,
-                                 "health", gw_cluster_health(g, NULL)));
+    gw_reply(res, 200, json_pack("{s:o, s:o, s:o, s:o, s:s}", "nodes", nodes, "indexes", indexes, "collecting",
+                                 collecting, "capacity", capacity, "health", gw_cluster_health(g, NULL, NULL)));
 }
 
 /* ---- membership ---- */
@@ -113,7 +158,7 @@ static void put_member(gw *g, const mr_node *node, enum mr_member_state state, g
     mr_error err = {0};
     char key[64];
     snprintf(key, sizeof key, "node/%s", node->id);
-    json_t *v = json_pack("{s:s, s:s}", "url", node->url, "state", mr_member_state_name(state));
+    json_t *v = json_pack("{s:s, s:s, s:s}", "url", node->url, "state", mr_member_state_name(state), "zone", node->zone);
     int rc = mr_meta_put(g->meta, g->producer, key, v, 1, &err);
     json_decref(v);
     if (rc) {
@@ -121,11 +166,12 @@ static void put_member(gw *g, const mr_node *node, enum mr_member_state state, g
         return;
     }
     mr_log_request("info", "gateway", gw_request_id(g), "node %s is now %s", node->id, mr_member_state_name(state));
-    gw_reply(res, 202, json_pack("{s:s, s:s, s:s}", "id", node->id, "url", node->url, "state",
-                                 mr_member_state_name(state)));
+    gw_reply(res, 202, json_pack("{s:s, s:s, s:s, s:s?}", "id", node->id, "url", node->url, "state",
+                                 mr_member_state_name(state), "zone", node->zone[0] ? node->zone : NULL));
 }
 
-/* POST /_miroir/nodes {"id", "url"}: adds a node, or makes a draining one active again. */
+/* POST /_miroir/nodes {"id", "url", "zone"}: adds a node, or makes a draining one active again,
+ * or changes its URL or zone. Without "zone", a member keeps the one it has. */
 void gw_route_node_add(gw *g, const gw_request *req, gw_response *res)
 {
     mr_error err = {0};
@@ -136,6 +182,7 @@ void gw_route_node_add(gw *g, const gw_request *req, gw_response *res)
     }
     const char *id = json_string_value(json_object_get(body, "id"));
     const char *url = json_string_value(json_object_get(body, "url"));
+    json_t *zone = json_object_get(body, "zone");
     mr_node node = {0};
     if (!id || !node_id_valid(id)) {
         mr_error_set(&err, "miroir_invalid_node",
@@ -144,6 +191,11 @@ void gw_route_node_add(gw *g, const gw_request *req, gw_response *res)
                strlen(url) >= sizeof node.url) {
         mr_error_set(&err, "miroir_invalid_node", "`url` must be an http:// or https:// URL of at most %zu bytes.",
                      sizeof node.url - 1);
+    } else if (zone && !json_is_null(zone) &&
+               (!json_is_string(zone) || json_string_length(zone) >= sizeof node.zone ||
+                strlen(json_string_value(zone)) != json_string_length(zone))) {
+        mr_error_set(&err, "miroir_invalid_node", "`zone` must be a string of at most %zu bytes, or null for none.",
+                     sizeof node.zone - 1);
     }
     if (err.status) {
         json_decref(body);
@@ -152,6 +204,14 @@ void gw_route_node_add(gw *g, const gw_request *req, gw_response *res)
     }
     snprintf(node.id, sizeof node.id, "%s", id);
     snprintf(node.url, sizeof node.url, "%s", url);
+    if (zone) {
+        snprintf(node.zone, sizeof node.zone, "%s", json_is_string(zone) ? json_string_value(zone) : "");
+    } else {
+        mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
+        const mr_member *m = mr_topology_member(topo, id);
+        snprintf(node.zone, sizeof node.zone, "%s", m ? m->node.zone : "");
+        mr_topology_release(mr_meta_topology(g->meta), topo);
+    }
     json_decref(body);
     put_member(g, &node, MR_MEMBER_ACTIVE, res);
 }
@@ -200,6 +260,25 @@ void gw_route_node_remove(gw *g, const gw_request *req, gw_response *res)
     }
     mr_log_request("warn", "gateway", gw_request_id(g), "node %s removed at once (forced)", node.id);
     gw_reply(res, 202, json_pack("{s:s, s:s, s:s}", "id", node.id, "url", node.url, "state", "removed"));
+}
+
+/* POST /_miroir/rebalance: asks the rebalancer to plan every index anew, with the shard sizes it
+ * reads now, and to level the nodes' loads (after indexes grew unevenly, say). */
+void gw_route_rebalance(gw *g, const gw_request *req, gw_response *res)
+{
+    (void)req;
+    mr_error err = {0};
+    char at[48];
+    mr_now_rfc3339(at, sizeof at);
+    json_t *v = json_pack("{s:s}", "at", at);
+    int rc = mr_meta_put(g->meta, g->producer, "rebalance-request", v, 1, &err);
+    json_decref(v);
+    if (rc) {
+        gw_reply_error(res, &err);
+        return;
+    }
+    mr_log_request("info", "gateway", gw_request_id(g), "rebalance requested");
+    gw_reply(res, 202, json_pack("{s:s}", "requestedAt", at));
 }
 
 /* ---- verify: compare replicas by checksum ---- */

@@ -19,7 +19,7 @@ static const char *const features[] = {"metrics", "logsRoute", "editDocumentsByF
 
 static json_t *current(gw *g)
 {
-    json_t *kept = mr_meta_features(g->meta);
+    json_t *kept = mr_meta_singleton(g->meta, "features");
     json_t *out = json_object();
     for (size_t i = 0; i < FEATURE_COUNT; i++)
         json_object_set_new(out, features[i], json_boolean(json_is_true(json_object_get(kept, features[i]))));

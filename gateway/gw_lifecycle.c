@@ -19,6 +19,7 @@
 #include "alloc.h"
 #include "gw.h"
 #include "kafka.h"
+#include "plan.h"
 #include "record.h"
 #include "task.h"
 #include "util.h"
@@ -50,8 +51,9 @@ static int make_incarnation(gw *g, const char *uid, const char *primary_key, lon
     mr_now_rfc3339(ix->created_at, sizeof ix->created_at);
     snprintf(ix->updated_at, sizeof ix->updated_at, "%s", ix->created_at);
     mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
-    const char *ids[MR_MAX_NODES];
-    mr_index_place(ix, ids, mr_topology_active_ids(topo, ids));
+    json_t *plan = mr_meta_singleton(g->meta, "plan");
+    mr_plan_new_index(topo, ix, json_object_get(plan, "weights"));
+    json_decref(plan);
     mr_topology_release(mr_meta_topology(g->meta), topo);
     int rc = put_uid_record(g, uid, generation, ix, err);
     if (rc)

@@ -28,6 +28,7 @@ static int node_slot(gw *g, const char *id)
         atomic_store(&g->health[n].down_until_ms, 0);
         atomic_store(&g->health[n].consecutive_failures, 0);
         atomic_store(&g->health[n].failed_check, 0);
+        atomic_store(&g->health[n].bytes, -1);
         atomic_store(&g->health_count, n + 1);
         i = n;
     }
@@ -158,7 +159,35 @@ int gw_node_check(gw *g, const char *uid, const char *method, const char *path, 
     return -1;
 }
 
-void gw_nodes_check(gw *g)
+long long gw_node_bytes(gw *g, const char *id)
+{
+    int i = find_slot(g, id);
+    return i >= 0 ? atomic_load(&g->health[i].bytes) : -1;
+}
+
+/* Reads databaseSize from every live member's /stats, in parallel. */
+static void measure(gw *g, const mr_member *members, size_t n)
+{
+    mr_http_req reqs[MR_MAX_NODES];
+    memset(reqs, 0, sizeof reqs);
+    for (size_t i = 0; i < n; i++) {
+        reqs[i].method = "GET";
+        snprintf(reqs[i].url, sizeof reqs[i].url, "%s/stats", members[i].node.url);
+        reqs[i].timeout_ms = 2000;
+    }
+    mr_http_run(g->http, reqs, n);
+    for (size_t i = 0; i < n; i++) {
+        json_t *stats = reqs[i].status == 200 ? mr_http_json(&reqs[i]) : NULL;
+        json_t *size = json_object_get(stats, "databaseSize");
+        int slot = node_slot(g, members[i].node.id);
+        if (slot >= 0 && json_is_integer(size))
+            atomic_store(&g->health[slot].bytes, (long long)json_integer_value(size));
+        json_decref(stats);
+        mr_http_req_reset(&reqs[i]);
+    }
+}
+
+void gw_nodes_check(gw *g, int measure_sizes)
 {
     mr_member members[MR_MAX_NODES];
     size_t n = gw_members(g, members);
@@ -184,5 +213,12 @@ void gw_nodes_check(gw *g)
         if (was_up != ok)
             mr_log(ok ? "info" : "warn", "gateway", "node %s is %s", id, ok ? "up" : "down");
         mr_http_req_reset(&reqs[i]);
+    }
+    if (measure_sizes) {
+        size_t live = 0;
+        for (size_t i = 0; i < n; i++)
+            if (gw_node_is_up(g, members[i].node.id))
+                members[live++] = members[i];
+        measure(g, members, live);
     }
 }

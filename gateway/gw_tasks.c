@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "gw.h"
+#include "plan.h"
 #include "task.h"
 #include "util.h"
 
@@ -59,11 +60,13 @@ void gw_route_task_get(gw *g, const gw_request *req, gw_response *res)
 
 /* Cluster colour: green when every shard has RF in-sync replicas on live nodes, yellow when some
  * shard has fewer but one at least, red when some shard has none that may serve reads. */
-const char *gw_cluster_health(gw *g, json_t *shards_out)
+const char *gw_cluster_health(gw *g, json_t *shards_out, size_t *zones_shared)
 {
     static const char *const colours[] = {"green", "yellow", "red"};
     mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
     int worst = 0;
+    if (zones_shared)
+        *zones_shared = 0;
     for (size_t i = 0; i < topo->count; i++) {
         const mr_index *ix = &topo->indexes[i];
         for (uint32_t s = 0; s < ix->shard_count && !ix->deleted; s++) {
@@ -76,10 +79,14 @@ const char *gw_cluster_health(gw *g, json_t *shards_out)
             }
             int level = live == 0 ? 2 : live < ix->rf ? 1 : 0;
             worst = level > worst ? level : worst;
+            int shared = zones_shared && mr_plan_zone_shared(topo, ix, s);
+            if (zones_shared)
+                *zones_shared += shared;
             if (shards_out)
-                json_array_append_new(shards_out, json_pack("{s:s, s:i, s:s, s:I, s:I}", "index", ix->uid, "shard",
+                json_array_append_new(shards_out, json_pack("{s:s, s:i, s:s, s:I, s:I, s:b}", "index", ix->uid, "shard",
                                                             (int)s, "status", colours[level], "liveReadyReplicas",
-                                                            (json_int_t)live, "replicationFactor", (json_int_t)ix->rf));
+                                                            (json_int_t)live, "replicationFactor", (json_int_t)ix->rf,
+                                                            "zonesShared", shared));
         }
     }
     mr_topology_release(mr_meta_topology(g->meta), topo);
@@ -92,7 +99,12 @@ void gw_route_health(gw *g, const gw_request *req, gw_response *res)
 {
     const char *detail = gw_arg(req, "detail");
     if (!detail || strcmp(detail, "true") != 0) {
-        gw_reply(res, 200, json_pack("{s:s, s:s}", "status", "available", "cluster", gw_cluster_health(g, NULL)));
+        size_t shared;
+        const char *colour = gw_cluster_health(g, NULL, &shared);
+        json_t *body = json_pack("{s:s, s:s}", "status", "available", "cluster", colour);
+        if (shared) /* replicas of a shard in one failure domain though there are enough domains */
+            json_object_set_new(body, "zonesShared", json_integer((json_int_t)shared));
+        gw_reply(res, 200, body);
         return;
     }
     gw_request probe = *req;
@@ -102,8 +114,9 @@ void gw_route_health(gw *g, const gw_request *req, gw_response *res)
         gw_reply_error(res, &err);
         return;
     }
-    json_t *all = json_array(), *shards = json_array(), *degraded = json_array();
-    const char *colour = gw_cluster_health(g, all);
+    json_t *all = json_array(), *shards = json_array(), *degraded = json_array(), *shared = json_array();
+    size_t shared_count;
+    const char *colour = gw_cluster_health(g, all, &shared_count);
     size_t i;
     json_t *s;
     json_array_foreach(all, i, s) {
@@ -112,13 +125,15 @@ void gw_route_health(gw *g, const gw_request *req, gw_response *res)
         json_array_append(shards, s);
         if (strcmp(json_string_value(json_object_get(s, "status")), "green") != 0)
             json_array_append(degraded, s);
+        if (json_is_true(json_object_get(s, "zonesShared")))
+            json_array_append(shared, s);
     }
     json_decref(all);
     gw_caller_clear(&probe.caller);
     /* Meilisearch SDKs read only "status"; red still answers "available" for the shards that
      * are fine, and the detail says which are not. */
-    gw_reply(res, 200, json_pack("{s:s, s:s, s:o, s:o}", "status", "available", "cluster", colour, "degradedShards",
-                                 degraded, "shards", shards));
+    gw_reply(res, 200, json_pack("{s:s, s:s, s:o, s:o, s:o}", "status", "available", "cluster", colour,
+                                 "degradedShards", degraded, "zonesSharedShards", shared, "shards", shards));
 }
 
 void gw_route_version(gw *g, const gw_request *req, gw_response *res)

@@ -23,8 +23,9 @@ static void *follow_meta(void *arg)
 static void *check_nodes(void *arg)
 {
     gw *g = arg;
-    while (!atomic_load(&g->stopping)) {
-        gw_nodes_check(g);
+    /* node sizes change slowly, and reading them costs each node a walk of its files */
+    for (unsigned round = 0; !atomic_load(&g->stopping); round++) {
+        gw_nodes_check(g, round % 5 == 0);
         for (int i = 0; i < 10 && !atomic_load(&g->stopping); i++)
             usleep(100 * 1000);
     }

@@ -16,11 +16,14 @@ static const char usage[] =
     "Operate a Miroir cluster through its gateway.\n"
     "\n"
     "Commands:\n"
-    "  status                 nodes, then one table per index: shards × nodes, each cell the\n"
-    "                         replica's state (R ready, B building, N new, X retiring) and lag\n"
+    "  status                 nodes (zone, replicas, bytes, and the fullest against the mean),\n"
+    "                         then one table per index: shards × nodes, each cell the replica's\n"
+    "                         state (R ready, B building, N new, X retiring) and lag, a * after a\n"
+    "                         shard whose replicas share a zone that need not\n"
     "  lag                    every replica that is behind its shard's log, with its lag\n"
-    "  add-node ID URL        add a Meilisearch node (or make a drained one active again);\n"
-    "                         the rebalancer moves to it only the shards HRW gives it\n"
+    "  add-node ID URL        add a Meilisearch node (or make a drained one active again, or\n"
+    "                         change its URL or zone); the rebalancer plans every index anew and\n"
+    "                         moves to it only its share\n"
     "  drain ID               move every replica off the node; it stays a member\n"
     "  remove-node ID         drain the node, then remove it from the cluster\n"
     "  remove-node --force ID remove it at once (a dead node); its replicas are rebuilt on the\n"
@@ -28,14 +31,20 @@ static const char usage[] =
     "  verify [--repair] [INDEX...]\n"
     "                         compare every shard's replicas by checksum; with --repair, rebuild\n"
     "                         the divergent ones from the log\n"
+    "  rebalance              plan every index anew with the shard sizes of now, levelling the\n"
+    "                         nodes' loads (after some indexes grew more than others)\n"
     "  wait                   wait until no replica is moving, with a progress bar\n"
     "\n"
     "Options:\n"
     "  -g, --gateway URL      the gateway (default $MIROIR_GATEWAY, else http://127.0.0.1:17700)\n"
     "  -k, --key KEY          an API key for the gateway (default $MIROIR_API_KEY): status, lag\n"
-    "                         and wait need stats.get; add-node, drain, remove-node and verify\n"
+    "                         and wait need stats.get; add-node, drain, remove-node, rebalance\n"
+    "                         and verify\n"
     "                         need the master key or a key with the action \"*\"\n"
-    "  -w, --wait             after add-node, drain or remove-node, wait for the moves to finish\n"
+    "  -z, --zone ZONE        with add-node: the node's failure domain (rack, availability zone);\n"
+    "                         replicas of a shard go to different zones when there are enough\n"
+    "  -w, --wait             after add-node, drain, remove-node or rebalance, wait for the moves\n"
+    "                         to finish\n"
     "  -t, --timeout SECONDS  how long wait waits (default 3600)\n"
     "  -h, --help             this help\n"
     "\n"
@@ -125,18 +134,52 @@ static char state_letter(const char *state)
     return 'X';
 }
 
+/* "12.3 MiB", or "-" when not known. */
+static void format_bytes(char *out, size_t len, json_t *bytes)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    if (!json_is_number(bytes)) {
+        snprintf(out, len, "-");
+        return;
+    }
+    double v = json_number_value(bytes);
+    size_t u = 0;
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(out, len, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+}
+
 static void print_status(json_t *topo)
 {
     json_t *nodes = json_object_get(topo, "nodes");
-    printf("cluster: %s\n\n%-16s %-8s %-9s %-5s %s\n", json_string_value(json_object_get(topo, "health")), "NODE", "STATE",
-           "REPLICAS", "UP", "URL");
+    printf("cluster: %s\n\n%-16s %-8s %-12s %-9s %-11s %-5s %s\n", json_string_value(json_object_get(topo, "health")),
+           "NODE", "STATE", "ZONE", "REPLICAS", "BYTES", "UP", "URL");
     size_t i;
     json_t *n;
     json_array_foreach(nodes, i, n) {
         const char *url = json_string_value(json_object_get(n, "url"));
-        printf("%-16s %-8s %-9lld %-5s %s\n", json_string_value(json_object_get(n, "id")),
-               json_string_value(json_object_get(n, "state")), json_integer_value(json_object_get(n, "replicas")),
+        const char *zone = json_string_value(json_object_get(n, "zone"));
+        char bytes[32];
+        format_bytes(bytes, sizeof bytes, json_object_get(n, "bytes"));
+        printf("%-16s %-8s %-12.12s %-9lld %-11s %-5s %s\n", json_string_value(json_object_get(n, "id")),
+               json_string_value(json_object_get(n, "state")), zone ? zone : "-",
+               json_integer_value(json_object_get(n, "replicas")), bytes,
                json_is_true(json_object_get(n, "up")) ? "yes" : "NO", url ? url : "(needs a key with the * action)");
+    }
+    json_t *capacity = json_object_get(topo, "capacity");
+    json_t *by_replicas = json_object_get(capacity, "replicas"), *by_bytes = json_object_get(capacity, "bytes");
+    if (by_replicas) {
+        printf("\nfullest node / mean: %.2f× by replicas (%.0f / %.1f)", json_number_value(json_object_get(by_replicas, "maxOverMean")),
+               json_number_value(json_object_get(by_replicas, "max")), json_number_value(json_object_get(by_replicas, "mean")));
+        if (by_bytes) {
+            char max[32], mean[32];
+            format_bytes(max, sizeof max, json_object_get(by_bytes, "max"));
+            format_bytes(mean, sizeof mean, json_object_get(by_bytes, "mean"));
+            printf(", %.2f× by bytes (%s / %s)", json_number_value(json_object_get(by_bytes, "maxOverMean")), max, mean);
+        }
+        printf("\n");
     }
     json_t *ix;
     json_array_foreach(json_object_get(topo, "indexes"), i, ix) {
@@ -151,7 +194,9 @@ static void print_status(json_t *topo)
         size_t s;
         json_t *shard;
         json_array_foreach(json_object_get(ix, "placement"), s, shard) {
-            printf("%-6zu", s);
+            char label[32];
+            snprintf(label, sizeof label, "%zu%s", s, json_is_true(json_object_get(shard, "zonesShared")) ? "*" : "");
+            printf("%-6s", label);
             json_array_foreach(nodes, k, n) {
                 const char *id = json_string_value(json_object_get(n, "id"));
                 char cell[32] = "-";
@@ -221,7 +266,8 @@ static int cmd_lag(const struct ctl *c)
     return 0;
 }
 
-/* Counts the replicas still moving and the records their rebuilds have left to apply. */
+/* Counts the replicas still moving (and those the targets want that are not placed yet) and the
+ * records their rebuilds have left to apply. */
 static void moving(json_t *topo, long *replicas, long long *records_left, long long *records_total)
 {
     *replicas = 0;
@@ -237,6 +283,14 @@ static void moving(json_t *topo, long *replicas, long long *records_left, long l
                 (*replicas)++;
                 *records_left += json_integer_value(json_object_get(rep, "lag"));
                 *records_total += json_integer_value(json_object_get(shard, "endOffset"));
+            }
+            size_t t;
+            json_t *node;
+            json_array_foreach(json_object_get(shard, "target"), t, node) {
+                int placed = 0;
+                json_array_foreach(json_object_get(shard, "replicas"), r, rep)
+                    placed |= json_equal(json_object_get(rep, "node"), node);
+                *replicas += !placed;
             }
         }
     }
@@ -298,6 +352,20 @@ static int membership(const struct ctl *c, const char *method, const char *path,
     return c->wait ? cmd_wait(c) : 0;
 }
 
+static int cmd_rebalance(const struct ctl *c)
+{
+    json_t *answer;
+    long st = call(c, "POST", "/_miroir/rebalance", NULL, &answer);
+    if (st != 202) {
+        int rc = failed(c, st, answer);
+        json_decref(answer);
+        return rc;
+    }
+    printf("rebalance requested at %s\n", json_string_value(json_object_get(answer, "requestedAt")));
+    json_decref(answer);
+    return c->wait ? cmd_wait(c) : 0;
+}
+
 static int cmd_verify(const struct ctl *c, int repair, char **indexes, int n)
 {
     json_t *body = json_pack("{s:b}", "repair", repair);
@@ -342,14 +410,19 @@ static int cmd_verify(const struct ctl *c, int repair, char **indexes, int n)
 int main(int argc, char **argv)
 {
     struct ctl c = {.gateway = getenv("MIROIR_GATEWAY"), .key = getenv("MIROIR_API_KEY"), .timeout_s = 3600};
+    const char *zone = NULL;
     int force = 0, repair = 0;
     static const struct option opts[] = {{"gateway", required_argument, NULL, 'g'}, {"key", required_argument, NULL, 'k'},
                                          {"wait", no_argument, NULL, 'w'},          {"timeout", required_argument, NULL, 't'},
                                          {"force", no_argument, NULL, 'f'},         {"repair", no_argument, NULL, 'r'},
-                                         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+                                         {"zone", required_argument, NULL, 'z'},    {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     int o;
-    while ((o = getopt_long(argc, argv, "g:k:wt:frh", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "g:k:wt:frz:h", opts, NULL)) != -1) {
         switch (o) {
+        case 'z':
+            zone = optarg;
+            break;
         case 'g':
             c.gateway = optarg;
             break;
@@ -395,7 +468,12 @@ int main(int argc, char **argv)
     } else if (strcmp(cmd, "wait") == 0 && nargs == 0) {
         rc = cmd_wait(&c);
     } else if (strcmp(cmd, "add-node") == 0 && nargs == 2) {
-        rc = membership(&c, "POST", "/_miroir/nodes", json_pack("{s:s, s:s}", "id", args[0], "url", args[1]));
+        json_t *body = json_pack("{s:s, s:s}", "id", args[0], "url", args[1]);
+        if (zone)
+            json_object_set_new(body, "zone", json_string(zone));
+        rc = membership(&c, "POST", "/_miroir/nodes", body);
+    } else if (strcmp(cmd, "rebalance") == 0 && nargs == 0) {
+        rc = cmd_rebalance(&c);
     } else if (strcmp(cmd, "drain") == 0 && nargs == 1) {
         snprintf(path, sizeof path, "/_miroir/nodes/%.100s/drain", args[0]);
         rc = membership(&c, "POST", path, NULL);

@@ -11,6 +11,9 @@
 #include "util.h"
 
 #define TASK_WAIT_MS 30000
+/* Levelling stops once the fullest node is within 5% of the mean; drift past 10% starts it again
+ * (plan_due), so small changes in size never move anything. */
+#define PLAN_SLACK 0.05
 #define PROGRESS_LOG_MS 5000
 
 /* Deletes a shard index on a node and waits for Meilisearch to finish. Returns 0 when the index
@@ -242,6 +245,7 @@ static int write_placement(rebalancer *rb, const mr_index *ix)
     char key[300];
     snprintf(key, sizeof key, "placement/%s", ix->storage);
     json_t *v = json_pack("{s:s, s:o}", "createdAt", ix->created_at, "placement", mr_placement_to_json(ix));
+    mr_target_to_json(ix, v);
     mr_error err = {0};
     int rc = put_meta(rb, key, v, &err);
     json_decref(v);
@@ -294,9 +298,128 @@ static void release_members(rebalancer *rb, const mr_topology *t)
     }
 }
 
+/* ---- planning targets ---- */
+
+/* What one shard of each live index weighs: its size on the nodes (rawDocumentDbSize, the largest
+ * replica of each shard, averaged over the shards), in KiB, read from every active member's
+ * /stats. Indexes no answer covered keep the weight of the last plan. A new object. */
+static json_t *measure_weights(rebalancer *rb, const mr_topology *t, const json_t *last)
+{
+    mr_http_req reqs[MR_MAX_NODES];
+    size_t n = 0;
+    memset(reqs, 0, sizeof reqs);
+    for (size_t i = 0; i < t->member_count; i++) {
+        if (t->members[i].state != MR_MEMBER_ACTIVE)
+            continue;
+        reqs[n].method = "GET";
+        snprintf(reqs[n].url, sizeof reqs[n].url, "%s/stats", t->members[i].node.url);
+        reqs[n].timeout_ms = 5000;
+        n++;
+    }
+    mr_http_run(rb->http, reqs, n);
+    json_t *per_shard = json_object(); /* "<storage>__s<k>" -> largest size seen */
+    for (size_t i = 0; i < n; i++) {
+        json_t *stats = mr_http_ok(&reqs[i]) ? mr_http_json(&reqs[i]) : NULL;
+        const char *name;
+        json_t *one;
+        json_object_foreach(json_object_get(stats, "indexes"), name, one) {
+            json_int_t size = json_integer_value(json_object_get(one, "rawDocumentDbSize"));
+            if (size > json_integer_value(json_object_get(per_shard, name)))
+                json_object_set_new(per_shard, name, json_integer(size));
+        }
+        json_decref(stats);
+        mr_http_req_reset(&reqs[i]);
+    }
+    json_t *weights = json_object();
+    for (size_t i = 0; i < t->count; i++) {
+        const mr_index *ix = &t->indexes[i];
+        if (ix->deleted)
+            continue;
+        json_int_t total = 0;
+        int seen = 0;
+        for (uint32_t s = 0; s < ix->shard_count; s++) {
+            char name[300];
+            mr_shard_index_name(name, sizeof name, ix->storage, s);
+            json_t *size = json_object_get(per_shard, name);
+            seen |= size != NULL;
+            total += json_integer_value(size);
+        }
+        json_t *before = json_object_get(last, ix->storage);
+        if (seen)
+            json_object_set_new(weights, ix->storage, json_integer(total / 1024 / ix->shard_count + 1));
+        else if (before)
+            json_object_set(weights, ix->storage, before);
+    }
+    json_decref(per_shard);
+    return weights;
+}
+
+/* Why the targets should be planned anew now, or NULL: the members (or their zones) changed, an
+ * index was never planned, an operator asked, or, every level_interval_ms, the loads drifted
+ * past 1.10× their mean while the mean node holds 10 replicas or more. */
+static const char *plan_due(rebalancer *rb, const mr_topology *t, const json_t *plan, const json_t *request,
+                            int64_t now)
+{
+    if (mr_plan_due(t))
+        return "the members changed";
+    json_t *asked = json_object_get(request, "at");
+    if (asked && !json_equal(asked, json_object_get(plan, "request")))
+        return "an operator asked";
+    if (rb->cfg->level_interval_ms == 0 || now - rb->last_level_check_ms < rb->cfg->level_interval_ms)
+        return NULL;
+    rb->last_level_check_ms = now;
+    json_t *weights = measure_weights(rb, t, json_object_get(plan, "weights"));
+    double replicas_per_node, peak = mr_plan_peak(t, weights, &replicas_per_node);
+    json_decref(weights);
+    return replicas_per_node >= 10 && peak > 1.10 ? "the loads drifted apart" : NULL;
+}
+
+/* Plans every live index's targets anew when due, and records the plan. Returns the placement
+ * records written. */
+static int replan(rebalancer *rb, int64_t now)
+{
+    mr_topology_holder *holder = mr_meta_topology(rb->meta);
+    mr_topology *t = mr_topology_acquire(holder);
+    json_t *plan = mr_meta_singleton(rb->meta, "plan"), *request = mr_meta_singleton(rb->meta, "rebalance-request");
+    const char *why = plan_due(rb, t, plan, request, now);
+    int writes = 0;
+    if (why) {
+        json_t *weights = measure_weights(rb, t, json_object_get(plan, "weights"));
+        mr_index *changed = NULL;
+        size_t count = 0;
+        size_t moves = mr_plan_targets(t, weights, PLAN_SLACK, &changed, &count);
+        int failed = 0;
+        for (size_t i = 0; i < count; i++) {
+            failed |= write_placement(rb, &changed[i]) != 0;
+            writes += 1;
+            mr_index_clear(&changed[i]);
+        }
+        free(changed);
+        char sig[24], at[48];
+        snprintf(sig, sizeof sig, "%016" PRIx64, mr_topology_signature(t));
+        mr_now_rfc3339(at, sizeof at);
+        json_t *record = json_pack("{s:s, s:s, s:O, s:O?, s:I, s:s}", "signature", sig, "at", at, "weights", weights,
+                                   "request", json_object_get(request, "at"), "moves", (json_int_t)moves, "why", why);
+        mr_error err = {0};
+        if (!failed && put_meta(rb, "plan", record, &err) != 0)
+            mr_log("warn", "rebalancer", "could not record the plan: %s", err.message);
+        else if (!failed)
+            mr_log("info", "rebalancer", "planned the targets of %zu index(es) anew (%s): %zu replica(s) to move", count,
+                   why, moves);
+        json_decref(record);
+        json_decref(weights);
+    }
+    json_decref(plan);
+    json_decref(request);
+    mr_topology_release(holder, t);
+    return writes;
+}
+
 int rb_tick(rebalancer *rb)
 {
     mr_topology_holder *holder = mr_meta_topology(rb->meta);
+    if (replan(rb, mr_now_ms()))
+        return 1; /* the moves start from the new targets, at the next pass */
     mr_topology *t = mr_topology_acquire(holder);
     json_t *requests = mr_meta_rebuilds(rb->meta);
     int64_t now = mr_now_ms();

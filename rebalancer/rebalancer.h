@@ -1,5 +1,6 @@
-/* rebalancer.h: the rebalancer: the only writer of placements. It moves replicas toward the
- * rendezvous target of the active members, one throttled step at a time.
+/* rebalancer.h: the rebalancer: the only writer of placements. It plans each shard's target
+ * (plan.h: bounded loads, zones) when the members change, and moves replicas toward it, one
+ * throttled step at a time.
  *
  * A replica's life: new (placed; the node is cleared of any stale copy) → building (ingest
  * replays the shard's partition into it from offset 0) → ready (caught up: serves reads) →
@@ -27,6 +28,7 @@ typedef struct rebalancer {
     json_t *building_seen;  /* "storage/shard/node" -> [applied offset, ms since it has not moved, pass] */
     uint64_t pass;
     int64_t last_progress_log_ms;
+    int64_t last_level_check_ms;
 } rebalancer;
 
 /* One pass: looks at every index and advances each move by at most one step. Returns how many

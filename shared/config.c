@@ -53,6 +53,7 @@ static const struct key keys[] = {
     {L(rebalance_interval_ms, 500, 10, 60000)},
     {L(retire_grace_ms, 2000, 0, 600000)},
     {L(rebuild_stall_warn_ms, 60000, 100, 86400000)},
+    {L(level_interval_ms, 3600000, 0, 604800000)},
 };
 
 #undef S
@@ -97,8 +98,16 @@ int mr_config_parse_nodes(mr_config *cfg, const char *spec, char *err, size_t er
             snprintf(err, errlen, "nodes: duplicate node id '%s'", item);
             return -1;
         }
+        char *zone = strchr(eq + 1, '#'); /* a node's URL has no fragment: the rest is its zone */
+        if (zone)
+            *zone++ = '\0';
+        if (zone && (!*zone || strlen(zone) >= sizeof n->zone)) {
+            snprintf(err, errlen, "nodes: empty or too long zone for '%s'", item);
+            return -1;
+        }
         snprintf(n->id, sizeof n->id, "%s", item);
         snprintf(n->url, sizeof n->url, "%s", eq + 1);
+        snprintf(n->zone, sizeof n->zone, "%s", zone ? zone : "");
         cfg->node_count++;
     }
     return 0;

@@ -7,11 +7,13 @@
 
 #define MR_MAX_NODES 64
 #define MR_NODE_ID_MAX 32
+#define MR_ZONE_MAX 64
 #define MR_MAX_KAFKA_PROPS 32
 
 typedef struct mr_node {
     char id[MR_NODE_ID_MAX];
     char url[256];
+    char zone[MR_ZONE_MAX]; /* its failure domain (rack, availability zone); "" for none */
 } mr_node;
 
 typedef struct mr_kafka_prop {
@@ -52,6 +54,7 @@ typedef struct mr_config {
     long rebalance_interval_ms; /* how often the rebalancer looks at the placement */
     long retire_grace_ms;       /* between a replica's last read and the drop of its index */
     long rebuild_stall_warn_ms; /* a building replica whose offset stands still this long is reported */
+    long level_interval_ms;     /* how often the rebalancer checks the nodes' loads for drift; 0: never */
     mr_kafka_prop kafka_props[MR_MAX_KAFKA_PROPS]; /* kafka.<property> = value, passed to librdkafka */
     size_t kafka_prop_count;
 } mr_config;
@@ -68,7 +71,8 @@ void mr_config_describe(FILE *out);
  * Returns -1 when the program should go on. */
 int mr_config_main(mr_config *cfg, int argc, char **argv, const char *program, const char *about);
 
-/* Parses "id=url,id=url" into cfg->nodes. Returns 0 or -1 with err. */
+/* Parses "id=url,id=url" into cfg->nodes; "id=url#zone" also names the node's zone. Returns 0
+ * or -1 with err. */
 int mr_config_parse_nodes(mr_config *cfg, const char *spec, char *err, size_t errlen);
 
 /* Returns the node with this id, or NULL. The pointer lives as long as cfg. */

@@ -33,7 +33,7 @@ struct mr_meta {
     json_t *done;          /* "uid" -> the finished view */
     json_t *deleted_tasks; /* [[first, last], …]: task uids deleted from the history */
     json_t *keys;          /* uid -> key record; replaced, never changed, so readers can keep one */
-    json_t *features;      /* the experimental features turned on through the API, or NULL */
+    json_t *singletons;    /* records of one key each: "features", "plan", "rebalance-request" */
     int keys_seeded;
     /* cancelation (see meta.h); holds and skips are derived from cancels, votes and tasks */
     json_t *cancels;  /* "cancel uid" -> [task uids] */
@@ -94,7 +94,7 @@ mr_meta *mr_meta_new(const mr_config *cfg, char *err, size_t errlen)
     pthread_cond_init(&m->progressed, NULL);
     json_t **objects[] = {&m->generations, &m->dropped, &m->collected, &m->applied, &m->commits, &m->placements,
                           &m->rebuilds, &m->dlq, &m->removed, &m->tasks, &m->done, &m->keys, &m->cancels, &m->votes,
-                          &m->canceled, &m->holds, &m->skips};
+                          &m->canceled, &m->holds, &m->skips, &m->singletons};
     for (size_t i = 0; i < sizeof objects / sizeof objects[0]; i++)
         *objects[i] = json_object();
     m->deleted_tasks = json_array();
@@ -119,7 +119,7 @@ void mr_meta_free(mr_meta *m)
     mr_topology_holder_destroy(&m->topology);
     json_t *objects[] = {m->generations, m->dropped, m->collected, m->applied, m->commits, m->placements,
                          m->rebuilds, m->dlq, m->removed, m->tasks, m->done, m->keys, m->cancels, m->votes, m->canceled,
-                         m->holds, m->skips, m->deleted_tasks, m->features};
+                         m->holds, m->skips, m->deleted_tasks, m->singletons};
     for (size_t i = 0; i < sizeof objects / sizeof objects[0]; i++)
         json_decref(objects[i]);
     free(m->progress_next);
@@ -148,7 +148,7 @@ static void overlay_placement(mr_meta *m, mr_index *ix)
     json_t *p = json_object_get(m->placements, ix->storage);
     const char *created = json_string_value(json_object_get(p, "createdAt"));
     if (created && strcmp(created, ix->created_at) == 0 &&
-        mr_placement_from_json(json_object_get(p, "placement"), ix) != 0)
+        (mr_placement_from_json(json_object_get(p, "placement"), ix) != 0 || mr_target_from_json(p, ix) != 0))
         mr_log("warn", "meta", "ignoring a malformed placement of %s", ix->storage);
 }
 
@@ -186,18 +186,19 @@ static void apply_placement(mr_meta *m, const char *storage, json_t *value)
 
 static void apply_member(mr_meta *m, const char *id, const json_t *value)
 {
-    mr_node node = {0};
-    enum mr_member_state state = MR_MEMBER_ACTIVE;
+    mr_member member = {.state = MR_MEMBER_ACTIVE};
     const char *url = json_string_value(json_object_get(value, "url"));
-    if (strlen(id) >= sizeof node.id ||
-        (value && (!url || mr_member_state_parse(json_string_value(json_object_get(value, "state")), &state)))) {
+    const char *zone = json_string_value(json_object_get(value, "zone"));
+    if (strlen(id) >= sizeof member.node.id || (zone && strlen(zone) >= sizeof member.node.zone) ||
+        (value && (!url || mr_member_state_parse(json_string_value(json_object_get(value, "state")), &member.state)))) {
         mr_log("warn", "meta", "ignoring a malformed member record for node %s", id);
         return;
     }
-    memcpy(node.id, id, strlen(id) + 1);
-    snprintf(node.url, sizeof node.url, "%s", url ? url : "");
+    memcpy(member.node.id, id, strlen(id) + 1);
+    snprintf(member.node.url, sizeof member.node.url, "%s", url ? url : "");
+    snprintf(member.node.zone, sizeof member.node.zone, "%s", zone ? zone : "");
     mr_topology *cur = mr_topology_acquire(&m->topology);
-    mr_topology *next = mr_topology_with_member(cur, &node, value ? &state : NULL);
+    mr_topology *next = mr_topology_with_member(cur, id, value ? &member : NULL);
     mr_topology_release(&m->topology, cur);
     mr_topology_publish(&m->topology, next);
 }
@@ -570,9 +571,11 @@ static void apply_meta_record(mr_meta *m, const char *key, json_t *value)
                 json_object_del(keys, key + 4);
             json_decref(m->keys);
             m->keys = keys;
-        } else if (strcmp(key, "features") == 0) {
-            json_decref(m->features);
-            m->features = json_incref(value);
+        } else if (strcmp(key, "features") == 0 || strcmp(key, "plan") == 0 || strcmp(key, "rebalance-request") == 0) {
+            if (value)
+                json_object_set(m->singletons, key, value);
+            else
+                json_object_del(m->singletons, key);
         } else if (strcmp(key, "keys-seeded") == 0) {
             m->keys_seeded = 1;
         }
@@ -857,12 +860,13 @@ json_t *mr_meta_keys(mr_meta *m, int *seeded)
     return keys;
 }
 
-json_t *mr_meta_features(mr_meta *m)
+json_t *mr_meta_singleton(mr_meta *m, const char *key)
 {
     pthread_mutex_lock(&m->lock);
-    json_t *features = m->features ? json_deep_copy(m->features) : json_object();
+    json_t *v = json_object_get(m->singletons, key);
+    json_t *copy = v ? json_deep_copy(v) : json_object();
     pthread_mutex_unlock(&m->lock);
-    return features;
+    return copy;
 }
 
 int64_t mr_meta_task_count(mr_meta *m)
@@ -1091,7 +1095,8 @@ int mr_meta_seed_members(mr_meta *m, rd_kafka_t *producer, const mr_config *cfg,
     for (size_t i = 0; i < cfg->node_count; i++) {
         char key[64];
         snprintf(key, sizeof key, "node/%s", cfg->nodes[i].id);
-        json_t *v = json_pack("{s:s, s:s}", "url", cfg->nodes[i].url, "state", mr_member_state_name(MR_MEMBER_ACTIVE));
+        json_t *v = json_pack("{s:s, s:s, s:s}", "url", cfg->nodes[i].url, "state",
+                              mr_member_state_name(MR_MEMBER_ACTIVE), "zone", cfg->nodes[i].zone);
         int rc = mr_meta_put(m, producer, key, v, 0, err);
         json_decref(v);
         if (rc)

@@ -1,8 +1,8 @@
 /* meta.h: the cluster's metadata, kept in Kafka and followed by every process.
  *
  * Topic miroir.meta (1 partition, compacted) holds, by key:
- *   node/<id>                       {"url", "state": active|draining|removing}: a cluster member;
- *                                   a tombstone removes it
+ *   node/<id>                       {"url", "state": active|draining|removing, "zone"}: a cluster
+ *                                   member and its failure domain; a tombstone removes it
  *   index/<uid>                     {"generation", "live": definition (topology.h) or null}: the uid's
  *                                   live incarnation, and how many it ever had (never tombstoned)
  *   dropped/<storage>               the definition of a deleted incarnation whose storage is being
@@ -10,8 +10,9 @@
  *                                   still names it live. A tombstone once collected
  *   collected/<storage>             {"uid", "shards", "deletedAt"}: what tasks of a collected
  *                                   incarnation still need, kept for good
- *   placement/<storage>             {"createdAt", "placement"}: the placement as the rebalancer
- *                                   moves replicas; it overrides the definition's (its only writer)
+ *   placement/<storage>             {"createdAt", "placement", "target", "plannedFor"}: the
+ *                                   placement as the rebalancer moves replicas, and the targets it
+ *                                   moves them to; it overrides the definition's (its only writer)
  *   rebuild/<storage>/<shard>/<node> {"at"}: a request to rebuild one replica from the log
  *   swap/<id>                       {"indexes": [definition, …]}: live definitions that change together
  *                                   (an index swap), applied in one snapshot
@@ -21,6 +22,13 @@
  *   key/<uid>                       an API key's record (auth.h; never its value), or a tombstone
  *   keys-seeded                     {"at"}: the default keys were created once; deleting one
  *                                   does not bring it back
+ *   features                        the experimental features set through the API
+ *   plan                            {"signature", "at", "weights": {storage: weight}, "request",
+ *                                   "moves"}: the members the rebalancer last planned targets for
+ *                                   (plan.h), what each index's shard weighed then, and the last
+ *                                   rebalance request it served. Gateways place new indexes with
+ *                                   these weights
+ *   rebalance-request               {"at"}: an operator asks for every index to be planned anew
  * Topic miroir.tasks (1 partition) holds one record per task; its offset is the task uid.
  * Topic miroir.progress (one partition per lease, compacted) holds what ingest has done, written
  * only by the worker holding the shard's lease (mr_lease_of), in transactions the broker fences
@@ -103,8 +111,10 @@ json_t *mr_meta_rebuilds(mr_meta *m);
  * one replaces it when a key changes, so pointer equality says "unchanged"). *seeded (if not
  * NULL) says whether the default keys were ever created. */
 json_t *mr_meta_keys(mr_meta *m, int *seeded);
-/* The experimental features set through the API ("features" record): a new object, {} if none. */
-json_t *mr_meta_features(mr_meta *m);
+/* A record of one key: "features" (the experimental features set through the API), "plan" (what
+ * the rebalancer last planned for) or "rebalance-request" (an operator's request to plan anew).
+ * A new object, {} if there is none. */
+json_t *mr_meta_singleton(mr_meta *m, const char *key);
 
 /* How many task records exist: their uids are 0 … count-1. */
 int64_t mr_meta_task_count(mr_meta *m);

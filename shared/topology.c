@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "alloc.h"
-#include "hrw.h"
 
 static const char *const state_names[] = {"ready", "building", "retiring", "new"};
 static const char *const member_state_names[] = {"active", "draining", "removing"};
@@ -76,7 +76,12 @@ int mr_placement_from_json(const json_t *j, mr_index *ix)
         return -1;
     mr_shard *shards = mr_calloc(ix->shard_count, sizeof *shards);
     for (uint32_t s = 0; s < ix->shard_count; s++) {
-        shards[s].deleted_at = ix->shards ? ix->shards[s].deleted_at : -1;
+        shards[s].deleted_at = -1;
+        if (ix->shards) { /* the target and the deletion point are not the placement's to change */
+            shards[s].deleted_at = ix->shards[s].deleted_at;
+            memcpy(shards[s].target, ix->shards[s].target, sizeof shards[s].target);
+            shards[s].target_count = ix->shards[s].target_count;
+        }
         json_t *reps = json_array_get(j, s);
         size_t r;
         json_t *rep;
@@ -99,6 +104,57 @@ int mr_placement_from_json(const json_t *j, mr_index *ix)
     return 0;
 }
 
+void mr_target_to_json(const mr_index *ix, json_t *obj)
+{
+    if (!ix->planned_for)
+        return;
+    json_t *target = json_array();
+    for (uint32_t s = 0; s < ix->shard_count; s++) {
+        json_t *nodes = json_array();
+        for (size_t r = 0; r < ix->shards[s].target_count; r++)
+            json_array_append_new(nodes, json_string(ix->shards[s].target[r]));
+        json_array_append_new(target, nodes);
+    }
+    char sig[24];
+    snprintf(sig, sizeof sig, "%016" PRIx64, ix->planned_for);
+    json_object_set_new(obj, "target", target);
+    json_object_set_new(obj, "plannedFor", json_string(sig));
+}
+
+int mr_target_from_json(const json_t *obj, mr_index *ix)
+{
+    json_t *target = json_object_get(obj, "target");
+    const char *sig = json_string_value(json_object_get(obj, "plannedFor"));
+    if (!target && !sig)
+        return 0;
+    if (!sig || !json_is_array(target) || json_array_size(target) != ix->shard_count)
+        return -1;
+    char *end;
+    uint64_t planned = strtoull(sig, &end, 16);
+    if (*end || !planned)
+        return -1;
+    for (uint32_t s = 0; s < ix->shard_count; s++) {
+        json_t *nodes = json_array_get(target, s);
+        if (!json_is_array(nodes) || json_array_size(nodes) > MR_MAX_RF)
+            return -1;
+        size_t r;
+        json_t *node;
+        json_array_foreach(nodes, r, node)
+            if (!json_is_string(node) || strlen(json_string_value(node)) >= MR_NODE_ID_MAX)
+                return -1;
+    }
+    for (uint32_t s = 0; s < ix->shard_count; s++) {
+        json_t *nodes = json_array_get(target, s);
+        size_t r;
+        json_t *node;
+        json_array_foreach(nodes, r, node)
+            snprintf(ix->shards[s].target[r], MR_NODE_ID_MAX, "%s", json_string_value(node));
+        ix->shards[s].target_count = json_array_size(nodes);
+    }
+    ix->planned_for = planned;
+    return 0;
+}
+
 json_t *mr_index_to_json(const mr_index *ix)
 {
     json_t *j = json_pack("{s:s, s:s, s:I, s:s, s:i, s:i, s:i, s:i, s:s, s:b, s:s, s:s, s:o}", "uid", ix->uid, "storage",
@@ -108,6 +164,7 @@ json_t *mr_index_to_json(const mr_index *ix)
                           (json_int_t)ix->max_values_per_facet, "distinctAttribute", ix->distinct_attribute, "deleted",
                           ix->deleted, "createdAt", ix->created_at, "updatedAt", ix->updated_at, "placement",
                           mr_placement_to_json(ix));
+    mr_target_to_json(ix, j);
     if (ix->deleted) {
         json_t *at = json_array();
         for (uint32_t s = 0; s < ix->shard_count; s++)
@@ -152,6 +209,10 @@ int mr_index_from_json(const json_t *j, mr_index *ix)
         json_t *at = json_array_get(deleted_at, s);
         ix->shards[s].deleted_at = json_is_integer(at) ? (int64_t)json_integer_value(at) : -1;
     }
+    if (mr_target_from_json(j, ix) != 0) {
+        mr_index_clear(ix);
+        return -1;
+    }
     return 0;
 }
 
@@ -168,22 +229,6 @@ void mr_index_copy(mr_index *dst, const mr_index *src)
     memcpy(dst->shards, src->shards, src->shard_count * sizeof *dst->shards);
 }
 
-void mr_index_place(mr_index *ix, const char *const *ids, size_t node_count)
-{
-    size_t top[MR_MAX_REPLICAS];
-    ix->shards = mr_calloc(ix->shard_count, sizeof *ix->shards);
-    size_t rf = ix->rf < MR_MAX_REPLICAS ? ix->rf : MR_MAX_REPLICAS;
-    for (uint32_t s = 0; s < ix->shard_count; s++) {
-        ix->shards[s].deleted_at = -1;
-        size_t n = mr_hrw_place(ix->storage, s, ids, node_count, rf, top);
-        for (size_t r = 0; r < n; r++) {
-            snprintf(ix->shards[s].replicas[r].node, MR_NODE_ID_MAX, "%s", ids[top[r]]);
-            ix->shards[s].replicas[r].state = MR_REPLICA_READY;
-        }
-        ix->shards[s].count = n;
-    }
-}
-
 mr_topology *mr_topology_new(void)
 {
     mr_topology *t = mr_calloc(1, sizeof *t);
@@ -191,13 +236,13 @@ mr_topology *mr_topology_new(void)
     return t;
 }
 
-mr_topology *mr_topology_with_member(const mr_topology *t, const mr_node *node, const enum mr_member_state *state)
+mr_topology *mr_topology_with_member(const mr_topology *t, const char *id, const mr_member *m)
 {
     mr_topology *n = mr_topology_with(t, "", NULL); /* a copy: no incarnation has the empty storage */
     size_t k = 0;
-    while (k < n->member_count && strcmp(n->members[k].node.id, node->id) != 0)
+    while (k < n->member_count && strcmp(n->members[k].node.id, id) != 0)
         k++;
-    if (!state) {
+    if (!m) {
         if (k < n->member_count) {
             memmove(&n->members[k], &n->members[k + 1], (n->member_count - k - 1) * sizeof n->members[0]);
             n->member_count--;
@@ -209,8 +254,7 @@ mr_topology *mr_topology_with_member(const mr_topology *t, const mr_node *node, 
             return n;
         n->member_count++;
     }
-    n->members[k].node = *node;
-    n->members[k].state = *state;
+    n->members[k] = *m;
     return n;
 }
 
@@ -246,6 +290,31 @@ size_t mr_topology_active_ids(const mr_topology *t, const char **ids)
         if (t->members[i].state == MR_MEMBER_ACTIVE)
             ids[n++] = t->members[i].node.id;
     return n;
+}
+
+static int by_id(const void *a, const void *b)
+{
+    return strcmp((*(const mr_member *const *)a)->node.id, (*(const mr_member *const *)b)->node.id);
+}
+
+uint64_t mr_topology_signature(const mr_topology *t)
+{
+    const mr_member *active[MR_MAX_NODES];
+    size_t n = 0;
+    for (size_t i = 0; i < t->member_count; i++)
+        if (t->members[i].state == MR_MEMBER_ACTIVE)
+            active[n++] = &t->members[i];
+    qsort(active, n, sizeof active[0], by_id);
+    XXH64_state_t *h = XXH64_createState();
+    XXH64_reset(h, 0);
+    for (size_t i = 0; i < n; i++) {
+        /* NUL-separated, so no two memberships read alike */
+        XXH64_update(h, active[i]->node.id, strlen(active[i]->node.id) + 1);
+        XXH64_update(h, active[i]->node.zone, strlen(active[i]->node.zone) + 1);
+    }
+    uint64_t sig = XXH64_digest(h);
+    XXH64_freeState(h);
+    return sig ? sig : 1;
 }
 
 static void topology_free(mr_topology *t)

@@ -19,6 +19,7 @@
 #define MR_MAX_REPLICAS 8 /* RF ≤ 3, plus replicas being built or retired during moves */
 #define MR_MAX_SHARDS 1024
 #define MR_STORAGE_MAX (MR_INDEX_UID_MAX + 21) /* "<uid>-<generation>" */
+#define MR_MAX_RF 3
 
 enum mr_replica_state {
     MR_REPLICA_READY,    /* caught up: serves reads, counts for task completion */
@@ -53,6 +54,9 @@ typedef struct mr_shard {
     /* For a dropped incarnation: the offset of its delete-index record in this shard's partition
      * (-1: none was written). Records after it were never meant for this incarnation. */
     int64_t deleted_at;
+    /* Where the shard's replicas should be (place.h), as the rebalancer moves them there. */
+    char target[MR_MAX_RF][MR_NODE_ID_MAX];
+    size_t target_count;
 } mr_shard;
 
 /* An incarnation of an index: one life between its creation and its deletion. Each has storage of
@@ -72,6 +76,9 @@ typedef struct mr_index {
     long max_values_per_facet; /* faceting.maxValuesPerFacet: caps merged facet values */
     char distinct_attribute[256]; /* distinctAttribute: deduplicated across shards; "" for none */
     int deleted;               /* dropped: hidden from the API, kept until its storage is collected */
+    /* The members (mr_topology_signature) the shards' targets were planned for; 0 for an index
+     * placed before targets existed, by rendezvous alone, which the rebalancer plans anew. */
+    uint64_t planned_for;
     char created_at[40];
     char updated_at[40];
     mr_shard *shards; /* shard_count entries, owned */
@@ -93,14 +100,15 @@ void mr_index_clear(mr_index *ix);
 /* Deep copy into dst (which must be cleared/uninitialised). */
 void mr_index_copy(mr_index *dst, const mr_index *src);
 
-/* Builds the placement of a new index: HRW over node ids, state ready (an empty index is caught
- * up). ix->storage, shard_count and rf must be set; allocates ix->shards. */
-void mr_index_place(mr_index *ix, const char *const *node_ids, size_t node_count);
-
 /* The placement alone ([[{node, state, incarnation}, …], …]), as the rebalancer writes it. */
 json_t *mr_placement_to_json(const mr_index *ix);
 /* Replaces ix's placement with j's. Returns 0, or -1 (ix untouched) if j doesn't fit ix. */
 int mr_placement_from_json(const json_t *j, mr_index *ix);
+/* Sets "target" ([[node, …], …]) and "plannedFor" on obj from ix; nothing if ix has no plan. */
+void mr_target_to_json(const mr_index *ix, json_t *obj);
+/* Reads "target" and "plannedFor" from obj into ix (left as they are if obj has none). Returns 0,
+ * or -1 (ix untouched) if they don't fit ix. */
+int mr_target_from_json(const json_t *obj, mr_index *ix);
 
 /* The live incarnation of uid; NULL if there is none. */
 const mr_index *mr_topology_find(const mr_topology *t, const char *uid);
@@ -112,9 +120,9 @@ const mr_index *mr_topology_find_storage(const mr_topology *t, const char *stora
  * is untouched. */
 mr_topology *mr_topology_with(const mr_topology *t, const char *storage, const mr_index *ix);
 mr_topology *mr_topology_new(void);
-/* Returns a new snapshot equal to t with the member set (added or replaced), or removed when
- * state is NULL. */
-mr_topology *mr_topology_with_member(const mr_topology *t, const mr_node *node, const enum mr_member_state *state);
+/* Returns a new snapshot equal to t with the member set (added or replaced), or removed when m
+ * is NULL (then only id counts). */
+mr_topology *mr_topology_with_member(const mr_topology *t, const char *id, const mr_member *m);
 
 /* A member by id, or NULL. */
 const mr_member *mr_topology_member(const mr_topology *t, const char *id);
@@ -126,6 +134,9 @@ int mr_shard_replica_index(const mr_shard *s, const char *node);
 /* Fills ids (MR_MAX_NODES entries) with the active members' ids; returns their number. The
  * pointers live as long as t. */
 size_t mr_topology_active_ids(const mr_topology *t, const char **ids);
+/* What placement depends on in the membership: the active members' ids and zones, hashed. Equal
+ * for equal memberships whatever their order; never 0. */
+uint64_t mr_topology_signature(const mr_topology *t);
 
 typedef struct mr_topology_holder {
     pthread_mutex_t lock;

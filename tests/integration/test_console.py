@@ -1,5 +1,5 @@
 """The console at /_miroir/ in headless Chromium (Debian's, driven by Playwright): the cluster map
-shows every replica where the topology says, turns a node's cells to "down" live when the node
+shows every replica where the topology says, each node's replicas and bytes, turns a node's cells to "down" live when the node
 stops answering and back when it returns, and the search box searches through the gateway."""
 import os
 import signal
@@ -55,6 +55,11 @@ def test_the_map_shows_the_topology(cluster, page):
     assert sorted(rows.nth(i).get_attribute("data-node") for i in range(rows.count())) == \
         sorted(n["id"] for n in topo["nodes"])
     assert page.inner_text("#health") == "green"
+    # capacity: each node's replicas, as the topology counts them, and the fullest over the mean
+    for n in topo["nodes"]:
+        held = page.get_attribute(f'#nodes tr[data-member="{n["id"]}"] td[data-replicas]', "data-replicas")
+        assert int(held) == n["replicas"], (n, held)
+    assert page.inner_text("#capacity").startswith("fullest node / mean: ")
     wait_until("refreshes", lambda: int(page.get_attribute("#updated", "data-refreshes") or 0) >= 3, 15)
     page.screenshot(path=os.path.join(BUILD, "console.png"), full_page=True)
     assert not page.errors, page.errors

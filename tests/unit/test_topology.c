@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -18,7 +19,16 @@ static mr_index make_index(const char *uid)
     strcpy(ix.primary_key, "id");
     strcpy(ix.created_at, "2026-01-01T00:00:00Z");
     strcpy(ix.updated_at, "2026-01-01T00:00:00Z");
-    mr_index_place(&ix, nodes, 3);
+    ix.shards = calloc(ix.shard_count, sizeof *ix.shards);
+    for (uint32_t s = 0; s < ix.shard_count; s++) { /* placed, and planned, round the ring */
+        ix.shards[s].deleted_at = -1;
+        for (size_t r = 0; r < 2; r++) {
+            strcpy(ix.shards[s].replicas[r].node, nodes[(s + r) % 3]);
+            strcpy(ix.shards[s].target[r], nodes[(s + r) % 3]);
+        }
+        ix.shards[s].count = ix.shards[s].target_count = 2;
+    }
+    ix.planned_for = 0xfeedbeefULL;
     return ix;
 }
 
@@ -35,7 +45,10 @@ static void json_round_trip(void **state)
         assert_int_equal(back.shards[s].count, 2);
         assert_string_equal(back.shards[s].replicas[0].node, ix.shards[s].replicas[0].node);
         assert_int_equal(back.shards[s].replicas[1].state, MR_REPLICA_READY);
+        assert_int_equal(back.shards[s].target_count, 2);
+        assert_string_equal(back.shards[s].target[1], ix.shards[s].target[1]);
     }
+    assert_true(back.planned_for == 0xfeedbeefULL);
     json_object_set_new(j, "shards", json_integer(0));
     mr_index bad;
     assert_int_equal(mr_index_from_json(j, &bad), -1);
