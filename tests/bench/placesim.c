@@ -120,7 +120,7 @@ static void one_size(const cluster *c, size_t n, uint32_t shards, uint32_t rf, i
         old_ratio[t] = peak_ratio(old, slots, n, count);
         int one_holds_all = 0;
         for (size_t k = 0; k < n; k++)
-            one_holds_all |= shards > 1 && count[k] == shards && r_eff > 1;
+            one_holds_all |= shards > 1 && count[k] == shards && r_eff > 1 && r_eff < n;
         all_on_one += one_holds_all;
         balanced(c, storage, shards, rf, n, NULL, neu);
         double r = peak_ratio(neu, slots, n, count);
