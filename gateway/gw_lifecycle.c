@@ -351,9 +351,12 @@ static void collect(gw *g, const mr_index *ix)
     json_decref(progress);
     /* A storage's name is never reused, so nobody waits for its topic to be gone. */
     char topic[300], why[512];
-    gw_topic_of(topic, sizeof topic, MR_TOPIC_INDEX_PREFIX, ix->storage);
-    if (mr_kafka_delete_topic(g->producer, topic, 0, why, sizeof why))
-        mr_log("warn", "janitor", "%s", why);
+    const char *prefixes[] = {MR_TOPIC_INDEX_PREFIX, MR_TOPIC_CHECKPOINT_PREFIX};
+    for (size_t t = 0; t < 2; t++) {
+        gw_topic_of(topic, sizeof topic, prefixes[t], ix->storage);
+        if (mr_kafka_delete_topic(g->producer, topic, 0, why, sizeof why))
+            mr_log("warn", "janitor", "%s", why);
+    }
     rd_kafka_flush(g->producer, 2000);
     mr_log("info", "janitor", "collected %s, an incarnation of index %s", ix->storage, ix->uid);
 }

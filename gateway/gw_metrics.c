@@ -116,6 +116,64 @@ static void replication(gw *g, mr_text *t)
     free(dlq->data);
 }
 
+/* Fills and checkpoints (ingest/history.c), as the progress topic records them. */
+static void history(gw *g, mr_text *t)
+{
+    json_t *h = mr_meta_history(g->meta);
+    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
+    mr_text *pause = &(mr_text){0}, *copied = &(mr_text){0}, *ck = &(mr_text){0}, *kept = &(mr_text){0},
+            *ck_pause = &(mr_text){0};
+    for (size_t i = 0; i < topo->count; i++) {
+        const mr_index *ix = &topo->indexes[i];
+        if (ix->deleted)
+            continue;
+        char uid[2 * MR_INDEX_UID_MAX + 1], key[MR_STORAGE_MAX + 64];
+        mr_label_escape(uid, sizeof uid, ix->uid);
+        for (uint32_t s = 0; s < ix->shard_count; s++) {
+            snprintf(key, sizeof key, "%s/%u", ix->storage, s);
+            json_t *c = json_object_get(json_object_get(h, "checkpoints"), key);
+            if (c) {
+                mr_text_printf(ck, "miroir_checkpoint_documents{index=\"%s\",shard=\"%u\"} %lld\n", uid, s,
+                               json_integer_value(json_object_get(c, "documents")));
+                mr_text_printf(kept, "miroir_shard_history_kept_from{index=\"%s\",shard=\"%u\"} %lld\n", uid, s,
+                               json_integer_value(json_object_get(c, "keptFrom")));
+                mr_text_printf(ck_pause, "miroir_checkpoint_pause_seconds{index=\"%s\",shard=\"%u\"} %.3f\n", uid, s,
+                               json_integer_value(json_object_get(c, "pauseMs")) / 1000.0);
+            }
+            for (size_t r = 0; r < ix->shards[s].count; r++) {
+                snprintf(key, sizeof key, "%s/%u/%s", ix->storage, s, ix->shards[s].replicas[r].node);
+                json_t *c2 = json_object_get(json_object_get(h, "copies"), key);
+                if (!c2)
+                    continue;
+                const char *node = ix->shards[s].replicas[r].node;
+                mr_text_printf(pause, "miroir_peer_copy_pause_seconds{index=\"%s\",shard=\"%u\",node=\"%s\"} %.3f\n",
+                               uid, s, node, json_integer_value(json_object_get(c2, "pauseMs")) / 1000.0);
+                mr_text_printf(copied, "miroir_peer_copy_documents{index=\"%s\",shard=\"%u\",node=\"%s\"} %lld\n", uid,
+                               s, node, json_integer_value(json_object_get(c2, "documents")));
+            }
+        }
+    }
+    mr_topology_release(mr_meta_topology(g->meta), topo);
+    json_decref(h);
+    mr_text_printf(t, "# HELP miroir_peer_copy_pause_seconds How long the peer's writes waited while the replica was "
+                      "last filled by a copy of it.\n# TYPE miroir_peer_copy_pause_seconds gauge\n%s",
+                   pause->data ? pause->data : "");
+    mr_text_printf(t, "# HELP miroir_peer_copy_documents Documents the replica's last copy from a peer held.\n"
+                      "# TYPE miroir_peer_copy_documents gauge\n%s", copied->data ? copied->data : "");
+    mr_text_printf(t, "# HELP miroir_checkpoint_documents Documents in the shard's newest checkpoint.\n"
+                      "# TYPE miroir_checkpoint_documents gauge\n%s", ck->data ? ck->data : "");
+    mr_text_printf(t, "# HELP miroir_checkpoint_pause_seconds How long the replica read for the newest checkpoint "
+                      "took no writes.\n# TYPE miroir_checkpoint_pause_seconds gauge\n%s", ck_pause->data ? ck_pause->data : "");
+    mr_text_printf(t, "# HELP miroir_shard_history_kept_from The first offset of the shard's partition kept after its "
+                      "newest checkpoint: below it the history was deleted.\n"
+                      "# TYPE miroir_shard_history_kept_from gauge\n%s", kept->data ? kept->data : "");
+    free(pause->data);
+    free(copied->data);
+    free(ck->data);
+    free(kept->data);
+    free(ck_pause->data);
+}
+
 void gw_route_metrics(gw *g, const gw_request *req, gw_response *res)
 {
     (void)req;
@@ -123,6 +181,7 @@ void gw_route_metrics(gw *g, const gw_request *req, gw_response *res)
     requests(g, &t);
     nodes(g, &t);
     replication(g, &t);
+    history(g, &t);
     res->status = 200;
     res->text = t.data;
     res->text_type = "text/plain; version=0.0.4";

@@ -205,7 +205,10 @@ static int reader_slot(ingest *in, const mr_node *node)
     if (in->reader_count == MR_MAX_NODES)
         return -1;
     char err[512];
-    rd_kafka_t *c = mr_kafka_consumer(in->cfg, NULL, NULL, err, sizeof err);
+    /* a position below what the partition still holds (its history cut after a checkpoint) must
+     * be said, never skipped silently to the partition's start */
+    static const char *const strict[] = {"auto.offset.reset", "error", NULL};
+    rd_kafka_t *c = mr_kafka_consumer(in->cfg, NULL, strict, err, sizeof err);
     if (!c) {
         mr_log("error", "ingest", "no reader for node %s: %s", node->id, err);
         return -1;
@@ -370,6 +373,8 @@ static void set_paused(ingest *in, stream *s, int paused)
 
 static void write_applied(ingest *in, stream *s)
 {
+    if (s->fill == FILL_RESTORE)
+        return; /* offsets of the checkpoint's topic: the replica has applied nothing of its own yet */
     char key[700], at[48], value[160];
     snprintf(key, sizeof key, "applied/%s/%u/%s", s->storage, s->shard, s->node_id);
     mr_now_rfc3339(at, sizeof at);
@@ -386,6 +391,40 @@ static void stream_rewind(ingest *in, stream *s, int64_t offset, long backoff_ms
     s->expect = offset;
     s->resume_at_ms = mr_now_ms() + backoff_ms;
     set_paused(in, s, 1);
+}
+
+void ingest_stream_rewind(ingest *in, stream *s, int64_t offset)
+{
+    s->sent_upto = offset;
+    stream_rewind(in, s, offset, 0);
+}
+
+void ingest_write_applied(ingest *in, stream *s)
+{
+    write_applied(in, s);
+}
+
+void ingest_stream_retopic(ingest *in, stream *s, const char *topic, int64_t offset)
+{
+    char next[sizeof s->topic];
+    snprintf(next, sizeof next, "%s", topic); /* topic may be s->topic itself */
+    rd_kafka_topic_partition_list_t *l = stream_partition(s);
+    rd_kafka_t *c = in->readers[s->node_slot].consumer;
+    if (s->paused)
+        rd_kafka_resume_partitions(c, l);
+    rd_kafka_error_t *e = s->assigned ? rd_kafka_incremental_unassign(c, l) : NULL;
+    if (e) {
+        mr_log("warn", "ingest", "unassigning %s/%u from the reader of %s: %s", s->topic, s->shard, s->node_id,
+               rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    stream_clear(s);
+    s->assigned = s->paused = 0;
+    s->topic_checked_ms = 0;
+    memcpy(s->topic, next, sizeof next);
+    s->expect = s->sent_upto = offset;
+    stream_start(in, s, mr_now_ms());
 }
 
 void ingest_stream_unsend(ingest *in, stream *s)
@@ -539,7 +578,9 @@ static uint64_t record_seq(const rd_kafka_message_t *m)
  * Returns 1, m untouched, when it doesn't fit the batch being built, or is held. */
 static int stream_take(ingest *in, stream *s, rd_kafka_message_t *m)
 {
-    if (s->hold_from >= 0 && m->offset >= s->hold_from)
+    /* a restore reads a checkpoint's topic: holds and cancels name offsets of the index topic */
+    int restoring = s->fill == FILL_RESTORE;
+    if (!restoring && s->hold_from >= 0 && m->offset >= s->hold_from)
         return 1;
     size_t op_len = 0, pk_len = 0;
     const char *op = mr_header_get(m, MR_HEADER_OP, &op_len);
@@ -554,7 +595,7 @@ static int stream_take(ingest *in, stream *s, rd_kafka_message_t *m)
         !mr_op_is_control(rec.op) && mr_shard_of(rec.key, rec.key_len, s->shard_count) != s->shard)
         mr_error_set(&err, "bad_request", "record for document `%.*s` is on partition %u, but its shard is %u",
                      (int)rec.key_len, rec.key, s->shard, mr_shard_of(rec.key, rec.key_len, s->shard_count));
-    int skip = !err.status && skipped(in, s, &rec, m->offset);
+    int skip = !err.status && (rec.op == MR_OP_CHECKPOINT || (!restoring && skipped(in, s, &rec, m->offset)));
     if (!err.status && !skip && (rec.op == MR_OP_REPLACE || rec.op == MR_OP_UPDATE))
         line = document_line(&rec, pk, record_seq(m), &err);
     if (err.status || skip) {
@@ -633,7 +674,7 @@ static int batch_due(const ingest *in, const stream *s, int64_t now)
 {
     /* while bisecting, one task at a time, so that Meilisearch can't batch it with another */
     size_t max_inflight = s->split_until >= 0 ? 1 : (size_t)in->cfg->ingest_inflight;
-    if (s->batch_first < 0 || s->inflight_count >= max_inflight || now < s->resume_at_ms)
+    if (s->held || s->batch_first < 0 || s->inflight_count >= max_inflight || now < s->resume_at_ms)
         return 0;
     if (pending_count(s) > 0 || s->kind == BATCH_CONTROL || s->batch_docs >= batch_limit(in, s, s->batch_first) ||
         (s->hold_from >= 0 && s->expect >= s->hold_from))
@@ -1105,7 +1146,10 @@ static int read_records(ingest *in)
             if (!m)
                 break;
             if (m->err) {
-                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                stream *s = m->rkt ? stream_find(in, (int)slot, rd_kafka_topic_name(m->rkt), m->partition) : NULL;
+                if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && s)
+                    ingest_history_gone(in, s);
+                else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                     mr_log("warn", "ingest", "reader %s: %s", in->readers[slot].id, rd_kafka_message_errstr(m));
                 rd_kafka_message_destroy(m);
                 continue;
@@ -1136,6 +1180,7 @@ int ingest_apply_round(ingest *in)
     start_streams(in, now);
     int work = read_records(in);
     ingest_cancels_update(in);
+    ingest_history_round(in, now);
     work |= send_batches(in, now);
     work |= poll_tasks(in, now);
     ingest_shards_update(in, now);

@@ -32,6 +32,7 @@ struct node_reader {
 struct ingest_stream;   /* stream.h */
 struct ingest_shard;    /* stream.h */
 struct ingest_progress; /* progress.c */
+struct checkpoint_job;  /* history.c */
 
 typedef struct ingest {
     const mr_config *cfg;
@@ -56,6 +57,8 @@ typedef struct ingest {
     json_t *my_votes;   /* "cancel/task/shard" -> {storage, shard, first, held}: voted here, until decided */
     json_t *dlq_topics; /* uid -> true: its dead-letter topic is known to exist */
     json_t *topics;     /* "node topic" -> true: that node's reader knows the index topic exists */
+    struct checkpoint_job **checkpoints; /* history.c: the checkpoints being taken */
+    size_t checkpoint_count;
 } ingest;
 
 /* lease.c: the consumer group that hands out leases */
@@ -93,6 +96,9 @@ void ingest_free_streams(ingest *in);
 /* Reads from the node readers, sends batches, polls tasks, keeps the in-sync sets. Returns 1 if
  * it did any work. */
 int ingest_apply_round(ingest *in);
+
+/* history.c: stops the checkpoints being written (unfinished, they never count) and frees them. */
+void ingest_history_stop(ingest *in);
 
 /* inbox.c: routes records of miroir.in.<uid> to the shard partition of the uid's live index */
 int ingest_inbox_start(ingest *in, char *err, size_t errlen);

@@ -63,6 +63,7 @@ out:
     if (rc)
         fprintf(stderr, "miroir-ingest: %s\n", err);
     ingest_inbox_stop(&in);
+    ingest_history_stop(&in); /* a checkpoint being written is left unfinished: it never counts */
     if (in.progress)
         ingest_progress_flush(&in, 5000); /* the last progress, while the leases are still held */
     ingest_free_streams(&in);

@@ -36,6 +36,16 @@ struct inflight {
 
 #define MAX_INFLIGHT 64
 
+/* history.c: how a building replica is filled without replaying its shard's whole history. */
+enum fill {
+    FILL_NONE,    /* replay the partition from the stream's applied offset (or done filling) */
+    FILL_CLEAR,   /* drop what the replica's node holds of the shard, a copy cut short included */
+    FILL_DRAIN,   /* the peer takes no new batch; waiting for its tasks in flight to end */
+    FILL_EXPORT,  /* the peer's node exports the shard index, pinned to fill_offset, to this node */
+    FILL_SETTLE,  /* this node indexes what it was sent */
+    FILL_RESTORE, /* reading the shard's newest checkpoint (topic = miroir.ckpt.<storage>) */
+};
+
 struct ingest_stream {
     char uid[MR_INDEX_UID_MAX + 1];
     char storage[MR_STORAGE_MAX + 1];
@@ -83,6 +93,17 @@ struct ingest_stream {
     int paused;
     int assigned;            /* its partition is assigned to the node's reader */
     int64_t topic_checked_ms; /* not assigned yet: when the topic was last looked for */
+    /* history.c */
+    int held;                /* sends no batch: a copy or a checkpoint reads its replica at one offset */
+    enum fill fill;
+    int fill_gave_up;        /* a restore failed: this life replays the log */
+    int fill_peer_failed;    /* a copy failed: this life restores from a checkpoint, or replays */
+    char fill_peer[MR_NODE_ID_MAX];
+    int64_t fill_offset;     /* the copy's or checkpoint's offset X in the index topic */
+    int64_t fill_task;       /* the node task the phase waits for */
+    int64_t fill_documents;  /* what the peer held at fill_offset */
+    int64_t fill_started_ms, fill_held_ms, fill_phase_ms, fill_polled_ms;
+    int64_t restore_begin, restore_end; /* FILL_RESTORE: the checkpoint's records in its partition */
 };
 
 /* A shard this worker applies: its commit point and in-sync set, as last written. The streams of
@@ -96,6 +117,7 @@ struct ingest_shard {
     mr_replica isr[MR_MAX_REPLICAS]; /* node and incarnation */
     size_t isr_count;
     int known; /* a commit record was read or written */
+    int64_t checkpoint_checked_ms; /* history.c: when a checkpoint was last considered */
 };
 
 /* apply.c: drops what the stream built or queued past its last sent batch and reads it again;
@@ -114,5 +136,19 @@ void ingest_shards_update(ingest *in, int64_t now);
 /* cancel.c: votes on the parts of cancelations this worker holds the shard of, and sets each
  * stream's holds and skips. */
 void ingest_cancels_update(ingest *in);
+
+/* apply.c, for history.c */
+void ingest_stream_rewind(ingest *in, struct ingest_stream *s, int64_t offset);
+void ingest_write_applied(ingest *in, struct ingest_stream *s);
+/* Moves the stream's reader to another topic (the same partition), from offset. */
+void ingest_stream_retopic(ingest *in, struct ingest_stream *s, const char *topic, int64_t offset);
+
+/* history.c: fills building replicas from a peer or a checkpoint, holds the replicas they read,
+ * takes checkpoints and deletes the history they make needless. */
+void ingest_history_round(ingest *in, int64_t now);
+/* A restore reached the end of its checkpoint: the stream goes on in its index topic. */
+void ingest_history_restored(ingest *in, struct ingest_stream *s);
+/* The stream's reader asked for records its partition no longer holds. */
+void ingest_history_gone(ingest *in, struct ingest_stream *s);
 
 #endif

@@ -14,6 +14,7 @@
 /* Levelling stops once the fullest node is within 5% of the mean; drift past 10% starts it again
  * (plan_due), so small changes in size never move anything. */
 #define PLAN_SLACK 0.05
+#define LOST_CHECK_MS 1000
 #define PROGRESS_LOG_MS 5000
 
 /* Deletes a shard index on a node and waits for Meilisearch to finish. Returns 0 when the index
@@ -298,6 +299,127 @@ static void release_members(rebalancer *rb, const mr_topology *t)
     }
 }
 
+/* ---- nodes that lost their data ---- */
+
+/* Every node holds this index of its own once the rebalancer has seen it: a member up without it
+ * was wiped (or is new), and a wiped node's replicas must not serve, nor count as copies. */
+#define NODE_MARKER "miroir-node"
+
+/* The uids of the indexes on a node (a new object uid -> true), from a first page already asked
+ * for (r), or NULL if the node did not answer. */
+static json_t *node_indexes(rebalancer *rb, const char *url, mr_http_req *first)
+{
+    json_t *out = json_object();
+    for (long offset = 0;; offset += 1000) {
+        mr_http_req more = {0};
+        mr_http_req *r = first;
+        if (offset) {
+            char u[512];
+            snprintf(u, sizeof u, "%s/indexes?offset=%ld&limit=1000", url, offset);
+            mr_http_one(rb->http, &more, "GET", u, NULL, 0);
+            r = &more;
+        }
+        json_t *page = mr_http_json(r);
+        json_t *results = json_object_get(page, "results");
+        int ok = r->status == 200 && json_is_array(results);
+        size_t i;
+        json_t *ix;
+        json_array_foreach(results, i, ix) {
+            const char *uid = json_string_value(json_object_get(ix, "uid"));
+            if (uid)
+                json_object_set_new(out, uid, json_true());
+        }
+        size_t got = json_array_size(results);
+        json_decref(page);
+        mr_http_req_reset(&more);
+        if (!ok) {
+            json_decref(out);
+            return NULL;
+        }
+        if (got < 1000)
+            return out;
+    }
+}
+
+/* Whether the node lost what it held: it has no marker, and some replica it holds (that has applied
+ * something, so its index must exist) has no index there. A node without a marker whose shard
+ * indexes are all there (one that held data before markers existed) only gets its marker. */
+static int lost_its_data(rebalancer *rb, const mr_topology *t, const mr_member *m, json_t *has)
+{
+    if (json_object_get(has, NODE_MARKER))
+        return 0;
+    int lost = 0;
+    for (size_t i = 0; i < t->count && !lost; i++) {
+        const mr_index *ix = &t->indexes[i];
+        for (uint32_t s = 0; s < ix->shard_count && !ix->deleted && !lost; s++) {
+            int at = mr_shard_replica_index(&ix->shards[s], m->node.id);
+            if (at < 0)
+                continue;
+            const mr_replica *rep = &ix->shards[s].replicas[at];
+            char name[300];
+            mr_shard_index_name(name, sizeof name, ix->storage, s);
+            lost = (rep->state == MR_REPLICA_READY || rep->state == MR_REPLICA_BUILDING) &&
+                   mr_meta_applied(rb->meta, ix->storage, s, rep, NULL, 0) > 0 && !json_object_get(has, name);
+        }
+    }
+    char u[512];
+    snprintf(u, sizeof u, "%s/indexes", m->node.url);
+    mr_http_req r = {0};
+    char body[64];
+    int n = snprintf(body, sizeof body, "{\"uid\":\"%s\"}", NODE_MARKER);
+    mr_http_one(rb->http, &r, "POST", u, body, (size_t)n);
+    mr_http_req_reset(&r);
+    return lost;
+}
+
+/* A node that lost its data (restarted empty, a disk replaced): each of its replicas starts a new
+ * life at once, as a new replica, whatever else the shard has: it serves no read from what is
+ * left, no task waits for it, and it is rebuilt from a peer, a checkpoint or the log. */
+static int take_lost_replicas(rebalancer *rb, const mr_topology *t, mr_index *ix, uint32_t shard, mr_shard *s,
+                              const json_t *lost_nodes)
+{
+    int changed = 0;
+    for (size_t r = 0; r < s->count; r++) {
+        mr_replica *rep = &s->replicas[r];
+        if (!json_object_get(lost_nodes, rep->node) || rep->state == MR_REPLICA_RETIRING ||
+            rep->state == MR_REPLICA_NEW || !mr_topology_member(t, rep->node))
+            continue;
+        mr_log("warn", "rebalancer", "%s lost its data: rebuilding %s shard %u there", rep->node, ix->uid, shard);
+        rep->state = MR_REPLICA_NEW;
+        rep->incarnation = next_incarnation(rep);
+        changed = 1;
+    }
+    (void)rb;
+    return changed;
+}
+
+/* The members that answer and lost their data since they were last looked at (a new object
+ * id -> true). Every LOST_CHECK_MS, all members at once. */
+static json_t *find_lost_nodes(rebalancer *rb, const mr_topology *t, int64_t now)
+{
+    json_t *lost = json_object();
+    if (now - rb->last_lost_check_ms < LOST_CHECK_MS)
+        return lost;
+    rb->last_lost_check_ms = now;
+    mr_http_req reqs[MR_MAX_NODES];
+    memset(reqs, 0, sizeof reqs);
+    for (size_t i = 0; i < t->member_count; i++) {
+        reqs[i].method = "GET";
+        snprintf(reqs[i].url, sizeof reqs[i].url, "%s/indexes?offset=0&limit=1000", t->members[i].node.url);
+        reqs[i].timeout_ms = 2000;
+    }
+    mr_http_run(rb->http, reqs, t->member_count);
+    for (size_t i = 0; i < t->member_count; i++) {
+        const mr_member *m = &t->members[i];
+        json_t *has = node_indexes(rb, m->node.url, &reqs[i]);
+        if (has && lost_its_data(rb, t, m, has))
+            json_object_set_new(lost, m->node.id, json_true());
+        json_decref(has);
+        mr_http_req_reset(&reqs[i]);
+    }
+    return lost;
+}
+
 /* ---- planning targets ---- */
 
 /* What one shard of each live index weighs: its size on the nodes (rawDocumentDbSize, the largest
@@ -427,11 +549,14 @@ int rb_tick(rebalancer *rb)
     size_t building = count_building(t);
     size_t budget = building < (size_t)rb->cfg->rebalance_concurrency ? (size_t)rb->cfg->rebalance_concurrency - building : 0;
     int writes = 0;
+    json_t *lost = find_lost_nodes(rb, t, now);
     for (size_t i = 0; i < t->count; i++) {
         mr_index ix;
         mr_index_copy(&ix, &t->indexes[i]);
         int changed = 0;
         for (uint32_t s = 0; s < ix.shard_count; s++) {
+            if (!ix.deleted)
+                changed |= take_lost_replicas(rb, t, &ix, s, &ix.shards[s], lost);
             mr_step steps[MR_MAX_REPLICAS * 2];
             /* plan against the snapshot, change the copy */
             size_t n = mr_plan_shard(t, &t->indexes[i], s, &budget, steps);
@@ -461,5 +586,6 @@ int rb_tick(rebalancer *rb)
         mr_topology_release(holder, t);
     }
     json_decref(requests);
+    json_decref(lost);
     return writes;
 }

@@ -29,6 +29,7 @@ typedef struct rebalancer {
     uint64_t pass;
     int64_t last_progress_log_ms;
     int64_t last_level_check_ms;
+    int64_t last_lost_check_ms;
 } rebalancer;
 
 /* One pass: looks at every index and advances each move by at most one step. Returns how many

@@ -54,6 +54,10 @@ static const struct key keys[] = {
     {L(retire_grace_ms, 2000, 0, 600000)},
     {L(rebuild_stall_warn_ms, 60000, 100, 86400000)},
     {L(level_interval_ms, 3600000, 0, 604800000)},
+    {L(rebuild_from_peer, 1, 0, 1)},
+    {L(fill_timeout_ms, 3600000, 1000, 86400000)},
+    {L(checkpoint_history_percent, 100, 1, 100000)},
+    {L(checkpoint_min_records, 100000, 0, 1000000000000)},
 };
 
 #undef S

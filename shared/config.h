@@ -55,6 +55,10 @@ typedef struct mr_config {
     long retire_grace_ms;       /* between a replica's last read and the drop of its index */
     long rebuild_stall_warn_ms; /* a building replica whose offset stands still this long is reported */
     long level_interval_ms;     /* how often the rebalancer checks the nodes' loads for drift; 0: never */
+    long rebuild_from_peer;     /* 1: a new replica copies a ready peer pinned to an offset, then replays the rest */
+    long fill_timeout_ms;       /* a copy or restore that takes longer is given up for a replay of the log */
+    long checkpoint_history_percent; /* a checkpoint is due once the history since the last is this % of the live documents */
+    long checkpoint_min_records;     /* … and at least this many records; 0: no checkpoints */
     mr_kafka_prop kafka_props[MR_MAX_KAFKA_PROPS]; /* kafka.<property> = value, passed to librdkafka */
     size_t kafka_prop_count;
 } mr_config;

@@ -252,6 +252,47 @@ int mr_kafka_delete_topic(rd_kafka_t *rk, const char *topic, int timeout_ms, cha
     return rc;
 }
 
+int mr_kafka_delete_records(rd_kafka_t *rk, const char *topic, int32_t partition, int64_t before, int timeout_ms,
+                            char *err, size_t errlen)
+{
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(parts, topic, partition)->offset = before;
+    rd_kafka_DeleteRecords_t *dr = rd_kafka_DeleteRecords_new(parts);
+    rd_kafka_topic_partition_list_destroy(parts);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DELETERECORDS);
+    rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, NULL, 0);
+    rd_kafka_DeleteRecords(rk, &dr, 1, opts, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
+    int rc = -1;
+    if (!ev) {
+        snprintf(err, errlen, "deleting records of %s/%d: timed out", topic, partition);
+    } else {
+        const rd_kafka_topic_partition_list_t *res =
+            rd_kafka_event_error(ev) ? NULL : rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(ev));
+        rd_kafka_resp_err_t e = rd_kafka_event_error(ev) ? rd_kafka_event_error(ev)
+                                : res && res->cnt ? res->elems[0].err : RD_KAFKA_RESP_ERR_UNKNOWN;
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+            rc = 0;
+        else
+            snprintf(err, errlen, "deleting records of %s/%d below %lld: %s", topic, partition, (long long)before,
+                     rd_kafka_err2str(e));
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_AdminOptions_destroy(opts);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_DeleteRecords_destroy(dr);
+    return rc;
+}
+
+int mr_kafka_partition_range(rd_kafka_t *rk, const char *topic, int32_t partition, int64_t *first, int64_t *end,
+                             int timeout_ms)
+{
+    return rd_kafka_query_watermark_offsets(rk, topic, partition, first, end, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR
+               ? 0
+               : -1;
+}
+
 rd_kafka_headers_t *mr_headers_op(const char *op)
 {
     rd_kafka_headers_t *h = rd_kafka_headers_new(1);

@@ -40,13 +40,23 @@ int64_t mr_kafka_shard_end(rd_kafka_t *rk, const char *storage, uint32_t shard, 
  * shard): fills ends[0..shards), each -1 if Kafka doesn't say within timeout_ms. */
 void mr_kafka_index_ends(rd_kafka_t *rk, const char *storage, uint32_t shards, int64_t *ends, int timeout_ms);
 
-/* Deletes a topic and waits until the cluster no longer lists it (a missing topic is fine);
- * with timeout_ms 0, asks and does not wait. Returns 0, or -1 with err. */
 /* Whether this handle's fresh metadata lists the topic with partitions: 1, 0, or -1 if the cluster
  * didn't answer. */
 int mr_kafka_topic_exists(rd_kafka_t *rk, const char *topic);
 
+/* Deletes a topic and waits until the cluster no longer lists it (a missing topic is fine);
+ * with timeout_ms 0, asks and does not wait. Returns 0, or -1 with err. */
 int mr_kafka_delete_topic(rd_kafka_t *rk, const char *topic, int timeout_ms, char *err, size_t errlen);
+
+/* Deletes the records of one partition below offset (Kafka's DeleteRecords: the partition's log
+ * start moves to offset). Returns 0, or -1 with err. */
+int mr_kafka_delete_records(rd_kafka_t *rk, const char *topic, int32_t partition, int64_t before, int timeout_ms,
+                            char *err, size_t errlen);
+
+/* A partition's first and next offsets (its log start, after deleted records, and its end), as
+ * the broker says them within timeout_ms. Returns 0, or -1. */
+int mr_kafka_partition_range(rd_kafka_t *rk, const char *topic, int32_t partition, int64_t *first, int64_t *end,
+                             int timeout_ms);
 
 /* One record to produce. headers may be NULL; mr_produce_all takes ownership of it. */
 typedef struct mr_produce_msg {

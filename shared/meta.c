@@ -29,6 +29,8 @@ struct mr_meta {
     json_t *rebuilds;      /* "storage/shard/node" -> {"at"}: replicas to rebuild from the log */
     json_t *dlq;           /* "storage/shard" -> [[offset, error], …] */
     json_t *removed;       /* "storage/shard/offset" -> documents a filter or clear record removed */
+    json_t *checkpoints;   /* "storage/shard" -> the newest complete checkpoint (history.h) */
+    json_t *copies;        /* "storage/shard/node" -> the last copy from a peer into that replica */
     json_t *tasks;         /* "uid" -> task */
     json_t *done;          /* "uid" -> the finished view */
     json_t *deleted_tasks; /* [[first, last], …]: task uids deleted from the history */
@@ -94,7 +96,7 @@ mr_meta *mr_meta_new(const mr_config *cfg, char *err, size_t errlen)
     pthread_cond_init(&m->progressed, NULL);
     json_t **objects[] = {&m->generations, &m->dropped, &m->collected, &m->applied, &m->commits, &m->placements,
                           &m->rebuilds, &m->dlq, &m->removed, &m->tasks, &m->done, &m->keys, &m->cancels, &m->votes,
-                          &m->canceled, &m->holds, &m->skips, &m->singletons};
+                          &m->canceled, &m->holds, &m->skips, &m->singletons, &m->checkpoints, &m->copies};
     for (size_t i = 0; i < sizeof objects / sizeof objects[0]; i++)
         *objects[i] = json_object();
     m->deleted_tasks = json_array();
@@ -119,7 +121,7 @@ void mr_meta_free(mr_meta *m)
     mr_topology_holder_destroy(&m->topology);
     json_t *objects[] = {m->generations, m->dropped, m->collected, m->applied, m->commits, m->placements,
                          m->rebuilds, m->dlq, m->removed, m->tasks, m->done, m->keys, m->cancels, m->votes, m->canceled,
-                         m->holds, m->skips, m->deleted_tasks, m->singletons};
+                         m->holds, m->skips, m->deleted_tasks, m->singletons, m->checkpoints, m->copies};
     for (size_t i = 0; i < sizeof objects / sizeof objects[0]; i++)
         json_decref(objects[i]);
     free(m->progress_next);
@@ -513,6 +515,13 @@ static void apply_progress_record(mr_meta *m, const char *key, json_t *value)
             json_object_set_new(m->removed, key + 8, json_integer(json_integer_value(json_object_get(value, "count"))));
         else if (!value)
             json_object_del(m->removed, key + 8);
+    } else if (strncmp(key, "checkpoint/", 11) == 0 || strncmp(key, "copy/", 5) == 0) {
+        json_t *into = key[1] == 'h' ? m->checkpoints : m->copies;
+        const char *rest = strchr(key, '/') + 1;
+        if (value && !of_collected(m, rest))
+            json_object_set(into, rest, value);
+        else if (!value)
+            json_object_del(into, rest);
     } else if (strncmp(key, "vote/", 5) == 0) {
         if (value)
             json_object_set(m->votes, key + 5, value);
@@ -805,14 +814,35 @@ json_t *mr_meta_collected(mr_meta *m, const char *storage)
     return c;
 }
 
+json_t *mr_meta_checkpoint(mr_meta *m, const char *storage, uint32_t shard)
+{
+    char key[MR_STORAGE_MAX + 16];
+    snprintf(key, sizeof key, "%s/%u", storage, shard);
+    pthread_mutex_lock(&m->lock);
+    json_t *c = json_object_get(m->checkpoints, key);
+    json_t *copy = c ? json_deep_copy(c) : NULL;
+    pthread_mutex_unlock(&m->lock);
+    return copy;
+}
+
+json_t *mr_meta_history(mr_meta *m)
+{
+    pthread_mutex_lock(&m->lock);
+    json_t *h = json_pack("{s:O, s:O}", "checkpoints", m->checkpoints, "copies", m->copies);
+    json_t *copy = json_deep_copy(h);
+    json_decref(h);
+    pthread_mutex_unlock(&m->lock);
+    return copy;
+}
+
 json_t *mr_meta_progress_keys(mr_meta *m, const char *storage)
 {
     json_t *keys = json_array();
     size_t len = strlen(storage);
-    json_t *sources[] = {m->applied, m->commits};
-    const char *prefixes[] = {"applied/", "commit/"};
+    json_t *sources[] = {m->applied, m->commits, m->checkpoints, m->copies};
+    const char *prefixes[] = {"applied/", "commit/", "checkpoint/", "copy/"};
     pthread_mutex_lock(&m->lock);
-    for (size_t i = 0; i < 2; i++) {
+    for (size_t i = 0; i < 4; i++) {
         const char *k;
         json_t *v;
         json_object_foreach(sources[i], k, v) {

@@ -42,6 +42,13 @@
  *                                   everything (one record) removed from the shard, as its node said
  *   vote/<cancel>/<task>/<shard>    {"held": bool}: whether a task's part in a shard could still be
  *                                   canceled (held: no replica had begun it) when the cancel came
+ *   checkpoint/<storage>/<shard>    {"offset", "begin", "end", "documents", "node", "at", "keptFrom"}:
+ *                                   the shard's newest complete checkpoint, records begin..end of
+ *                                   partition shard of miroir.ckpt.<storage>: the shard as one
+ *                                   replica held it at offset (history.h), and where the index
+ *                                   topic's history was cut after it
+ *   copy/<storage>/<shard>/<node>   {"from", "offset", "documents", "pauseMs", "copyMs", "at"}: the
+ *                                   last fill of that replica by a copy from a ready peer
  *
  * An mr_meta follows all three topics from the beginning (the progress topic read committed). Its
  * getters are thread-safe; one thread at a time calls mr_meta_poll. */
@@ -141,8 +148,13 @@ uint64_t mr_meta_generation(mr_meta *m, const char *uid);
 /* A new reference to collected/<storage> ({"uid", "shards", "deletedAt"}), or NULL. */
 json_t *mr_meta_collected(mr_meta *m, const char *storage);
 
-/* The progress keys of a storage (applied/…, commit/…), a new array of [partition, key], to
- * tombstone them once it is collected. */
+/* The newest complete checkpoint of a shard (see checkpoint/ above), a new reference, or NULL. */
+json_t *mr_meta_checkpoint(mr_meta *m, const char *storage, uint32_t shard);
+/* {"checkpoints": {"storage/shard": …}, "copies": {"storage/shard/node": …}}, a new object. */
+json_t *mr_meta_history(mr_meta *m);
+
+/* The progress keys of a storage (applied/, commit/, checkpoint/, copy/), a new array of
+ * [partition, key], to tombstone them once it is collected. */
 json_t *mr_meta_progress_keys(mr_meta *m, const char *storage);
 
 /* ---- cancelation: see vote/ above; the decision is a pure function of the votes ---- */

@@ -12,6 +12,7 @@ static const char *const op_names[] = {
     [MR_OP_CREATE_INDEX] = "create-index", [MR_OP_CLEAR] = "clear",
     [MR_OP_DELETE_BY_FILTER] = "delete-by-filter", [MR_OP_SETTINGS] = "settings",
     [MR_OP_DELETE_INDEX] = "delete-index", [MR_OP_UPDATE_INDEX] = "update-index",
+    [MR_OP_CHECKPOINT] = "checkpoint",
 };
 
 const char *mr_op_name(enum mr_op op)

@@ -18,6 +18,7 @@
 #define MR_TOPIC_INDEX_PREFIX "miroir.idx."
 #define MR_TOPIC_INBOX_PREFIX "miroir.in."
 #define MR_TOPIC_DLQ_PREFIX "miroir.dlq."
+#define MR_TOPIC_CHECKPOINT_PREFIX "miroir.ckpt."
 #define MR_TOPIC_META "miroir.meta"
 #define MR_TOPIC_TASKS "miroir.tasks"
 #define MR_TOPIC_PROGRESS "miroir.progress"
@@ -34,6 +35,8 @@ enum mr_op {
     MR_OP_SETTINGS,         /* control; value: a settings object (PATCH semantics) */
     MR_OP_DELETE_INDEX,     /* control; drops the shard index */
     MR_OP_UPDATE_INDEX,     /* control; value: {"primaryKey": …} */
+    MR_OP_CHECKPOINT,       /* control, in miroir.ckpt.<storage> only: {"offset", "phase": begin|end}
+                             * marks a checkpoint's bounds; applying it does nothing */
 };
 
 const char *mr_op_name(enum mr_op op);

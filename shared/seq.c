@@ -31,6 +31,21 @@ void mr_seq_encode(uint64_t seq, char out[MR_SEQ_LEN + 1])
     out[MR_SEQ_LEN] = '\0';
 }
 
+int mr_seq_decode(const char *text, uint64_t *seq)
+{
+    if (!text || strlen(text) != MR_SEQ_LEN)
+        return -1;
+    uint64_t v = 0;
+    for (int i = 0; i < MR_SEQ_LEN; i++) {
+        const char *at = memchr(alphabet, text[i], sizeof alphabet);
+        if (!at || !text[i])
+            return -1;
+        v = v << 4 | (uint64_t)(at - alphabet);
+    }
+    *seq = v;
+    return 0;
+}
+
 int mr_seq_compare(const json_t *a, const json_t *b)
 {
     const char *x = json_string_value(json_object_get(a, MR_SEQ_FIELD));

@@ -32,6 +32,8 @@ uint64_t mr_seq_of_record(int64_t timestamp_ms, int64_t offset);
 
 /* Writes seq's field value (MR_SEQ_LEN characters and a NUL) into out. */
 void mr_seq_encode(uint64_t seq, char out[MR_SEQ_LEN + 1]);
+/* Reads a field value back into *seq. Returns 0, or -1 if text is no field value. */
+int mr_seq_decode(const char *text, uint64_t *seq);
 
 /* Orders two documents (or hits) by their field: negative if a was written first; 0 when either
  * has none (a document written before the field existed, or not displayed). */
