@@ -305,6 +305,7 @@ void gw_route_node_drain(gw *g, const gw_request *req, gw_response *res);
 void gw_route_node_remove(gw *g, const gw_request *req, gw_response *res);
 void gw_route_verify(gw *g, const gw_request *req, gw_response *res);
 void gw_route_rebalance(gw *g, const gw_request *req, gw_response *res);
+void gw_route_shard_documents(gw *g, const gw_request *req, gw_response *res);
 void gw_route_metrics(gw *g, const gw_request *req, gw_response *res);
 
 /* The route table, for metrics: route i's method and pattern; false past the last. */

@@ -37,6 +37,41 @@ void gw_route_document_get(gw *g, const gw_request *req, gw_response *res)
     curl_free(efields);
 }
 
+/* GET /_miroir/indexes/{uid}/shards/{k}/documents?offset&limit: one page of one shard's documents,
+ * from a replica that may serve reads, as clients see them: what miroirctl backup reads, shard by
+ * shard, so that a whole index is read in pages each shard serves cheaply. */
+void gw_route_shard_documents(gw *g, const gw_request *req, gw_response *res)
+{
+    mr_error err = {0};
+    const mr_index *ix = req->ix;
+    char *end;
+    unsigned long shard = strtoul(req->captures[1], &end, 10);
+    long offset, limit;
+    if (*end || !*req->captures[1] || shard >= ix->shard_count) {
+        mr_error_set(&err, "miroir_invalid_shard", "`%.20s` is not a shard of index `%s`: it has %u, from 0.",
+                     req->captures[1], ix->uid, ix->shard_count);
+        gw_reply_error(res, &err);
+        return;
+    }
+    if (gw_offset_limit(req, "document", &offset, &limit, &err)) {
+        gw_reply_error(res, &err);
+        return;
+    }
+    char suffix[128];
+    snprintf(suffix, sizeof suffix, "/documents?offset=%ld&limit=%ld", offset, limit);
+    gw_shard_call call = {.ix = ix, .shard = (uint32_t)shard, .method = "GET"};
+    gw_shard_path(call.path, sizeof call.path, ix, call.shard, suffix);
+    if (gw_scatter(g, &call, 1, &err, NULL) == 0) {
+        size_t i;
+        json_t *doc;
+        json_array_foreach(json_object_get(call.answer, "results"), i, doc) mr_seq_strip(doc);
+        gw_reply(res, 200, json_incref(call.answer));
+    } else {
+        gw_reply_error(res, &err);
+    }
+    gw_scatter_clear(&call, 1);
+}
+
 struct browse {
     size_t offset, limit;
     json_t *body;   /* fetch body sent to shards, without offset/limit (owned) */

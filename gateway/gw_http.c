@@ -72,6 +72,7 @@ static const struct route routes[] = {
     {"DELETE", "_miroir/nodes/*", gw_route_node_remove, 0, MR_ACTION_CLUSTER_ADMIN},
     {"POST", "_miroir/verify", gw_route_verify, 0, MR_ACTION_CLUSTER_ADMIN},
     {"POST", "_miroir/rebalance", gw_route_rebalance, 0, MR_ACTION_CLUSTER_ADMIN},
+    {"GET", "_miroir/indexes/*/shards/*/documents", gw_route_shard_documents, 1, MR_ACTION_CLUSTER_ADMIN},
     {"GET", "metrics", gw_route_metrics, 0, "metrics.get"},
     {"POST", "indexes", gw_route_index_create, 0, "indexes.create"},
     {"GET", "indexes", gw_route_index_list, 0, "indexes.get"},

@@ -31,6 +31,12 @@ static const char usage[] =
     "  verify [--repair] [INDEX...]\n"
     "                         compare every shard's replicas by checksum; with --repair, rebuild\n"
     "                         the divergent ones from the log\n"
+    "  backup INDEX FILE      write the index to FILE as NDJSON: a first line with its primary key,\n"
+    "                         shards, replication factor and settings, then every document, read\n"
+    "                         shard by shard (see docs/operations.md for what a backup taken\n"
+    "                         under writes holds)\n"
+    "  restore FILE [INDEX]   create INDEX (default: the backup's) from FILE, in this cluster or\n"
+    "                         another, and wait until every document is indexed\n"
     "  rebalance              plan every index anew with the shard sizes of now, levelling the\n"
     "                         nodes' loads (after some indexes grew more than others)\n"
     "  wait                   wait until no replica is moving, with a progress bar\n"
@@ -38,9 +44,9 @@ static const char usage[] =
     "Options:\n"
     "  -g, --gateway URL      the gateway (default $MIROIR_GATEWAY, else http://127.0.0.1:17700)\n"
     "  -k, --key KEY          an API key for the gateway (default $MIROIR_API_KEY): status, lag\n"
-    "                         and wait need stats.get; add-node, drain, remove-node, rebalance\n"
-    "                         and verify\n"
-    "                         need the master key or a key with the action \"*\"\n"
+    "                         and wait need stats.get; add-node, drain, remove-node, rebalance,\n"
+    "                         verify and backup need the master key or a key with the action \"*\";\n"
+    "                         restore, one that may create indexes and add documents\n"
     "  -z, --zone ZONE        with add-node: the node's failure domain (rack, availability zone);\n"
     "                         replicas of a shard go to different zones when there are enough\n"
     "  -w, --wait             after add-node, drain, remove-node or rebalance, wait for the moves\n"
@@ -76,18 +82,20 @@ static size_t collect(char *p, size_t size, size_t n, void *arg)
     return size * n;
 }
 
-/* Calls the gateway; returns the HTTP status (0 if unreachable) and the JSON answer in *out. */
-static long call(const struct ctl *c, const char *method, const char *path, const json_t *body, json_t **out)
+/* Calls the gateway with a body of ctype (may be NULL); returns the HTTP status (0 if
+ * unreachable) and the JSON answer in *out. */
+static long call_raw(const struct ctl *c, const char *method, const char *path, const char *body, size_t len,
+                     const char *ctype, json_t **out)
 {
     CURL *h = curl_easy_init();
     struct sink sink = {0};
-    char url[1024], auth[600];
-    struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
+    char url[1024], auth[600], type[128];
+    snprintf(type, sizeof type, "Content-Type: %s", ctype ? ctype : "application/json");
+    struct curl_slist *headers = curl_slist_append(NULL, type);
     if (c->key && *c->key) {
         snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->key);
         headers = curl_slist_append(headers, auth);
     }
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     snprintf(url, sizeof url, "%s%s", c->gateway, path);
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
@@ -95,16 +103,26 @@ static long call(const struct ctl *c, const char *method, const char *path, cons
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
     curl_easy_setopt(h, CURLOPT_TIMEOUT, 600L);
-    if (text)
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, text);
+    if (body) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    }
     long status = 0;
     if (curl_easy_perform(h) == CURLE_OK)
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     *out = sink.data ? json_loads(sink.data, 0, NULL) : NULL;
     free(sink.data);
-    free(text);
     curl_slist_free_all(headers);
     curl_easy_cleanup(h);
+    return status;
+}
+
+/* Calls the gateway with a JSON body (may be NULL). */
+static long call(const struct ctl *c, const char *method, const char *path, const json_t *body, json_t **out)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    long status = call_raw(c, method, path, text, text ? strlen(text) : 0, NULL, out);
+    free(text);
     return status;
 }
 
@@ -352,6 +370,193 @@ static int membership(const struct ctl *c, const char *method, const char *path,
     return c->wait ? cmd_wait(c) : 0;
 }
 
+/* ---- backup and restore ---- */
+
+#define BACKUP_PAGE 10000
+#define RESTORE_BATCH 10000
+
+/* GET path into *out, or the exit status of the refusal. */
+static int get_json(const struct ctl *c, const char *path, json_t **out)
+{
+    long st = call(c, "GET", path, NULL, out);
+    if (st == 200)
+        return 0;
+    int rc = failed(c, st, *out);
+    json_decref(*out);
+    *out = NULL;
+    return rc;
+}
+
+static int cmd_backup(const struct ctl *c, const char *index, const char *file)
+{
+    char path[512];
+    json_t *ix = NULL, *settings = NULL, *topo = NULL;
+    snprintf(path, sizeof path, "/indexes/%.200s", index);
+    int rc = get_json(c, path, &ix);
+    if (!rc) {
+        snprintf(path, sizeof path, "/indexes/%.200s/settings", index);
+        rc = get_json(c, path, &settings);
+    }
+    if (!rc)
+        rc = get_json(c, "/_miroir/topology", &topo);
+    json_t *layout = NULL;
+    size_t i;
+    json_t *one;
+    json_array_foreach(json_object_get(topo, "indexes"), i, one)
+        if (!json_is_true(json_object_get(one, "deleted")) &&
+            strcmp(json_string_value(json_object_get(one, "uid")), index) == 0)
+            layout = one;
+    FILE *f = !rc && layout ? fopen(file, "w") : NULL;
+    if (!rc && !f) {
+        fprintf(stderr, "miroirctl: %s\n", layout ? "cannot write the backup file" : "the index is not in the topology");
+        rc = 1;
+    }
+    long long documents = 0;
+    if (f) {
+        char at[48];
+        mr_now_rfc3339(at, sizeof at);
+        json_t *head = json_pack("{s:i, s:s, s:O, s:O, s:O, s:O, s:s}", "miroirBackup", 1, "uid", index, "primaryKey",
+                                 json_object_get(ix, "primaryKey"), "shards", json_object_get(layout, "shards"),
+                                 "replicationFactor", json_object_get(layout, "replicationFactor"), "settings",
+                                 settings, "at", at);
+        json_dumpf(head, f, JSON_COMPACT);
+        fputc('\n', f);
+        json_decref(head);
+        json_int_t shards = json_integer_value(json_object_get(layout, "shards"));
+        for (json_int_t s = 0; s < shards && !rc; s++) {
+            for (long offset = 0;; offset += BACKUP_PAGE) {
+                json_t *page;
+                snprintf(path, sizeof path, "/_miroir/indexes/%.200s/shards/%lld/documents?offset=%ld&limit=%d", index,
+                         (long long)s, offset, BACKUP_PAGE);
+                if ((rc = get_json(c, path, &page)))
+                    break;
+                json_t *doc;
+                json_array_foreach(json_object_get(page, "results"), i, doc) {
+                    json_dumpf(doc, f, JSON_COMPACT);
+                    fputc('\n', f);
+                    documents++;
+                }
+                size_t got = json_array_size(json_object_get(page, "results"));
+                json_decref(page);
+                if (got < BACKUP_PAGE)
+                    break;
+            }
+        }
+        if (fclose(f) != 0 && !rc) {
+            fprintf(stderr, "miroirctl: writing %s failed\n", file);
+            rc = 1;
+        }
+    }
+    if (!rc)
+        printf("backed up %s: %lld documents, its settings and layout, to %s\n", index, documents, file);
+    json_decref(ix);
+    json_decref(settings);
+    json_decref(topo);
+    return rc;
+}
+
+/* Waits for a task of the gateway to end; returns 0 if it succeeded. */
+static int wait_task(const struct ctl *c, json_t *answer)
+{
+    json_int_t uid = json_integer_value(json_object_get(answer, "taskUid"));
+    char path[64];
+    snprintf(path, sizeof path, "/tasks/%lld", (long long)uid);
+    for (int64_t deadline = mr_now_ms() + c->timeout_s * 1000; mr_now_ms() < deadline; mr_sleep_ms(200)) {
+        json_t *t;
+        long st = call(c, "GET", path, NULL, &t);
+        const char *status = json_string_value(json_object_get(t, "status"));
+        int done = st == 200 && status && strcmp(status, "enqueued") != 0 && strcmp(status, "processing") != 0;
+        if (done && strcmp(status, "succeeded") != 0) {
+            const char *why = json_string_value(json_object_get(json_object_get(t, "error"), "message"));
+            fprintf(stderr, "miroirctl: task %lld %s: %s\n", (long long)uid, status, why ? why : "");
+        }
+        int ok = done && strcmp(status, "succeeded") == 0;
+        json_decref(t);
+        if (done)
+            return ok ? 0 : 1;
+    }
+    fprintf(stderr, "miroirctl: task %lld still running after %ld s\n", (long long)uid, c->timeout_s);
+    return 1;
+}
+
+/* POSTs the batch of NDJSON documents; returns 0 once its task succeeded. */
+static int restore_batch(const struct ctl *c, const char *index, const char *body, size_t len)
+{
+    char path[512];
+    snprintf(path, sizeof path, "/indexes/%.200s/documents", index);
+    json_t *answer;
+    long st = call_raw(c, "POST", path, body, len, "application/x-ndjson", &answer);
+    int rc = st == 202 ? wait_task(c, answer) : failed(c, st, answer);
+    json_decref(answer);
+    return rc;
+}
+
+static int cmd_restore(const struct ctl *c, const char *file, const char *as)
+{
+    FILE *f = fopen(file, "r");
+    if (!f) {
+        fprintf(stderr, "miroirctl: cannot read %s\n", file);
+        return 2;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, f);
+    json_t *head = n > 0 ? json_loads(line, 0, NULL) : NULL;
+    if (!json_is_integer(json_object_get(head, "miroirBackup"))) {
+        fprintf(stderr, "miroirctl: %s is no backup written by miroirctl backup\n", file);
+        free(line);
+        fclose(f);
+        json_decref(head);
+        return 2;
+    }
+    const char *index = as ? as : json_string_value(json_object_get(head, "uid"));
+    json_t *create = json_pack("{s:s, s:O, s:O, s:O}", "uid", index, "primaryKey", json_object_get(head, "primaryKey"),
+                               "shards", json_object_get(head, "shards"), "replicationFactor",
+                               json_object_get(head, "replicationFactor"));
+    json_t *answer;
+    long st = call(c, "POST", "/indexes", create, &answer);
+    json_decref(create);
+    int rc = st == 202 ? wait_task(c, answer) : failed(c, st, answer);
+    json_decref(answer);
+    if (!rc) {
+        char path[512];
+        snprintf(path, sizeof path, "/indexes/%.200s/settings", index);
+        st = call(c, "PATCH", path, json_object_get(head, "settings"), &answer);
+        rc = st == 202 ? wait_task(c, answer) : failed(c, st, answer);
+        json_decref(answer);
+    }
+    char *batch = NULL;
+    size_t len = 0, batch_cap = 0, in_batch = 0;
+    long long documents = 0;
+    while (!rc && (n = getline(&line, &cap, f)) > 0) {
+        if (len + (size_t)n + 1 > batch_cap) {
+            batch_cap = (len + (size_t)n + 1) * 2;
+            char *grown = realloc(batch, batch_cap);
+            if (!grown) {
+                rc = 1;
+                break;
+            }
+            batch = grown;
+        }
+        memcpy(batch + len, line, (size_t)n);
+        len += (size_t)n;
+        documents++;
+        if (++in_batch == RESTORE_BATCH) {
+            rc = restore_batch(c, index, batch, len);
+            len = in_batch = 0;
+        }
+    }
+    if (!rc && in_batch)
+        rc = restore_batch(c, index, batch, len);
+    if (!rc)
+        printf("restored %lld documents into %s\n", documents, index);
+    free(batch);
+    free(line);
+    fclose(f);
+    json_decref(head);
+    return rc;
+}
+
 static int cmd_rebalance(const struct ctl *c)
 {
     json_t *answer;
@@ -472,6 +677,10 @@ int main(int argc, char **argv)
         if (zone)
             json_object_set_new(body, "zone", json_string(zone));
         rc = membership(&c, "POST", "/_miroir/nodes", body);
+    } else if (strcmp(cmd, "backup") == 0 && nargs == 2) {
+        rc = cmd_backup(&c, args[0], args[1]);
+    } else if (strcmp(cmd, "restore") == 0 && (nargs == 1 || nargs == 2)) {
+        rc = cmd_restore(&c, args[0], nargs == 2 ? args[1] : NULL);
     } else if (strcmp(cmd, "rebalance") == 0 && nargs == 0) {
         rc = cmd_rebalance(&c);
     } else if (strcmp(cmd, "drain") == 0 && nargs == 1) {

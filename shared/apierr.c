@@ -48,6 +48,7 @@ static const struct code_info codes[] = {
     {"miroir_invalid_replication_factor", 400, "invalid_request"},
     {"miroir_reserved_field", 400, "invalid_request"},
     {"miroir_invalid_node", 400, "invalid_request"},
+    {"miroir_invalid_shard", 400, "invalid_request"},
     {"miroir_node_not_found", 404, "invalid_request"},
     {"index_primary_key_already_exists", 400, "invalid_request"},
     {"miroir_kafka_unavailable", 503, "system"},

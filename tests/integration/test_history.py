@@ -21,7 +21,7 @@ SHARDS, RF = 2, 2
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def hcluster():
     extra = ("rebalance_interval_ms = 200\nretire_grace_ms = 500\nconnect_timeout_ms = 500\n"
              "checkpoint_min_records = 3000\ncheckpoint_history_percent = 100")
     with running_cluster("miroir-history-", KAFKA, GATEWAY, NODES, extra=extra) as c:
@@ -71,8 +71,8 @@ class Model:
 
 
 @pytest.fixture(scope="module")
-def model(cluster):
-    gw = cluster["gateway"]
+def model(hcluster):
+    gw = hcluster["gateway"]
     status, task = gw.post("/indexes", {"uid": INDEX, "primaryKey": "id", "shards": SHARDS, "replicationFactor": RF})
     assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
     status, task = gw.req("PATCH", f"/indexes/{INDEX}/settings", {"filterableAttributes": ["grp", "round"]})
@@ -102,11 +102,11 @@ def same_settings(urls, storage, shard, holders):
     return all(g == got[0] for g in got), got
 
 
-def test_a_rebuild_copies_a_peer_pinned_to_an_offset(cluster, model):
+def test_a_rebuild_copies_a_peer_pinned_to_an_offset(hcluster, model):
     """A node drained while writes go on (partial updates, deletes by id and by filter), and while
     the settings change after the copy began: each replica that moves is filled by a copy of its
     ready peer, not by a replay, and ends equal to it, documents and settings."""
-    gw = cluster["gateway"]
+    gw = hcluster["gateway"]
     for r in range(1, 3):  # history: partial updates, deletes by id and by filter
         model.update([{"id": i, "round": r, "v": r} for i in range(0, 6000, 3)])
     model.delete(list(range(5, 6000, 50)))
@@ -116,9 +116,9 @@ def test_a_rebuild_copies_a_peer_pinned_to_an_offset(cluster, model):
     shard = 0
     holders = [r["node"] for r in placement_of(gw, INDEX)[shard]["replicas"]]
     leaving = holders[0]
-    log = os.path.join(cluster["state"], "logs", "ingest1.log")
+    log = os.path.join(hcluster["state"], "logs", "ingest1.log")
     before = open(log).read().count("filled ")
-    assert miroirctl(cluster, "drain", leaving).returncode == 0
+    assert miroirctl(hcluster, "drain", leaving).returncode == 0
     wait_until("the copy to begin", lambda: f"{storage}__s{shard} on " in open(log).read()[-20000:] and
                "from a copy of" in open(log).read()[-20000:], 60, 0.1)
     # during the copy and its tail: more history, and a settings change
@@ -145,7 +145,7 @@ def test_a_rebuild_copies_a_peer_pinned_to_an_offset(cluster, model):
         assert same and got[0]["sortableAttributes"] == ["v"], got
     status, verdict = gw.post("/_miroir/verify", {"indexes": [INDEX]})
     assert verdict["summary"]["consistent"] == SHARDS, verdict
-    assert miroirctl(cluster, "add-node", leaving, urls[leaving]).returncode == 0  # back in service
+    assert miroirctl(hcluster, "add-node", leaving, urls[leaving]).returncode == 0  # back in service
     wait_until("the node back", lambda: settled(gw, INDEX), 180, 0.5)
 
 
@@ -157,15 +157,15 @@ def log_start(kafka, topic, partition):
         c.close()
 
 
-def test_truncation_keeps_what_every_replica_and_a_restore_need(cluster, model):
+def test_truncation_keeps_what_every_replica_and_a_restore_need(hcluster, model):
     """Once the history since the last checkpoint outgrows the shard's documents, a checkpoint is
     taken and the records below it go, but never below a replica's own position: a node frozen
     behind keeps its records, and catches up when it runs again."""
-    gw = cluster["gateway"]
+    gw = hcluster["gateway"]
     storage = storage_of(gw, INDEX)
     topic = f"miroir.idx.{storage}"
     laggard = placement_of(gw, INDEX)[1]["replicas"][1]["node"]
-    pid = pid_of(cluster, f"node{laggard[1:]}")
+    pid = pid_of(hcluster, f"node{laggard[1:]}")
     os.kill(pid, signal.SIGSTOP)
     try:
         for r in range(10, 13):
@@ -175,14 +175,14 @@ def test_truncation_keeps_what_every_replica_and_a_restore_need(cluster, model):
         topo = gw.get("/_miroir/topology")[1]
         ix = next(i for i in topo["indexes"] if i["uid"] == INDEX)
         for s in ix["placement"]:
-            first, end = log_start(cluster["kafka"], topic, s["shard"])
+            first, end = log_start(hcluster["kafka"], topic, s["shard"])
             applied = min(r["appliedOffset"] for r in s["replicas"])
             print(f"\nshard {s['shard']}: log starts at {first} of {end}; replicas applied {[r['appliedOffset'] for r in s['replicas']]}")
             assert first <= applied, (s, first)  # nothing a replica still needs is gone
             if s["shard"] == 1:
                 assert first <= next(r["appliedOffset"] for r in s["replicas"] if r["node"] == laggard)
         assert any(v > 0 for v in kept.values()), kept  # some history did go
-        shard0_first, _ = log_start(cluster["kafka"], topic, 0)
+        shard0_first, _ = log_start(hcluster["kafka"], topic, 0)
         assert shard0_first > 0, "shard 0's history should have been cut"
     finally:
         os.kill(pid, signal.SIGCONT)
@@ -191,27 +191,27 @@ def test_truncation_keeps_what_every_replica_and_a_restore_need(cluster, model):
     assert replica_documents(urls[laggard], f"{storage}__s1") == model.of_shard(1)
 
 
-def test_a_shard_whose_every_replica_is_lost_comes_back(cluster, model):
+def test_a_shard_whose_every_replica_is_lost_comes_back(hcluster, model):
     """Both nodes holding shard 0 are killed and their data deleted. The rebalancer sees they lost
     it; shard 0 comes back from its checkpoint and the log (its history below the checkpoint is
     gone, so no replay from the start could do it), the others from their surviving copies, and
     every acknowledged document is there."""
-    gw = cluster["gateway"]
+    gw = hcluster["gateway"]
     storage = storage_of(gw, INDEX)
     topic = f"miroir.idx.{storage}"
-    assert log_start(cluster["kafka"], topic, 0)[0] > 0
+    assert log_start(hcluster["kafka"], topic, 0)[0] > 0
     holders = [r["node"] for r in placement_of(gw, INDEX)[0]["replicas"]]
     model.update([{"id": i, "round": 20} for i in range(0, 300) if str(i) in model.docs])  # after the checkpoint
     for node in holders:
-        os.kill(pid_of(cluster, f"node{node[1:]}"), signal.SIGKILL)
+        os.kill(pid_of(hcluster, f"node{node[1:]}"), signal.SIGKILL)
     for node in holders:
-        wait_until(f"{node} to stop", lambda n=node: subprocess.run(["kill", "-0", str(pid_of(cluster, f"node{n[1:]}"))],
+        wait_until(f"{node} to stop", lambda n=node: subprocess.run(["kill", "-0", str(pid_of(hcluster, f"node{n[1:]}"))],
                                                                      capture_output=True).returncode != 0, 20)
-        shutil.rmtree(os.path.join(cluster["state"], f"node{node[1:]}"))
-    subprocess.run([os.path.join(ROOT, "miroir.sh"), "start"], env=cluster["env"], cwd=ROOT, check=True,
+        shutil.rmtree(os.path.join(hcluster["state"], f"node{node[1:]}"))
+    subprocess.run([os.path.join(ROOT, "miroir.sh"), "start"], env=hcluster["env"], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
-    log = os.path.join(cluster["state"], "logs", "rebalancer.log")
-    ingest_log = os.path.join(cluster["state"], "logs", "ingest1.log")
+    log = os.path.join(hcluster["state"], "logs", "rebalancer.log")
+    ingest_log = os.path.join(hcluster["state"], "logs", "ingest1.log")
     wait_until("the rebalancer to see the lost data", lambda: "lost its data" in open(log).read(), 30, 0.2)
     wait_until("shard 0 restored from its checkpoint", lambda: f"restored {storage}__s0" in open(ingest_log).read(),
                120, 0.2)
@@ -226,3 +226,34 @@ def test_a_shard_whose_every_replica_is_lost_comes_back(cluster, model):
     assert page["total"] == len(model.docs)
     status, verdict = gw.post("/_miroir/verify", {"indexes": [INDEX]})
     assert verdict["summary"]["consistent"] == SHARDS, verdict
+
+
+def test_backup_and_restore_into_another_cluster(hcluster, model, cluster):
+    """miroirctl backup writes the index (layout, settings, every document) to a file; miroirctl
+    restore makes it again from the file, here in another cluster, under another name too."""
+    gw = hcluster["gateway"]
+    path = os.path.join(hcluster["state"], "history.ndjson")
+    result = miroirctl(hcluster, "backup", INDEX, path)
+    assert result.returncode == 0, result.stderr
+    assert f"{len(model.docs)} documents" in result.stdout, result.stdout
+    other = cluster  # the suite's main cluster
+    for target, name in ((hcluster, "history-restored"), (other, None)):
+        uid = name or INDEX
+        result = miroirctl(target, "restore", path, *([name] if name else []))
+        assert result.returncode == 0, result.stderr
+        tgw = target["gateway"]
+        status, page = tgw.get(f"/indexes/{uid}/documents", limit=20000)
+        assert page["total"] == len(model.docs)
+        got = {str(d["id"]): d for d in page["results"]}
+        assert got == model.docs
+        assert tgw.get(f"/indexes/{uid}/settings")[1] == gw.get(f"/indexes/{INDEX}/settings")[1]
+        topo = tgw.get("/_miroir/topology")[1]
+        layout = next(i for i in topo["indexes"] if i["uid"] == uid)
+        assert (layout["shards"], layout["replicationFactor"]) == (SHARDS, RF)
+    other["gateway"].req("DELETE", f"/indexes/{INDEX}")
+    status, err = gw.get("/_miroir/indexes/nope/shards/0/documents")
+    assert status == 404 and err["code"] == "index_not_found"
+    status, err = gw.get(f"/_miroir/indexes/{INDEX}/shards/9/documents")
+    assert status == 400 and err["code"] == "miroir_invalid_shard"
+    result = miroirctl(hcluster, "restore", os.path.join(hcluster["state"], "logs", "gateway.log"))
+    assert result.returncode == 2 and "no backup" in result.stderr

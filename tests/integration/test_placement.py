@@ -70,7 +70,7 @@ def test_capacity_is_shown(cluster):
     assert cap["replicas"]["max"] >= cap["replicas"]["mean"] > 0
     assert cap["bytes"]["maxOverMean"] >= 1
     out = miroirctl(cluster, "status").stdout
-    assert "ZONE" in out and "BYTES" in out and "fullest node / mean: 1.00× by replicas" in out, out
+    assert "ZONE" in out and "BYTES" in out and "fullest node / mean: " in out and "× by replicas" in out, out
     gw.req("DELETE", "/indexes/measured")
 
 

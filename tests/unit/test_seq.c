@@ -28,6 +28,24 @@ static void spelling_keeps_the_order(void **state)
     }
 }
 
+/* A checkpoint carries each document's number back into the header it was written with. */
+static void spelling_reads_back(void **state)
+{
+    (void)state;
+    uint64_t samples[] = {0, 1, 15, 16, 0x123456789abcdef0ULL, UINT64_MAX, (uint64_t)1796615720702 << 20};
+    for (size_t i = 0; i < sizeof samples / sizeof samples[0]; i++) {
+        char text[MR_SEQ_LEN + 1];
+        uint64_t back = 7;
+        mr_seq_encode(samples[i], text);
+        assert_int_equal(mr_seq_decode(text, &back), 0);
+        assert_true(back == samples[i]);
+    }
+    uint64_t v;
+    assert_int_equal(mr_seq_decode("short", &v), -1);
+    assert_int_equal(mr_seq_decode("abcdefghijklmnop", &v), -1);
+    assert_int_equal(mr_seq_decode(NULL, &v), -1);
+}
+
 static void reservations_never_overlap(void **state)
 {
     (void)state;
@@ -93,6 +111,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(spelling_keeps_the_order),
+        cmocka_unit_test(spelling_reads_back),
         cmocka_unit_test(reservations_never_overlap),
         cmocka_unit_test(documents_compare_by_the_field),
         cmocka_unit_test(displayed_attributes_show_the_field_to_the_merge_only),
