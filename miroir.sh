@@ -181,6 +181,9 @@ transaction.state.log.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 log.retention.hours=-1
+# segments below a partition's start (its history cut after a checkpoint) go within a minute
+log.retention.check.interval.ms=60000
+${MIROIR_KAFKA_EXTRA_CONFIG:-}
 EOF
   local java=(java -Xmx512m -Xms128m -XX:+UseSerialGC -Dlog4j2.configurationFile="$ROOT/compose/local/log4j2.xml" -cp "$KAFKA_LIBS/*")
   if [ ! -f "$dir/data/meta.properties" ]; then

@@ -22,7 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 from conftest import (BUILD, NODE_KEY, ROOT, ExtraNode, Http, hrw_target, placement_of,  # noqa: E402
-                      running_cluster, settled, storage_of, wait_until)
+                      running_cluster, settled, shard_of, storage_of, wait_until)
 
 CORPUS = os.path.abspath(os.path.join(ROOT, "..", "shared", "data", "packages.jsonl.gz"))
 QUERIES = os.path.join(HERE, "queries.jsonl")
@@ -214,6 +214,130 @@ def measure_uploads(state, rows, facts):
                  growth(good["gateway"]) <= 256 + 64))
 
 
+def topic_bytes(cluster, prefix):
+    """Bytes on the broker's disk of every partition of the topics named prefix…"""
+    total = 0
+    data = os.path.join(cluster["state"], "kafka", "data")
+    for d in os.listdir(data):
+        if d.startswith(prefix):
+            for f in os.listdir(os.path.join(data, d)):
+                total += os.stat(os.path.join(data, d, f)).st_blocks * 512
+    return total
+
+
+def replica_state(gw, index, shard, node):
+    for s in placement_of(gw, index):
+        if s["shard"] == shard:
+            return next((r["state"] for r in s["replicas"] if r["node"] == node), None)
+
+
+def timed_rebuild(gw, index, shard, node, timeout=7200):
+    """Seconds from the replica's new life to ready (it must have started anew)."""
+    started = time.monotonic()
+    wait_until(f"{node}'s rebuild of shard {shard} to start", lambda: replica_state(gw, index, shard, node) != "ready",
+               120, 0.1)
+    wait_until(f"{node}'s rebuild of shard {shard}", lambda: replica_state(gw, index, shard, node) == "ready", timeout,
+               0.5)
+    return time.monotonic() - started
+
+
+def measure_history(cluster, gw, bodies, direct_rate, rows, facts):
+    """Row 10: the corpus, then every document updated 4 more times (partial updates) and 10%
+    deleted, at S=4, RF=2. One shard's two replicas are rebuilt: the first by a replay of the whole
+    history (its peer is suspect too: no copy, and no checkpoint yet), the second by a copy of the
+    first and the tail. Then checkpoints are turned on and Kafka's disk for the index is measured
+    before and after the checkpoint and the deletion of the history below it."""
+    index, shards = "hist", 4
+    create_index(gw, index, shards, 2)
+    started = time.monotonic()
+    import_gateway(gw, index, bodies)
+    live, deleted = {}, set()
+    for body in bodies:
+        for line in body.splitlines():
+            d = json.loads(line)
+            live[str(d["id"])] = d
+    ids = list(live)
+    for r in range(1, 5):
+        tasks = []
+        for k in range(0, len(ids), CHUNK):
+            patch = "\n".join(json.dumps({"id": live[i]["id"], "round": r}) for i in ids[k:k + CHUNK])
+            status, t = gw.req("PUT", f"/indexes/{index}/documents", raw=patch.encode(), ctype="application/x-ndjson")
+            assert status == 202, t
+            tasks.append(t["taskUid"])
+        for t in tasks:
+            assert gw.wait_task(t, timeout=7200)["status"] == "succeeded"
+        for i in ids:
+            live[i]["round"] = r
+    gone = ids[::10]
+    for k in range(0, len(gone), CHUNK):
+        status, t = gw.post(f"/indexes/{index}/documents/delete-batch", [live[i]["id"] for i in gone[k:k + CHUNK]])
+        assert gw.wait_task(t["taskUid"], timeout=7200)["status"] == "succeeded"
+    for i in gone:
+        deleted.add(i)
+        del live[i]
+    wait_until("the history applied", lambda: settled(gw, index), 3600, 1)
+    load_s = time.monotonic() - started
+    ndjson = sum(len(json.dumps(d, separators=(",", ":"))) + 1 for d in live.values())
+    history_bytes = topic_bytes(cluster, f"miroir.idx.{storage_of(gw, index)}-")
+    ends = {s["shard"]: s.get("endOffset") for s in placement_of(gw, index)}
+    log(f"history: {sum(ends.values())} records for {len(live)} live documents ({ndjson >> 20} MiB as NDJSON), "
+        f"{history_bytes >> 20} MiB in Kafka, loaded in {load_s:.0f} s")
+
+    # both replicas of shard 0 differ from each other: the first is replayed, the second copied
+    storage = storage_of(gw, index)
+    shard = 0
+    holders = [r["node"] for r in placement_of(gw, index)[shard]["replicas"]]
+    node = Http(next(n["url"] for n in gw.get("/_miroir/nodes")[1]["results"] if n["id"] == holders[0]), NODE_KEY)
+    status, t = node.post(f"/indexes/{storage}__s{shard}/documents", [{"id": "intruder"}])
+    wait_node_task(node, t["taskUid"])
+    status, verdict = gw.post("/_miroir/verify", {"indexes": [index], "repair": True})
+    assert verdict["summary"]["divergent"] == 1, verdict
+    in_shard = sum(1 for i in live if shard_of(i, shards) == shard)
+    started = time.monotonic()
+    first = wait_until("one replica's rebuild", lambda: next((n for n in holders
+                                                              if replica_state(gw, index, shard, n) != "ready"), None),
+                       120, 0.1)
+    wait_until("the replayed replica", lambda: replica_state(gw, index, shard, first) == "ready", 7200, 0.5)
+    replay_s = time.monotonic() - started
+    second = next(n for n in holders if n != first)
+    copy_s = timed_rebuild(gw, index, shard, second)
+    wait_until("the rebuilt shard", lambda: settled(gw, index), 3600, 1)
+    copy_rate, replay_rate = in_shard / copy_s, in_shard / replay_s
+    log(f"rebuild of {in_shard} live documents from {ends[shard]} records: replay {replay_s:.0f} s, "
+        f"copy and tail {copy_s:.0f} s")
+
+    # checkpoints on: the ingest worker is restarted with the default thresholds
+    env = dict(cluster["env"])
+    env["MIROIR_EXTRA_CONFIG"] = env["MIROIR_EXTRA_CONFIG"].replace("checkpoint_min_records = 0",
+                                                                    "checkpoint_min_records = 100000")
+    subprocess.run([os.path.join(ROOT, "miroir.sh"), "stop", "ingest1"], env=env, cwd=ROOT, check=True)
+    subprocess.run([os.path.join(ROOT, "miroir.sh"), "start"], env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+
+    def kept():
+        text = gw.s.get(gw.base + "/metrics", timeout=10).text
+        return sum(1 for line in text.splitlines()
+                   if line.startswith("miroir_shard_history_kept_from{index=\"hist\"") and float(line.split()[-1]) > 0)
+    wait_until("every shard's checkpoint and cut", lambda: kept() == shards, 1800, 2)
+    time.sleep(20)  # the broker deletes the segments below each partition's new start
+    after_bytes = topic_bytes(cluster, f"miroir.idx.{storage}-") + topic_bytes(cluster, f"miroir.ckpt.{storage}-")
+    log(f"Kafka's disk for {index}: {history_bytes >> 20} MiB before, {after_bytes >> 20} MiB after "
+        f"(live NDJSON {ndjson >> 20} MiB)")
+    facts["history"] = {"records": sum(ends.values()), "live_documents": len(live), "ndjson_bytes": ndjson,
+                        "kafka_bytes_before": history_bytes, "kafka_bytes_after": after_bytes,
+                        "shard_documents": in_shard, "shard_records": ends[shard], "replay_s": round(replay_s, 1),
+                        "copy_s": round(copy_s, 1), "load_s": round(load_s)}
+    rows.append(("10", f"history 5× the live documents: rebuild one replica ({in_shard} documents, {ends[shard]} "
+                       "records) by a peer's copy and the tail, docs/s vs direct bulk import", copy_rate, direct_rate,
+                 "≥ 0.8×", copy_rate / direct_rate >= 0.8))
+    rows.append(("10b", "the same replica rebuilt by replaying the whole history, docs/s vs direct bulk import",
+                 replay_rate, direct_rate, "(report)", None))
+    rows.append(("10c", "Kafka's disk for that index (MiB), whole history vs the live documents as NDJSON",
+                 history_bytes / 2 ** 20, ndjson / 2 ** 20, "(report)", None))
+    rows.append(("10d", "Kafka's disk after the checkpoints and the history cut (MiB) vs the live documents as NDJSON",
+                 after_bytes / 2 ** 20, ndjson / 2 ** 20, "≤ 2×", after_bytes <= 2 * ndjson))
+    gw.wait_task(gw.req("DELETE", f"/indexes/{index}")[1]["taskUid"])
+
+
 CGROUPS = "/sys/fs/cgroup/memory"
 
 
@@ -374,9 +498,13 @@ def main():
         log(f"direct bulk import into one node: {direct_s:.1f} s, {direct_rate:.0f} docs/s")
         facts["direct_import_docs_per_s"] = round(direct_rate)
 
+        # checkpoints stay off until the history rows turn them on (rows 3 to 5 measure ingest and
+        # rebuilds as before; row 10 needs the whole history first); the broker deletes the
+        # segments below a partition's start within seconds
         extra = ("rebalance_concurrency = 2\nrebalance_interval_ms = 200\nretire_grace_ms = 500\n"
-                 "max_body_bytes = 209715200\nproduce_timeout_ms = 60000")
-        with running_cluster("miroir-bench-", KAFKA, GATEWAY, NODES, extra=extra) as cluster:
+                 "max_body_bytes = 209715200\nproduce_timeout_ms = 60000\ncheckpoint_min_records = 0")
+        kafka_extra = "log.segment.bytes=67108864\nlog.retention.check.interval.ms=5000"
+        with running_cluster("miroir-bench-", KAFKA, GATEWAY, NODES, extra=extra, kafka_extra=kafka_extra) as cluster:
             gw = cluster["gateway"]
             nodes = {f"n{i}": f"http://127.0.0.1:{NODES + i - 1}" for i in (1, 2, 3)}
 
@@ -482,6 +610,10 @@ def main():
                          "bounded", peak[0] < 1024 * 1024))
             rows.append(("7b", "gateway peak RSS under search load (MiB)", facts["gateway_rss_kb"]["peak"] / 1024, None,
                          "(report)", None))
+            gw.wait_task(gw.req("DELETE", "/indexes/backlog")[1]["taskUid"])
+
+            # row 10: a history five times the live documents
+            measure_history(cluster, gw, bodies, direct_rate, rows, facts)
         measure_uploads(state, rows, facts)
     finally:
         n4.close()

@@ -85,7 +85,7 @@ class Http:
 
 
 def miroir_env(state, kafka=KAFKA_PORT, gateway=GATEWAY_PORT, node_base=NODE_PORT_BASE, ingest=1, extra="",
-               master_key=""):
+               master_key="", kafka_extra=""):
     env = dict(os.environ)
     env.update(
         MIROIR_STATE=state,
@@ -99,6 +99,7 @@ def miroir_env(state, kafka=KAFKA_PORT, gateway=GATEWAY_PORT, node_base=NODE_POR
         MIROIR_MASTER_KEY=master_key,
         # a dead broker must turn into a 503 within the tests' patience
         MIROIR_EXTRA_CONFIG=f"max_body_bytes = {MAX_BODY}\nproduce_timeout_ms = 4000\n{extra}",
+        MIROIR_KAFKA_EXTRA_CONFIG=kafka_extra,
         # sanitizer builds: report, don't abort the daemons on exit-time leaks inside libraries
         ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
     )
