@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
+#include "util.h"
+
 struct mr_http {
     /* Each thread keeps its own multi handle, and with it its own cache of open connections to
      * the nodes: a gateway thread serves one client connection for its whole life, so its node
@@ -87,79 +90,166 @@ void mr_http_req_reset(mr_http_req *r)
     r->never_sent = 0;
 }
 
+/* ---- a flight: requests started one by one, collected as they finish ---- */
+
+struct flight_slot {
+    mr_http_req *req;
+    CURL *easy;
+    struct curl_slist *headers;
+    int done;
+};
+
+struct mr_http_flight {
+    mr_http *h;
+    CURLM *multi;
+    struct flight_slot *slots;
+    size_t count, cap;
+    size_t running;
+};
+
+mr_http_flight *mr_http_flight_new(mr_http *h)
+{
+    mr_http_flight *f = mr_calloc(1, sizeof *f);
+    f->h = h;
+    f->multi = thread_multi(h);
+    return f;
+}
+
+void mr_http_flight_add(mr_http_flight *f, mr_http_req *r)
+{
+    mr_http *h = f->h;
+    mr_http_req_reset(r);
+    CURL *e = curl_easy_init();
+    curl_easy_setopt(e, CURLOPT_URL, r->url);
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms ? r->timeout_ms : h->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->curl_error);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    struct curl_slist *l = NULL;
+    if (h->auth[0])
+        l = curl_slist_append(l, h->auth);
+    if (r->body) {
+        char ct[128];
+        snprintf(ct, sizeof ct, "Content-Type: %s", r->content_type ? r->content_type : "application/json");
+        l = curl_slist_append(l, ct);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+    }
+    if (r->request_id) {
+        char rid[96];
+        snprintf(rid, sizeof rid, "X-Request-Id: %s", r->request_id);
+        l = curl_slist_append(l, rid);
+    }
+    l = curl_slist_append(l, "Expect:"); /* no 100-continue round trip on large bodies */
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, l);
+    if (f->count == f->cap) {
+        f->cap = f->cap ? f->cap * 2 : 8;
+        f->slots = mr_realloc(f->slots, f->cap * sizeof *f->slots);
+    }
+    f->slots[f->count++] = (struct flight_slot){.req = r, .easy = e, .headers = l};
+    curl_multi_add_handle(f->multi, e);
+    f->running++;
+}
+
+static struct flight_slot *slot_of(mr_http_flight *f, const mr_http_req *r)
+{
+    for (size_t i = 0; i < f->count; i++)
+        if (f->slots[i].req == r)
+            return &f->slots[i];
+    return NULL;
+}
+
+/* The slot's request is over: its handle leaves the multi (its connection stays cached). */
+static void slot_end(mr_http_flight *f, struct flight_slot *s)
+{
+    curl_multi_remove_handle(f->multi, s->easy);
+    curl_easy_cleanup(s->easy);
+    curl_slist_free_all(s->headers);
+    s->easy = NULL;
+    s->headers = NULL;
+    s->done = 1;
+    f->running--;
+}
+
+mr_http_req *mr_http_flight_next(mr_http_flight *f, int timeout_ms)
+{
+    int64_t until = mr_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    while (f->running) {
+        int still;
+        if (curl_multi_perform(f->multi, &still) != CURLM_OK)
+            return NULL;
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(f->multi, &left))) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            mr_http_req *r;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+            struct flight_slot *s = slot_of(f, r);
+            if (!s || s->done)
+                continue;
+            r->never_sent = msg->data.result == CURLE_COULDNT_CONNECT || msg->data.result == CURLE_COULDNT_RESOLVE_HOST;
+            if (msg->data.result == CURLE_OK) {
+                curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &r->status);
+            } else {
+                r->status = 0;
+                if (!r->curl_error[0])
+                    snprintf(r->curl_error, sizeof r->curl_error, "%s", curl_easy_strerror(msg->data.result));
+            }
+            double secs = 0;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_TOTAL_TIME, &secs);
+            r->elapsed_ms = secs * 1000.0;
+            slot_end(f, s);
+            return r;
+        }
+        int64_t now = mr_now_ms();
+        if (timeout_ms >= 0 && now >= until)
+            return NULL;
+        int wait = timeout_ms < 0 ? 100 : (int)(until - now < 100 ? until - now : 100);
+        curl_multi_poll(f->multi, NULL, 0, wait, NULL);
+    }
+    return NULL;
+}
+
+void mr_http_flight_cancel(mr_http_flight *f, mr_http_req *r)
+{
+    struct flight_slot *s = slot_of(f, r);
+    if (!s || s->done)
+        return;
+    slot_end(f, s);
+    r->status = 0;
+    snprintf(r->curl_error, sizeof r->curl_error, "canceled");
+}
+
+size_t mr_http_flight_running(const mr_http_flight *f)
+{
+    return f->running;
+}
+
+void mr_http_flight_free(mr_http_flight *f)
+{
+    if (!f)
+        return;
+    for (size_t i = 0; i < f->count; i++)
+        if (!f->slots[i].done)
+            mr_http_flight_cancel(f, f->slots[i].req);
+    free(f->slots);
+    free(f);
+}
+
 int mr_http_run(mr_http *h, mr_http_req *reqs, size_t n)
 {
-    CURLM *multi = thread_multi(h);
-    CURL **easies = calloc(n, sizeof *easies);
-    struct curl_slist **lists = calloc(n, sizeof *lists);
-    for (size_t i = 0; i < n; i++) {
-        mr_http_req *r = &reqs[i];
-        mr_http_req_reset(r);
-        CURL *e = curl_easy_init();
-        easies[i] = e;
-        curl_easy_setopt(e, CURLOPT_URL, r->url);
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
-        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms ? r->timeout_ms : h->timeout_ms);
-        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->connect_timeout_ms);
-        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-        curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-        curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->curl_error);
-        curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-        curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-        struct curl_slist *l = NULL;
-        if (h->auth[0])
-            l = curl_slist_append(l, h->auth);
-        if (r->body) {
-            char ct[128];
-            snprintf(ct, sizeof ct, "Content-Type: %s", r->content_type ? r->content_type : "application/json");
-            l = curl_slist_append(l, ct);
-            curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
-            curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
-        }
-        if (r->request_id) {
-            char rid[96];
-            snprintf(rid, sizeof rid, "X-Request-Id: %s", r->request_id);
-            l = curl_slist_append(l, rid);
-        }
-        l = curl_slist_append(l, "Expect:"); /* no 100-continue round trip on large bodies */
-        lists[i] = l;
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, l);
-        curl_multi_add_handle(multi, e);
-    }
-    int running = 1;
-    while (running) {
-        if (curl_multi_perform(multi, &running) != CURLM_OK)
-            break;
-        if (running)
-            curl_multi_poll(multi, NULL, 0, 100, NULL);
-    }
-    CURLMsg *msg;
-    int left;
-    while ((msg = curl_multi_info_read(multi, &left))) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        mr_http_req *r;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
-        r->never_sent = msg->data.result == CURLE_COULDNT_CONNECT || msg->data.result == CURLE_COULDNT_RESOLVE_HOST;
-        if (msg->data.result == CURLE_OK) {
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &r->status);
-        } else {
-            r->status = 0;
-            if (!r->curl_error[0])
-                snprintf(r->curl_error, sizeof r->curl_error, "%s", curl_easy_strerror(msg->data.result));
-        }
-        double secs = 0;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_TOTAL_TIME, &secs);
-        r->elapsed_ms = secs * 1000.0;
-    }
-    for (size_t i = 0; i < n; i++) {
-        curl_multi_remove_handle(multi, easies[i]);
-        curl_easy_cleanup(easies[i]);
-        curl_slist_free_all(lists[i]);
-    }
-    free(easies);
-    free(lists);
+    mr_http_flight *f = mr_http_flight_new(h);
+    for (size_t i = 0; i < n; i++)
+        mr_http_flight_add(f, &reqs[i]);
+    while (mr_http_flight_running(f))
+        mr_http_flight_next(f, -1);
+    mr_http_flight_free(f);
     return 0;
 }
 

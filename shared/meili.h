@@ -35,6 +35,22 @@ void mr_http_free(mr_http *h);
 /* Runs reqs[0..n) in parallel and returns when all have finished or timed out. Returns 0. */
 int mr_http_run(mr_http *h, mr_http_req *reqs, size_t n);
 
+/* A flight: requests started one at a time and collected as each finishes, on the calling
+ * thread's connections; what a hedged fan-out needs (a second request while the first runs,
+ * and the slower one dropped). The caller owns the requests; the flight only runs them. */
+typedef struct mr_http_flight mr_http_flight;
+mr_http_flight *mr_http_flight_new(mr_http *h);
+/* Starts r (its results reset). */
+void mr_http_flight_add(mr_http_flight *f, mr_http_req *r);
+/* The next request to finish, waiting at most timeout_ms (-1: until one does); NULL if none did
+ * in time, or none is running. */
+mr_http_req *mr_http_flight_next(mr_http_flight *f, int timeout_ms);
+/* Stops r if it runs: it then has status 0 and curl_error "canceled". */
+void mr_http_flight_cancel(mr_http_flight *f, mr_http_req *r);
+size_t mr_http_flight_running(const mr_http_flight *f);
+/* Cancels whatever still runs and frees the flight. */
+void mr_http_flight_free(mr_http_flight *f);
+
 /* Convenience: one request, run alone. */
 int mr_http_one(mr_http *h, mr_http_req *req, const char *method, const char *url, const char *body, size_t body_len);
 

@@ -21,7 +21,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
-from conftest import (BUILD, NODE_KEY, ROOT, ExtraNode, Http, hrw_target, placement_of,  # noqa: E402
+from conftest import (BUILD, NODE_KEY, ROOT, ExtraNode, Http, healthy, hrw_target, placement_of,  # noqa: E402
                       running_cluster, settled, shard_of, storage_of, wait_until)
 
 CORPUS = os.path.abspath(os.path.join(ROOT, "..", "shared", "data", "packages.jsonl.gz"))
@@ -383,7 +383,7 @@ def restart(pid, log_path, cap=None):
     addr = argv[argv.index("--http-addr") + 1]
     proc = subprocess.Popen(argv, cwd=cwd, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,
                             start_new_session=True, preexec_fn=cap.join if cap else None)
-    wait_until(f"{addr} again", lambda: Http(f"http://{addr}").get("/health")[0] == 200, 120)
+    wait_until(f"{addr} again", lambda: healthy(Http(f"http://{addr}")), 120)
     return proc
 
 
