@@ -29,6 +29,9 @@ typedef struct gw_node_health {
     atomic_int failed_check; /* its last health check failed: down until it answers again */
     atomic_llong bytes;      /* its database size, from its /stats a few seconds ago; -1: not known */
     mr_histogram upstream; /* latency of this node's answers, as the gateway sees them */
+    /* Its recent latency, as TCP estimates a round trip (Jacobson): a smoothed mean and mean
+     * deviation, in microseconds; 0 until its first answer. */
+    atomic_llong srtt_us, rttvar_us;
 } gw_node_health;
 
 #define GW_ROUTE_SLOTS 64 /* one per route of the table, the last for requests no route matched */
@@ -60,6 +63,10 @@ typedef struct gw {
     json_t *keys_source;   /* the key set keys_by_value was built from */
     json_t *keys_by_value; /* derived value -> key record */
     atomic_int connections; /* open client connections, for the max_connections answer */
+    /* Hedged shard requests (gw_scatter.c): every shard request earns hedge_percent hundredths of
+     * a hedge, a hedge spends one (in thousandths), so hedges stay within that share. */
+    atomic_llong hedge_budget_milli;
+    atomic_ullong shard_requests, hedges, hedges_won;
     /* The index life cycle (gw_lifecycle.c). Lock order: writes, then defs, then ready_lock. */
     pthread_rwlock_t writes; /* read: producing to an incarnation; write: ending or swapping incarnations */
     pthread_mutex_t defs;    /* one writer of index/<uid> records at a time */
@@ -168,6 +175,9 @@ int gw_node_is_up(gw *g, const char *id);
 /* The task as Meilisearch shows it, internal names rewritten (new reference). */
 json_t *gw_task_view(gw *g, const json_t *task);
 void gw_node_report(gw *g, const char *id, int ok);
+/* A node's recent latency (ms): its smoothed mean, and a high percentile estimate (mean + 4 mean
+ * deviations). Both 0 before its first answer. */
+void gw_node_latency(gw *g, const char *id, double *mean_ms, double *high_ms);
 /* Fills out with the replicas of shard that may serve reads, ranked for key: the ready ones in the
  * shard's in-sync set (each has applied every task reported succeeded), up nodes first, each
  * group by rendezvous on key. Returns their number. */
@@ -192,15 +202,18 @@ typedef struct gw_shard_call {
     char path[1700];  /* appended to the node's URL (at most 256 bytes) */
     const char *body; /* may be NULL; owned by the caller */
     int raw;          /* keep the 2xx answer as text (raw_answer) instead of parsing it */
+    int allow_missing; /* may stay unanswered (answer and error both empty) when no replica of its
+                        * shard can be reached: a search that allows partial results */
     json_t *answer;   /* out: the parsed 2xx answer, owned by the call (gw_scatter_clear) */
     char *raw_answer; /* out, with raw: the 2xx answer's bytes, owned by the call */
     mr_error error;   /* out: a node's 4xx, passed through */
 } gw_shard_call;
 
-/* Runs every call on a replica of its shard (rendezvous order on its key, up nodes first), in
- * parallel, failing over to the next replica when a node doesn't answer. Returns 0 when every
- * call has an answer; else -1 with err: the first node 4xx (*failed, if not NULL, is its index),
- * or miroir_shard_unavailable. */
+/* Runs every call on a replica of its shard (rendezvous order on its key, up nodes first, slow
+ * ones last), in parallel, failing over to the next replica when a node doesn't answer and
+ * hedging a late call on another replica. Returns 0 when every call has an answer (or may go
+ * without: allow_missing); else -1 with err: the first node 4xx (*failed, if not NULL, is its
+ * index), miroir_request_timeout or miroir_shard_unavailable. */
 int gw_scatter(gw *g, gw_shard_call *calls, size_t n, mr_error *err, size_t *failed);
 void gw_scatter_clear(gw_shard_call *calls, size_t n);
 /* "/indexes/<index>__s<shard><suffix>" */

@@ -51,6 +51,26 @@ static void nodes(gw *g, mr_text *t)
     for (size_t i = 0; i < n; i++)
         mr_text_printf(t, "miroir_node_up{node=\"%s\",state=\"%s\"} %d\n", members[i].node.id,
                        mr_member_state_name(members[i].state), gw_node_is_up(g, members[i].node.id));
+    mr_text_printf(t, "# HELP miroir_node_latency_seconds A node's recent latency as the gateway estimates it "
+                      "(mean: smoothed; high: mean plus four mean deviations, when a late request is hedged).\n"
+                      "# TYPE miroir_node_latency_seconds gauge\n");
+    for (size_t i = 0; i < n; i++) {
+        double mean, high;
+        gw_node_latency(g, members[i].node.id, &mean, &high);
+        if (mean > 0)
+            mr_text_printf(t, "miroir_node_latency_seconds{node=\"%s\",stat=\"mean\"} %.6f\n"
+                              "miroir_node_latency_seconds{node=\"%s\",stat=\"high\"} %.6f\n",
+                           members[i].node.id, mean / 1000.0, members[i].node.id, high / 1000.0);
+    }
+    mr_text_printf(t, "# HELP miroir_shard_requests_total Requests the gateway sent to shards, hedges included.\n"
+                      "# TYPE miroir_shard_requests_total counter\nmiroir_shard_requests_total %llu\n"
+                      "# HELP miroir_hedged_requests_total Shard requests sent again to another replica because "
+                      "the first was late.\n# TYPE miroir_hedged_requests_total counter\n"
+                      "miroir_hedged_requests_total %llu\n"
+                      "# HELP miroir_hedges_won_total Hedged requests answered before the request they hedged.\n"
+                      "# TYPE miroir_hedges_won_total counter\nmiroir_hedges_won_total %llu\n",
+                   (unsigned long long)atomic_load(&g->shard_requests), (unsigned long long)atomic_load(&g->hedges),
+                   (unsigned long long)atomic_load(&g->hedges_won));
     mr_text_printf(t, "# HELP miroir_upstream_duration_seconds Latency of node answers to the gateway.\n"
                       "# TYPE miroir_upstream_duration_seconds histogram\n");
     int slots = atomic_load(&g->health_count);
