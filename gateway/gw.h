@@ -235,9 +235,13 @@ void gw_query_calls(const gw_query *q, gw_shard_call *calls);
 /* Merges the answered calls into the client's answer (new reference); see mr_search_merge for
  * short_answer (may be NULL). */
 json_t *gw_query_merge(const gw_query *q, gw_shard_call *calls, int *short_answer);
-/* Scatters and merges, asking again for more when distinct left the page short. Returns the
- * answer, or NULL with err. */
+/* Scatters and merges, asking again for more when distinct left the page short; over
+ * two_phase_min_shards shards or more, in two phases (query, then fetch: gw_search.c). Returns
+ * the answer, or NULL with err. */
 json_t *gw_query_run(gw *g, gw_query *q, mr_error *err);
+/* gw_query_run; with partial, shards without a reachable replica are left out, and the answer
+ * names them ("missingShards"). */
+json_t *gw_query_run_partial(gw *g, gw_query *q, int partial, mr_error *err);
 void gw_query_clear(gw_query *q);
 
 /* The stats of one index summed over its shards, shaped like a node's answer (new reference),

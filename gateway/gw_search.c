@@ -5,6 +5,7 @@
 
 #include "gw.h"
 #include "merge.h"
+#include "seq.h"
 #include "util.h"
 
 int gw_query_prepare(gw_query *q, const mr_index *ix, json_t *body, mr_error *err)
@@ -42,17 +43,155 @@ json_t *gw_query_merge(const gw_query *q, gw_shard_call *calls, int *short_answe
  * ask the shards for more, doubling, a few times at most. */
 #define MAX_OVERFETCH 16
 
-json_t *gw_query_run(gw *g, gw_query *q, mr_error *err)
+/* ---- query then fetch ----
+ *
+ * With many shards, most of the hits the shards send are thrown away by the merge, and parsing
+ * them costs the gateway more than the merge. So in two phases: first each shard sends only what
+ * the merge needs (the primary key, the ranking score and its details when sorting, the write
+ * order, the distinct attribute; no highlighting, cropping or match positions), and the merge
+ * picks the page; then each shard that holds some of the page is asked the same query again for
+ * its first k hits, k reaching its last hit on the page, with everything the client asked for.
+ * The same query on the same replica ranks the same way, so the page equals the one-phase answer;
+ * should a hit have moved (a write applied in between), the query runs again in one phase. */
+
+static int two_phases(const gw *g, const gw_query *q)
 {
-    gw_shard_call *calls = calloc(q->ix->shard_count, sizeof *calls);
-    json_t *out = NULL;
+    return g->cfg->two_phase_min_shards > 0 && q->ix->shard_count >= (uint32_t)g->cfg->two_phase_min_shards &&
+           q->ix->primary_key[0];
+}
+
+/* The first phase's body: the shard body, asked only for what the merge reads. */
+static char *slim_body(const gw_query *q)
+{
+    static const char *const presentation[] = {"attributesToHighlight", "attributesToCrop", "cropLength",
+                                                "cropMarker", "highlightPreTag", "highlightPostTag",
+                                                "showMatchesPosition", "retrieveVectors", NULL};
+    json_t *b = json_deep_copy(q->shard_body);
+    for (size_t i = 0; presentation[i]; i++)
+        json_object_del(b, presentation[i]);
+    json_t *fields = json_pack("[s, s]", q->ix->primary_key, MR_SEQ_FIELD);
+    if (q->sreq.distinct[0])
+        json_array_append_new(fields, json_string(q->sreq.distinct));
+    json_object_set_new(b, "attributesToRetrieve", fields);
+    char *text = json_dumps(b, JSON_COMPACT);
+    json_decref(b);
+    return text;
+}
+
+/* Marks each first-phase hit with where it stands: its shard and its position there. */
+static void mark_hits(gw_shard_call *calls, uint32_t n)
+{
+    for (uint32_t s = 0; s < n; s++) {
+        size_t i;
+        json_t *hit;
+        json_array_foreach(json_object_get(calls[s].answer, "hits"), i, hit) {
+            json_object_set_new(hit, "_miroir_shard", json_integer(s));
+            json_object_set_new(hit, "_miroir_pos", json_integer((json_int_t)i));
+        }
+    }
+}
+
+/* Replaces the page's first-phase hits with the shards' full hits. Returns 0, or -1 if some hit
+ * was not where the first phase saw it (then the caller runs the query in one phase). */
+static int fetch_page(gw *g, gw_query *q, json_t *out, mr_error *err)
+{
+    uint32_t n = q->ix->shard_count;
+    json_t *hits = json_object_get(out, "hits");
+    size_t *depth = calloc(n, sizeof *depth);
+    size_t i;
+    json_t *hit;
+    json_array_foreach(hits, i, hit) {
+        json_int_t s = json_integer_value(json_object_get(hit, "_miroir_shard"));
+        json_int_t pos = json_integer_value(json_object_get(hit, "_miroir_pos"));
+        if (s >= 0 && (uint32_t)s < n && (size_t)pos + 1 > depth[s])
+            depth[s] = (size_t)pos + 1;
+    }
+    json_t *body = json_deep_copy(q->shard_body), *added = NULL;
+    mr_retrieve_for_merge(json_object_get(body, "attributesToRetrieve"), q->ix->primary_key, &added);
+    gw_shard_call *calls = calloc(n, sizeof *calls);
+    char **texts = calloc(n, sizeof *texts);
+    size_t used = 0;
+    for (uint32_t s = 0; s < n; s++) {
+        if (!depth[s])
+            continue;
+        json_object_set_new(body, json_object_get(body, "page") ? "hitsPerPage" : "limit",
+                            json_integer((json_int_t)depth[s]));
+        texts[s] = json_dumps(body, JSON_COMPACT);
+        calls[used] = (gw_shard_call){.ix = q->ix, .shard = s, .key = q->key, .method = "POST", .body = texts[s]};
+        gw_shard_path(calls[used].path, sizeof calls[used].path, q->ix, s, "/search");
+        used++;
+    }
+    int rc = gw_scatter(g, calls, used, err, NULL);
+    for (size_t k = 0; k < used && rc == 0; k++) {
+        json_t *full = json_object_get(calls[k].answer, "hits");
+        size_t j;
+        json_array_foreach(hits, j, hit) {
+            if ((uint32_t)json_integer_value(json_object_get(hit, "_miroir_shard")) != calls[k].shard)
+                continue;
+            json_t *found = json_array_get(full, (size_t)json_integer_value(json_object_get(hit, "_miroir_pos")));
+            json_t *id = json_object_get(hit, q->ix->primary_key);
+            if (!found || !id || !json_equal(json_object_get(found, q->ix->primary_key), id)) {
+                rc = -1; /* moved between the phases */
+                break;
+            }
+            json_t *copy = json_deep_copy(found);
+            size_t a;
+            json_t *attr;
+            json_array_foreach(added, a, attr) json_object_del(copy, json_string_value(attr));
+            mr_search_hit_finish(&q->sreq, copy);
+            json_array_set_new(hits, j, copy);
+        }
+    }
+    gw_scatter_clear(calls, used);
+    for (uint32_t s = 0; s < n; s++)
+        free(texts[s]);
+    free(texts);
+    free(calls);
+    free(depth);
+    json_decref(body);
+    json_decref(added);
+    return rc;
+}
+
+/* The shards' answers, each missing one named in missing (allowPartialResults). */
+static void note_missing(const gw_shard_call *calls, uint32_t n, json_t *missing)
+{
+    for (uint32_t s = 0; s < n; s++)
+        if (!calls[s].answer)
+            json_array_append_new(missing, json_integer(s));
+}
+
+static json_t *run(gw *g, gw_query *q, int two, int partial, mr_error *err)
+{
+    uint32_t n = q->ix->shard_count;
+    gw_shard_call *calls = calloc(n, sizeof *calls);
+    json_t *out = NULL, *missing = json_array();
     for (;;) {
         gw_query_calls(q, calls);
-        if (gw_scatter(g, calls, q->ix->shard_count, err, NULL))
+        char *slim = two ? slim_body(q) : NULL;
+        for (uint32_t s = 0; s < n; s++) {
+            calls[s].allow_missing = partial;
+            if (slim)
+                calls[s].body = slim;
+        }
+        int rc = gw_scatter(g, calls, n, err, NULL);
+        json_array_clear(missing);
+        note_missing(calls, n, missing);
+        if (rc == 0 && json_array_size(missing) == n) {
+            mr_error_set(err, "miroir_shard_unavailable", "No shard of index `%s` has a reachable ready replica.",
+                         q->ix->uid);
+            rc = -1;
+        }
+        if (rc) {
+            free(slim);
             break;
+        }
+        if (two)
+            mark_hits(calls, n);
         int short_answer = 0;
         out = gw_query_merge(q, calls, &short_answer);
-        gw_scatter_clear(calls, q->ix->shard_count);
+        gw_scatter_clear(calls, n);
+        free(slim);
         if (!short_answer || q->sreq.overfetch >= MAX_OVERFETCH)
             break;
         json_decref(out);
@@ -63,8 +202,32 @@ json_t *gw_query_run(gw *g, gw_query *q, mr_error *err)
         q->shard_body = mr_search_shard_body(&q->sreq, q->ix->max_total_hits);
         q->text = json_dumps(q->shard_body, JSON_COMPACT);
     }
-    gw_scatter_clear(calls, q->ix->shard_count);
+    gw_scatter_clear(calls, n);
     free(calls);
+    if (out && two && fetch_page(g, q, out, err) != 0) {
+        json_decref(out);
+        out = NULL;
+    }
+    if (out && json_array_size(missing)) /* a Miroir extension: what the answer lacks */
+        json_object_set_new(out, "missingShards", json_incref(missing));
+    json_decref(missing);
+    return out;
+}
+
+json_t *gw_query_run(gw *g, gw_query *q, mr_error *err)
+{
+    return gw_query_run_partial(g, q, 0, err);
+}
+
+json_t *gw_query_run_partial(gw *g, gw_query *q, int partial, mr_error *err)
+{
+    mr_error e = {0};
+    int two = two_phases(g, q);
+    json_t *out = run(g, q, two, partial, &e);
+    if (!out && two && e.status == 0) /* a hit moved between the phases */
+        out = run(g, q, 0, partial, &e);
+    if (!out)
+        *err = e;
     return out;
 }
 
@@ -96,19 +259,39 @@ static int search_one_shard(gw *g, gw_query *q, const json_t *body, gw_response 
     return rc;
 }
 
+/* allowPartialResults, Miroir's own search parameter: taken out of the body (no node knows it).
+ * Returns 0, 1, or -1 with err when it is no boolean. */
+static int take_partial(json_t *body, mr_error *err)
+{
+    json_t *v = json_object_get(body, "allowPartialResults");
+    if (!v)
+        return 0;
+    if (!json_is_boolean(v)) {
+        mr_error_invalid(err, "invalid_search_allow_partial_results",
+                         "Invalid value type at `.allowPartialResults`: expected a boolean, but found %s.",
+                         json_is_string(v) ? "a string" : json_is_number(v) ? "a number" : "another type");
+        return -1;
+    }
+    int partial = json_is_true(v);
+    json_object_del(body, "allowPartialResults");
+    return partial;
+}
+
 static void search(gw *g, const gw_request *req, json_t *body, gw_response *res)
 {
     mr_error err = {0};
     gw_query q = {0};
     json_t *out = NULL;
-    if (gw_apply_search_rules(req, req->ix->uid, body, &err) == 0 && gw_query_prepare(&q, req->ix, body, &err) == 0) {
+    int partial = take_partial(body, &err);
+    if (partial >= 0 && gw_apply_search_rules(req, req->ix->uid, body, &err) == 0 &&
+        gw_query_prepare(&q, req->ix, body, &err) == 0) {
         if (req->ix->shard_count == 1) {
             if (search_one_shard(g, &q, body, res, &err))
                 gw_reply_error(res, &err);
             gw_query_clear(&q);
             return;
         }
-        out = gw_query_run(g, &q, &err);
+        out = gw_query_run_partial(g, &q, partial, &err);
     }
     if (out)
         gw_reply(res, 200, out);
@@ -160,6 +343,7 @@ static const struct get_param get_params[] = {
     {"attributesToSearchOn", P_LIST},
     {"rankingScoreThreshold", P_FLOAT},
     {"locales", P_LIST},
+    {"allowPartialResults", P_BOOL},
 };
 
 void gw_route_search_get(gw *g, const gw_request *req, gw_response *res)

@@ -3,12 +3,14 @@ index and against the gateway (S=3, RF=2 over 3 nodes); the answers must match, 
 differences listed and justified in conformance_cases.py."""
 import json
 import os
+import signal
+import subprocess
 
 import pytest
 
 from conformance_cases import (ALLOWED, CASES, DICTIONARY_SENSITIVE, DISTINCT_TIES, INDEX, SETTINGS, UNORDERED,
                                VOLATILE)
-from conftest import SAMPLE, node_wait_task
+from conftest import BUILD, HOST, SAMPLE, Http, healthy, node_wait_task, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -167,3 +169,40 @@ def test_stats_agree_where_they_must(cluster, baseline, conf_index):
     single = baseline.get(f"/indexes/{INDEX}/stats")[1]
     for field in ("numberOfDocuments", "fieldDistribution", "isIndexing", "numberOfEmbeddings"):
         assert mine[field] == single[field], field
+
+
+@pytest.fixture(scope="module")
+def two_phase_gateway(cluster):
+    """A second gateway on the same cluster that answers every search over two shards or more
+    in two phases (query, then fetch); the cluster's own answers this index's in one."""
+    port = 27791
+    env = dict(cluster["env"], MIROIR_CONFIG=os.path.join(cluster["state"], "miroir.conf"),
+               MIROIR_GATEWAY_LISTEN=f"{HOST}:{port}", MIROIR_TWO_PHASE_MIN_SHARDS="2")
+    log = open(os.path.join(cluster["state"], "logs", "gateway-two-phase.log"), "wb")
+    proc = subprocess.Popen([os.path.join(BUILD, "gateway", "miroir-gateway")], env=env, stdout=log, stderr=log)
+    gw = Http(f"http://{HOST}:{port}")
+    try:
+        wait_until("the two-phase gateway", lambda: healthy(gw), 60)
+        yield gw
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()
+
+
+def test_both_phases_answer_alike(cluster, conf_index, two_phase_gateway):
+    """Every case answered in two phases equals its one-phase answer (the engine's time aside)."""
+    one = cluster["gateway"]
+    differ = []
+
+    def strip(ans):  # the engine's time, in an answer or in each answer of a multi-search
+        if isinstance(ans, dict):
+            return {k: [strip(r) for r in v] if k == "results" else v for k, v in ans.items() if k != "processingTimeMs"}
+        return ans
+    for name, method, path, body, params in CASES:
+        a = one.req(method, path, body, **(params or {}))
+        b = two_phase_gateway.req(method, path, body, **(params or {}))
+        if a[0] != b[0] or strip(a[1]) != strip(b[1]):
+            differ.append(f"{name}: {json.dumps(a)[:400]}\n  two phases: {json.dumps(b)[:400]}")
+    print(f"\n{len(CASES)} cases, {len(differ)} differ between one phase and two")
+    assert not differ, "\n".join(differ)

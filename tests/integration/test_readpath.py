@@ -1,0 +1,193 @@
+"""The read path under faults: a search answers from the shards it can reach only when the client
+asks for it (allowPartialResults, and the answer names what it lacks); a shard request late on a
+stalled node is hedged on another replica; a replica that turned slow is asked last. Second
+gateways on the suite's cluster run without hedging, to show the difference."""
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import BUILD, HOST, ROOT, Http, healthy, pid_of, placement_of, shard_of, wait_until
+
+
+def gateway_without_hedging(cluster, port, name):
+    env = dict(cluster["env"], MIROIR_CONFIG=os.path.join(cluster["state"], "miroir.conf"),
+               MIROIR_GATEWAY_LISTEN=f"{HOST}:{port}", MIROIR_HEDGE_PERCENT="0")
+    log = open(os.path.join(cluster["state"], "logs", f"gateway-{name}.log"), "wb")
+    proc = subprocess.Popen([os.path.join(BUILD, "gateway", "miroir-gateway")], env=env, stdout=log, stderr=log)
+    gw = Http(f"http://{HOST}:{port}")
+    wait_until(f"the {name} gateway", lambda: healthy(gw), 60)
+    return proc, log, gw
+
+
+def stop_gateway(proc, log):
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    log.close()
+
+
+def make_index(gw, uid, shards, rf, count=400):
+    status, task = gw.post("/indexes", {"uid": uid, "primaryKey": "id", "shards": shards, "replicationFactor": rf})
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    words = ["amber", "birch", "cedar", "delta", "ember", "fjord", "grove", "harbor"]
+    docs = [{"id": i, "title": f"{words[i % 8]} {words[(i // 8) % 8]} item {i}"} for i in range(count)]
+    status, task = gw.post(f"/indexes/{uid}/documents", docs)
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+
+
+def node_pid(cluster, node):
+    return pid_of(cluster, f"node{node[1:]}")
+
+
+def test_partial_results_only_when_asked(cluster):
+    gw = cluster["gateway"]
+    make_index(gw, "partial", 4, 1)
+    placement = placement_of(gw, "partial")
+    victim = placement[0]["replicas"][0]["node"]
+    lost = sorted(s["shard"] for s in placement if s["replicas"][0]["node"] == victim)
+    os.kill(node_pid(cluster, victim), signal.SIGKILL)
+    try:
+        wait_until(f"{victim} to read as down", lambda: not next(
+            n for n in gw.get("/_miroir/nodes")[1]["results"] if n["id"] == victim)["up"], 30)
+        status, err = gw.post("/indexes/partial/search", {"q": "", "limit": 400})
+        assert status == 503 and err["code"] == "miroir_shard_unavailable", err
+        status, found = gw.post("/indexes/partial/search", {"q": "", "limit": 400, "allowPartialResults": True})
+        assert status == 200, found
+        assert found["missingShards"] == lost, found
+        got = {h["id"] for h in found["hits"]}
+        assert got == {i for i in range(400) if shard_of(str(i), 4) not in lost}
+        status, found = gw.get("/indexes/partial/search", q="amber", allowPartialResults="true")
+        assert status == 200 and found["missingShards"] == lost
+        status, found = gw.post("/indexes/partial/search", {"q": "amber", "allowPartialResults": False})
+        assert status == 503
+        status, err = gw.post("/indexes/partial/search", {"q": "amber", "allowPartialResults": "yes"})
+        assert status == 400 and err["code"] == "invalid_search_allow_partial_results", err
+    finally:
+        subprocess.run([os.path.join(ROOT, "miroir.sh"), "start"], env=cluster["env"], cwd=ROOT, check=True,
+                       stdout=subprocess.DEVNULL)
+    wait_until("the node back", lambda: gw.post("/indexes/partial/search", {"q": ""})[0] == 200, 60)
+    status, found = gw.post("/indexes/partial/search", {"q": "", "allowPartialResults": True, "limit": 1})
+    assert status == 200 and "missingShards" not in found
+
+
+def metric_total(gw, name):
+    for line in gw.s.get(gw.base + "/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def timed_searches(gw, queries):
+    """Each query at once, on its own connection; their statuses and latencies in seconds."""
+    out = [None] * len(queries)
+
+    def one(k):
+        c = Http(gw.base, gw.s.headers.get("Authorization", "").replace("Bearer ", "") or None)
+        started = time.monotonic()
+        status, _ = c.post("/indexes/hedged/search", {"q": queries[k]})
+        out[k] = (status, time.monotonic() - started)
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(len(queries))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return out
+
+
+def test_a_late_shard_request_is_hedged(cluster):
+    """A node stops answering (SIGSTOP): the requests already bound for it are hedged on the
+    other replica and answered within a small multiple of a normal answer; without hedging they
+    wait for the node until the health check or the upstream timeout gives up on it."""
+    gw = cluster["gateway"]
+    make_index(gw, "hedged", 2, 2)
+    proc, log, plain = gateway_without_hedging(cluster, 27792, "unhedged")
+    try:
+        words = ["amber", "birch", "cedar", "delta", "ember", "fjord", "grove", "harbor"]
+        for k in range(300):  # latencies learned, hedges earned
+            for g in (gw, plain):
+                assert g.post("/indexes/hedged/search", {"q": f"{words[k % 8]} {k}"})[0] == 200
+        hedges = metric_total(gw, "miroir_hedged_requests_total")
+        victim = placement_of(gw, "hedged")[0]["replicas"][0]["node"]
+        pid = node_pid(cluster, victim)
+        os.kill(pid, signal.SIGSTOP)
+        try:  # both at once: the health check marks the node down within a second or two
+            queries = [f"{words[k % 8]} item {k}" for k in range(12)]  # within the budget's burst
+            runs = {}
+            both = [threading.Thread(target=lambda g=g, name=name: runs.__setitem__(name, timed_searches(g, queries)))
+                    for name, g in (("hedged", gw), ("plain", plain))]
+            for t in both:
+                t.start()
+            for t in both:
+                t.join(60)
+            hedged_runs, plain_runs = runs["hedged"], runs["plain"]
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        worst_hedged = max(t for _, t in hedged_runs)
+        worst_plain = max(t for _, t in plain_runs)
+        won = metric_total(gw, "miroir_hedges_won_total")
+        print(f"\nwith {victim} stopped: slowest search {worst_hedged * 1000:.0f} ms hedged, "
+              f"{worst_plain * 1000:.0f} ms without; hedges {metric_total(gw, 'miroir_hedged_requests_total') - hedges:.0f}, "
+              f"won {won:.0f}")
+        assert all(s == 200 for s, _ in hedged_runs + plain_runs)
+        assert metric_total(gw, "miroir_hedged_requests_total") > hedges and won > 0
+        assert worst_hedged < 0.8, hedged_runs
+        assert worst_plain > 0.8, plain_runs  # what hedging saved
+        shard_requests = metric_total(gw, "miroir_shard_requests_total")
+        assert metric_total(gw, "miroir_hedged_requests_total") <= 0.05 * shard_requests + 20  # the budget
+    finally:
+        stop_gateway(proc, log)
+        wait_until("the node back", lambda: gw.get("/health")[1]["cluster"] == "green", 60)
+
+
+def shard_request_counts(gw):
+    counts = {}
+    for line in gw.s.get(gw.base + "/metrics", timeout=10).text.splitlines():
+        if line.startswith("miroir_upstream_duration_seconds_count{"):
+            node = line.split('node="')[1].split('"')[0]
+            counts[node] = float(line.split()[-1])
+    return counts
+
+
+def test_a_slow_replica_is_asked_last(cluster):
+    """A node made slow (stopped and continued in turns) gets far fewer of the shard requests it
+    used to: the gateway's latency estimate sends its replicas after the fast ones."""
+    gw = cluster["gateway"]
+    proc, log, plain = gateway_without_hedging(cluster, 27793, "adaptive")
+    try:
+        victim = placement_of(plain, "hedged")[0]["replicas"][0]["node"]
+        pid = node_pid(cluster, victim)
+
+        def share(seconds):
+            before = shard_request_counts(plain)
+            end, k = time.monotonic() + seconds, 0
+            while time.monotonic() < end:
+                plain.post("/indexes/hedged/search", {"q": f"cedar {k}"})
+                k += 1
+            after = shard_request_counts(plain)
+            total = sum(after[n] - before.get(n, 0) for n in after)
+            return (after.get(victim, 0) - before.get(victim, 0)) / total
+        normal = share(4)
+        stop = threading.Event()
+
+        def duty_cycle():
+            while not stop.is_set():
+                os.kill(pid, signal.SIGSTOP)
+                time.sleep(0.04)
+                os.kill(pid, signal.SIGCONT)
+                time.sleep(0.04)
+        cycler = threading.Thread(target=duty_cycle)
+        cycler.start()
+        try:
+            share(2)  # the estimate learns
+            slow = share(6)
+        finally:
+            stop.set()
+            cycler.join()
+            os.kill(pid, signal.SIGCONT)
+        print(f"\n{victim}'s share of shard requests: {normal:.2f} when fast, {slow:.2f} when slow")
+        assert normal > 0.15 and slow < normal / 2
+    finally:
+        stop_gateway(proc, log)
