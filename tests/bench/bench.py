@@ -338,6 +338,195 @@ def measure_history(cluster, gw, bodies, direct_rate, rows, facts):
     gw.wait_task(gw.req("DELETE", f"/indexes/{index}")[1]["taskUid"])
 
 
+def cpu_seconds(pid):
+    """User and system CPU time a process has used, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def extra_gateway(cluster, port, name, **settings):
+    """Another gateway on the cluster, with settings of its own (MIROIR_<KEY> = value)."""
+    env = dict(cluster["env"], MIROIR_CONFIG=os.path.join(cluster["state"], "miroir.conf"),
+               MIROIR_GATEWAY_LISTEN=f"127.0.0.1:{port}", MIROIR_ACCESS_LOG="0",
+               **{f"MIROIR_{k.upper()}": str(v) for k, v in settings.items()})
+    log = open(os.path.join(cluster["state"], "logs", f"gateway-{name}.log"), "wb")
+    proc = subprocess.Popen([os.path.join(BUILD, "gateway", "miroir-gateway")], env=env, stdout=log, stderr=log)
+    gw = Http(f"http://127.0.0.1:{port}")
+    wait_until(f"the {name} gateway", lambda: healthy(gw), 60)
+    return proc, gw
+
+
+def cpu_per_query(pid, url, duration, key=None):
+    """µs of the process's CPU per query answered, over a load run."""
+    before = cpu_seconds(pid)
+    r = load([url], duration, key)
+    return (cpu_seconds(pid) - before) * 1e6 / r["requests"], r
+
+
+NGINX_CONF = """worker_processes 1;
+master_process off;
+daemon off;
+error_log {dir}/error.log;
+pid {dir}/nginx.pid;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  upstream node {{ server {node}; keepalive 32; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location /search {{
+      proxy_pass http://node/indexes/{index}/search;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Authorization "Bearer {key}";
+    }}
+  }}
+}}
+"""
+
+
+def nginx_floor(state, node_addr, index, duration):
+    """µs of CPU per request of an nginx reverse proxy (one worker, keep-alive to the node): the
+    floor for a proxy that parses nothing."""
+    if not shutil.which("nginx"):
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "nginx"], check=True,
+                       stdout=subprocess.DEVNULL, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    d = os.path.join(state, "nginx")
+    os.makedirs(d, exist_ok=True)
+    port = 31790
+    with open(os.path.join(d, "nginx.conf"), "w") as f:
+        f.write(NGINX_CONF.format(dir=d, node=node_addr, port=port, index=index, key=NODE_KEY))
+    proc = subprocess.Popen(["nginx", "-c", os.path.join(d, "nginx.conf"), "-p", d], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_until("nginx", lambda: subprocess.run(["curl", "-sf", "-o", "/dev/null", "-X", "POST", "-d", "{}", "-H",
+                                                    "Content-Type: application/json",
+                                                    f"http://127.0.0.1:{port}/search"]).returncode == 0, 30)
+        return cpu_per_query(proc.pid, f"http://127.0.0.1:{port}/search", duration)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def throttle(pid, quota_us, name="miroir-bench-slow"):
+    """Caps a process at quota_us of CPU per 100 ms (cgroup v1 cpu); returns the group's directory."""
+    d = os.path.join("/sys/fs/cgroup/cpu", name)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "cpu.cfs_period_us"), "w") as f:
+        f.write("100000")
+    with open(os.path.join(d, "cpu.cfs_quota_us"), "w") as f:
+        f.write(str(quota_us))
+    for task in os.listdir(f"/proc/{pid}/task"):  # every thread of it
+        with open(os.path.join(d, "tasks"), "w") as f:
+            f.write(task)
+    return d
+
+
+def unthrottle(pid, d):
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open("/sys/fs/cgroup/cpu/tasks", "w") as f:
+                f.write(task)
+        except OSError:
+            pass
+    for _ in range(50):
+        try:
+            os.rmdir(d)
+            return
+        except OSError:
+            time.sleep(0.1)
+
+
+def metric(gw, name):
+    for line in gw.s.get(gw.base + "/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def measure_read_path(cluster, gw, body, duration, rows, facts):
+    """Rows 11 and 12: the gateway's CPU per query at S = 1, 4, 16 and 64 in one phase and in two
+    (two extra gateways on the cluster, one for each), beside an nginx reverse proxy's; and the
+    tail of searches when one node of an RF=2 index turns slow (a cgroup CPU quota), hedging on
+    and off, against the same cluster healthy. On a 100,000-document subset."""
+    procs = []
+    try:
+        one_proc, one = extra_gateway(cluster, 31720, "one-phase", two_phase_min_shards=0)
+        procs.append(one_proc)
+        two_proc, two = extra_gateway(cluster, 31721, "two-phases", two_phase_min_shards=2)
+        procs.append(two_proc)
+        cpu = {}
+        for s in (1, 4, 16, 64):
+            uid = f"cpu{s}"
+            create_index(gw, uid, s, 1)
+            import_gateway(gw, uid, [body])
+            for label, g, proc in (("one", one, one_proc), ("two", two, two_proc)):
+                load([f"{g.base}/indexes/{uid}/search"], 2)  # warm-up
+                us, r = cpu_per_query(proc.pid, f"{g.base}/indexes/{uid}/search", duration)
+                cpu[(s, label)] = {"us": us, "p50_ms": r["p50_ms"], "throughput": r["throughput"]}
+                log(f"gateway CPU per query, S={s}, {label} phase(s): {us:.0f} µs (p50 {r['p50_ms']:.1f} ms)")
+        placement = placement_of(gw, "cpu1")[0]["replicas"][0]["node"]
+        node_addr = next(n["url"] for n in gw.get("/_miroir/nodes")[1]["results"] if n["id"] == placement).split("//")[1]
+        ngx_us, ngx = nginx_floor(cluster["state"], node_addr, f"{storage_of(gw, 'cpu1')}__s0", duration)
+        log(f"nginx CPU per request: {ngx_us:.0f} µs (p50 {ngx['p50_ms']:.1f} ms)")
+        facts["cpu_per_query"] = {f"S={s} {label}": v for (s, label), v in cpu.items()}
+        facts["cpu_per_query"]["nginx"] = {"us": ngx_us, "p50_ms": ngx["p50_ms"]}
+        rows.append(("11/S=1", "gateway CPU per query (µs), S=1 (the node's answer passed through) vs an nginx reverse "
+                               "proxy's per request", cpu[(1, "one")]["us"], ngx_us, "(report)", None))
+        for s, target in ((4, 150), (16, None), (64, 1000)):
+            best = min(cpu[(s, "one")]["us"], cpu[(s, "two")]["us"])
+            rows.append((f"11/S={s}", f"gateway CPU per query (µs), S={s}: two phases vs one", cpu[(s, "two")]["us"],
+                         cpu[(s, "one")]["us"], f"≤ {target} µs" if target else "(report)",
+                         best <= target if target else None))
+
+        # the tail when a node turns slow
+        create_index(gw, "tail", 4, 2)
+        import_gateway(gw, "tail", [body])
+        nohedge_proc, nohedge = extra_gateway(cluster, 31722, "no-hedging", hedge_percent=0)
+        procs.append(nohedge_proc)
+        url = lambda g: f"{g.base}/indexes/tail/search"  # noqa: E731
+        for g in (gw, nohedge):
+            load([url(g)], 3)
+        healthy_run = load([url(gw)], duration)
+        victim = next(r["node"] for s in placement_of(gw, "tail") for r in s["replicas"] if r["node"] != "n4")
+        vpid = pid_of(cluster, f"node{victim[1:]}")
+        tail = {"healthy": healthy_run}
+        if vpid:
+            d = throttle(vpid, 5000)  # 5% of one core
+            try:
+                time.sleep(2)
+                before = (metric(gw, "miroir_hedged_requests_total"), metric(gw, "miroir_shard_requests_total"))
+                tail["slow, hedging"] = load([url(gw)], duration)
+                after = (metric(gw, "miroir_hedged_requests_total"), metric(gw, "miroir_shard_requests_total"))
+                tail["slow, no hedging"] = load([url(nohedge)], duration)
+            finally:
+                unthrottle(vpid, d)
+            extra = (after[0] - before[0]) / max(1, after[1] - before[1] - (after[0] - before[0]))
+            tail["hedges_share"] = extra
+            for k in ("slow, hedging", "slow, no hedging"):
+                log(f"tail, {k}: p50 {tail[k]['p50_ms']:.1f} ms, p99 {tail[k]['p99_ms']:.1f}, "
+                    f"p99.9 {tail[k]['p999_ms']:.1f} (healthy p99 {healthy_run['p99_ms']:.1f})")
+            facts["tail"] = tail
+            h, n = tail["slow, hedging"], tail["slow, no hedging"]
+            rows.append(("12", f"one node of 4 slowed to 5% of a core (RF=2): search p99 (ms) with hedging, "
+                               f"{extra * 100:.1f}% extra shard requests, vs the healthy p99",
+                         h["p99_ms"], healthy_run["p99_ms"], "≤ 1.5×, ≤ 5% extra",
+                         h["p99_ms"] <= 1.5 * healthy_run["p99_ms"] and extra <= 0.05))
+            rows.append(("12b", "the same, p99.9 (ms), with hedging vs healthy", h["p999_ms"], healthy_run["p999_ms"],
+                         "(report)", None))
+            rows.append(("12c", "the same without hedging (replicas still chosen by latency): p99 (ms) vs healthy",
+                         n["p99_ms"], healthy_run["p99_ms"], "(report)", None))
+            rows.append(("12d", "the same, p50 (ms), with hedging vs healthy", h["p50_ms"], healthy_run["p50_ms"],
+                         "(report)", None))
+        for uid in ("cpu1", "cpu4", "cpu16", "cpu64", "tail"):
+            gw.wait_task(gw.req("DELETE", f"/indexes/{uid}")[1]["taskUid"])
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(30)
+
+
 CGROUPS = "/sys/fs/cgroup/memory"
 
 
@@ -611,6 +800,9 @@ def main():
             rows.append(("7b", "gateway peak RSS under search load (MiB)", facts["gateway_rss_kb"]["peak"] / 1024, None,
                          "(report)", None))
             gw.wait_task(gw.req("DELETE", "/indexes/backlog")[1]["taskUid"])
+
+            # rows 11 and 12: the read path's CPU, and its tail under a slow node
+            measure_read_path(cluster, gw, bodies[0], duration, rows, facts)
 
             # row 10: a history five times the live documents
             measure_history(cluster, gw, bodies, direct_rate, rows, facts)
