@@ -98,9 +98,9 @@ static int64_t documents_of(ingest *in, const char *node_url, const char *index)
 
 /* ---------------------------------------------------------------- filling a building replica */
 
-/* A peer this replica may copy: ready, answering, not itself being read for a checkpoint, and not
- * waiting to be rebuilt (a replica whose node lost its data is still ready until the rebalancer
- * acts). The most advanced one. */
+/* A peer this replica may copy: ready, answering, and not waiting to be rebuilt (a replica whose
+ * node lost its data, or that verify found divergent, is still ready until the rebalancer acts).
+ * The most advanced one. */
 static stream *copy_peer(ingest *in, const stream *t, json_t *rebuilds)
 {
     stream *best = NULL;

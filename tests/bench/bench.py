@@ -646,6 +646,21 @@ def measure_memory_cap(cluster, gw, baseline, n4, nodes, index, duration, rows, 
                  b["throughput"], c["throughput"], "(report)", None))
 
 
+def create_to_succeeded(http, name, count=10):
+    """Median ms from POST /indexes to its task read as succeeded (polled every 5 ms)."""
+    times = []
+    for k in range(count):
+        started = time.monotonic()
+        status, t = http.post("/indexes", {"uid": f"{name}-{k}", "primaryKey": "id"})
+        assert status == 202, t
+        while http.get(f"/tasks/{t['taskUid']}")[1]["status"] != "succeeded":
+            time.sleep(0.005)
+        times.append((time.monotonic() - started) * 1000)
+    for k in range(count):
+        http.req("DELETE", f"/indexes/{name}-{k}")
+    return sorted(times)[count // 2]
+
+
 def shard_urls(gw, index, nodes):
     storage = storage_of(gw, index)
     return [f"{nodes[s['replicas'][0]['node']]}/indexes/{storage}__s{s['shard']}/search" for s in placement_of(gw, index)]
@@ -800,6 +815,13 @@ def main():
             rows.append(("7b", "gateway peak RSS under search load (MiB)", facts["gateway_rss_kb"]["peak"] / 1024, None,
                          "(report)", None))
             gw.wait_task(gw.req("DELETE", "/indexes/backlog")[1]["taskUid"])
+
+            # row 13: an index created, to its task succeeded, against one node creating one
+            gw_ms, node_ms = create_to_succeeded(gw, "created"), create_to_succeeded(baseline.http, "created")
+            facts["create_ms"] = {"gateway": gw_ms, "node": node_ms}
+            log(f"create to succeeded: gateway {gw_ms:.0f} ms, one node {node_ms:.0f} ms")
+            rows.append(("13", "POST /indexes to its task succeeded (ms, median of 10), S=4 RF=2 vs one node",
+                         gw_ms, node_ms, "(report)", None))
 
             # rows 11 and 12: the read path's CPU, and its tail under a slow node
             measure_read_path(cluster, gw, bodies[0], duration, rows, facts)
