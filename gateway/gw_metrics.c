@@ -9,6 +9,14 @@
 #include "gw.h"
 #include "kafka.h"
 
+/* One gauge's help, type and rows (which it frees). */
+static void gauge(mr_text *t, const char *name, const char *help, mr_text *rows)
+{
+    mr_text_printf(t, "# HELP %s %s\n# TYPE %s gauge\n%s", name, help, name, rows->data ? rows->data : "");
+    free(rows->data);
+    rows->data = NULL;
+}
+
 static void requests(gw *g, mr_text *t)
 {
     mr_text_printf(t, "# HELP miroir_http_requests_total Requests answered, by route and status class.\n"
@@ -116,24 +124,17 @@ static void replication(gw *g, mr_text *t)
         free(ends);
     }
     mr_topology_release(mr_meta_topology(g->meta), topo);
-    mr_text_printf(t, "# HELP miroir_replica_lag_records Records of its partition a replica has yet to apply "
-                      "(for a building replica: what its rebuild has left).\n# TYPE miroir_replica_lag_records gauge\n%s",
-                   lag->data ? lag->data : "");
-    mr_text_printf(t, "# HELP miroir_replica_applied_offset Records a replica has applied (rebuild progress: this "
-                      "over the shard's end offset).\n# TYPE miroir_replica_applied_offset gauge\n%s",
-                   applied->data ? applied->data : "");
-    mr_text_printf(t, "# HELP miroir_shard_end_offset Records in the shard's partition.\n"
-                      "# TYPE miroir_shard_end_offset gauge\n%s", end->data ? end->data : "");
-    mr_text_printf(t, "# HELP miroir_dlq_records Records sent to the dead-letter topic.\n"
-                      "# TYPE miroir_dlq_records gauge\n%s", dlq->data ? dlq->data : "");
+    gauge(t, "miroir_replica_lag_records",
+          "Records of its partition a replica has yet to apply (for a building replica: what its rebuild has left).",
+          lag);
+    gauge(t, "miroir_replica_applied_offset",
+          "Records a replica has applied (rebuild progress: this over the shard's end offset).", applied);
+    gauge(t, "miroir_shard_end_offset", "Records in the shard's partition.", end);
+    gauge(t, "miroir_dlq_records", "Records sent to the dead-letter topic.", dlq);
     mr_text_printf(t, "# HELP miroir_replicas Shard replicas by state.\n# TYPE miroir_replicas gauge\n");
     for (int st = 0; st < 4; st++)
         mr_text_printf(t, "miroir_replicas{state=\"%s\"} %zu\n", mr_replica_state_name((enum mr_replica_state)st),
                        by_state[st]);
-    free(lag->data);
-    free(applied->data);
-    free(end->data);
-    free(dlq->data);
 }
 
 /* Fills and checkpoints (ingest/history.c), as the progress topic records them. */
@@ -175,23 +176,16 @@ static void history(gw *g, mr_text *t)
     }
     mr_topology_release(mr_meta_topology(g->meta), topo);
     json_decref(h);
-    mr_text_printf(t, "# HELP miroir_peer_copy_pause_seconds How long the peer's writes waited while the replica was "
-                      "last filled by a copy of it.\n# TYPE miroir_peer_copy_pause_seconds gauge\n%s",
-                   pause->data ? pause->data : "");
-    mr_text_printf(t, "# HELP miroir_peer_copy_documents Documents the replica's last copy from a peer held.\n"
-                      "# TYPE miroir_peer_copy_documents gauge\n%s", copied->data ? copied->data : "");
-    mr_text_printf(t, "# HELP miroir_checkpoint_documents Documents in the shard's newest checkpoint.\n"
-                      "# TYPE miroir_checkpoint_documents gauge\n%s", ck->data ? ck->data : "");
-    mr_text_printf(t, "# HELP miroir_checkpoint_pause_seconds How long the replica read for the newest checkpoint "
-                      "took no writes.\n# TYPE miroir_checkpoint_pause_seconds gauge\n%s", ck_pause->data ? ck_pause->data : "");
-    mr_text_printf(t, "# HELP miroir_shard_history_kept_from The first offset of the shard's partition kept after its "
-                      "newest checkpoint: below it the history was deleted.\n"
-                      "# TYPE miroir_shard_history_kept_from gauge\n%s", kept->data ? kept->data : "");
-    free(pause->data);
-    free(copied->data);
-    free(ck->data);
-    free(kept->data);
-    free(ck_pause->data);
+    gauge(t, "miroir_peer_copy_pause_seconds",
+          "How long the peer's writes waited while the replica was last filled by a copy of it.", pause);
+    gauge(t, "miroir_peer_copy_documents", "Documents the replica's last copy from a peer held.", copied);
+    gauge(t, "miroir_checkpoint_documents", "Documents in the shard's newest checkpoint.", ck);
+    gauge(t, "miroir_checkpoint_pause_seconds", "How long the replica read for the newest checkpoint took no writes.",
+          ck_pause);
+    gauge(t, "miroir_shard_history_kept_from",
+          "The first offset of the shard's partition kept after its newest checkpoint: below it the history was "
+          "deleted.",
+          kept);
 }
 
 void gw_route_metrics(gw *g, const gw_request *req, gw_response *res)

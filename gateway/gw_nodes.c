@@ -216,17 +216,24 @@ long long gw_node_bytes(gw *g, const char *id)
     return i >= 0 ? atomic_load(&g->health[i].bytes) : -1;
 }
 
+/* GET path of every member at once. */
+static void ask_members(gw *g, const mr_member *members, size_t n, const char *path, long timeout_ms,
+                        mr_http_req *reqs)
+{
+    memset(reqs, 0, n * sizeof *reqs);
+    for (size_t i = 0; i < n; i++) {
+        reqs[i].method = "GET";
+        snprintf(reqs[i].url, sizeof reqs[i].url, "%s%s", members[i].node.url, path);
+        reqs[i].timeout_ms = timeout_ms;
+    }
+    mr_http_run(g->http, reqs, n);
+}
+
 /* Reads databaseSize from every live member's /stats, in parallel. */
 static void measure(gw *g, const mr_member *members, size_t n)
 {
     mr_http_req reqs[MR_MAX_NODES];
-    memset(reqs, 0, sizeof reqs);
-    for (size_t i = 0; i < n; i++) {
-        reqs[i].method = "GET";
-        snprintf(reqs[i].url, sizeof reqs[i].url, "%s/stats", members[i].node.url);
-        reqs[i].timeout_ms = 2000;
-    }
-    mr_http_run(g->http, reqs, n);
+    ask_members(g, members, n, "/stats", 2000, reqs);
     for (size_t i = 0; i < n; i++) {
         json_t *stats = reqs[i].status == 200 ? mr_http_json(&reqs[i]) : NULL;
         json_t *size = json_object_get(stats, "databaseSize");
@@ -243,13 +250,7 @@ void gw_nodes_check(gw *g, int measure_sizes)
     mr_member members[MR_MAX_NODES];
     size_t n = gw_members(g, members);
     mr_http_req reqs[MR_MAX_NODES];
-    memset(reqs, 0, sizeof reqs);
-    for (size_t i = 0; i < n; i++) {
-        reqs[i].method = "GET";
-        snprintf(reqs[i].url, sizeof reqs[i].url, "%s/health", members[i].node.url);
-        reqs[i].timeout_ms = 1000;
-    }
-    mr_http_run(g->http, reqs, n);
+    ask_members(g, members, n, "/health", 1000, reqs);
     for (size_t i = 0; i < n; i++) {
         const char *id = members[i].node.id;
         int ok = reqs[i].status == 200;

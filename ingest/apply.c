@@ -100,9 +100,9 @@ static rd_kafka_topic_partition_list_t *stream_partition(const stream *s)
     return l;
 }
 
-/* A stream ends: its partition leaves its node's reader. librdkafka keeps a partition's pause
- * across assignments, so the pause ends with the stream that set it. */
-static void stream_end(ingest *in, stream *s)
+/* The stream's partition leaves its node's reader, and what it built or queued is dropped.
+ * librdkafka keeps a partition's pause across assignments, so the pause ends here too. */
+static void stream_unassign(ingest *in, stream *s)
 {
     rd_kafka_topic_partition_list_t *l = stream_partition(s);
     rd_kafka_t *c = in->readers[s->node_slot].consumer;
@@ -116,6 +116,13 @@ static void stream_end(ingest *in, stream *s)
     }
     rd_kafka_topic_partition_list_destroy(l);
     stream_clear(s);
+    s->assigned = s->paused = 0;
+}
+
+/* A stream ends. */
+static void stream_end(ingest *in, stream *s)
+{
+    stream_unassign(in, s);
     buf_free(&s->body);
     json_decref(s->fold);
     free(s->pending);
@@ -408,19 +415,7 @@ void ingest_stream_retopic(ingest *in, stream *s, const char *topic, int64_t off
 {
     char next[sizeof s->topic];
     snprintf(next, sizeof next, "%s", topic); /* topic may be s->topic itself */
-    rd_kafka_topic_partition_list_t *l = stream_partition(s);
-    rd_kafka_t *c = in->readers[s->node_slot].consumer;
-    if (s->paused)
-        rd_kafka_resume_partitions(c, l);
-    rd_kafka_error_t *e = s->assigned ? rd_kafka_incremental_unassign(c, l) : NULL;
-    if (e) {
-        mr_log("warn", "ingest", "unassigning %s/%u from the reader of %s: %s", s->topic, s->shard, s->node_id,
-               rd_kafka_error_string(e));
-        rd_kafka_error_destroy(e);
-    }
-    rd_kafka_topic_partition_list_destroy(l);
-    stream_clear(s);
-    s->assigned = s->paused = 0;
+    stream_unassign(in, s);
     s->topic_checked_ms = 0;
     memcpy(s->topic, next, sizeof next);
     s->expect = s->sent_upto = offset;
