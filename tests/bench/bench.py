@@ -572,7 +572,12 @@ def restart(pid, log_path, cap=None):
     addr = argv[argv.index("--http-addr") + 1]
     proc = subprocess.Popen(argv, cwd=cwd, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,
                             start_new_session=True, preexec_fn=cap.join if cap else None)
-    wait_until(f"{addr} again", lambda: healthy(Http(f"http://{addr}")), 120)
+    try:
+        wait_until(f"{addr} again", lambda: healthy(Http(f"http://{addr}")), 120)
+    except AssertionError:
+        with open(log_path, "rb") as f:
+            tail = f.read()[-2000:].decode(errors="replace")
+        raise AssertionError(f"{addr} did not come back (exit {proc.poll()}); its log ends:\n{tail}") from None
     return proc
 
 
