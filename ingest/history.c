@@ -543,16 +543,22 @@ static void checkpoint_consider(ingest *in, shard_state *st, int64_t now)
     if (in->cfg->checkpoint_min_records <= 0 || now - st->checkpoint_checked_ms < CHECKPOINT_CHECK_MS ||
         job_of(in, st->storage, st->shard))
         return;
-    st->checkpoint_checked_ms = now;
     stream *src = checkpoint_source(in, st);
-    if (!src)
-        return;
-    json_t *last = mr_meta_checkpoint(in->meta, st->storage, st->shard);
+    json_t *last = src ? mr_meta_checkpoint(in->meta, st->storage, st->shard) : NULL;
     int64_t last_offset = last ? json_integer_value(json_object_get(last, "offset")) : -1;
     json_decref(last);
     /* cheap first: the history since the last one against the floor, before asking a node */
-    if (!mr_history_checkpoint_due(src->applied, last_offset, 0, 0, in->cfg->checkpoint_min_records))
+    if (!src || !mr_history_checkpoint_due(src->applied, last_offset, 0, 0, in->cfg->checkpoint_min_records)) {
+        st->checkpoint_checked_ms = now;
         return;
+    }
+    /* Only a worker that still holds its leases may cut history. One with no writes to apply
+     * proves them on demand, and the next round looks again. */
+    if (!ingest_may_act(in)) {
+        ingest_progress_renew(in);
+        return;
+    }
+    st->checkpoint_checked_ms = now;
     int64_t live = documents_of(in, src->node_url, src->shard_index);
     if (live < 0 || !mr_history_checkpoint_due(src->applied, last_offset, live,
                                                (double)in->cfg->checkpoint_history_percent / 100.0,
@@ -728,9 +734,8 @@ void ingest_history_round(ingest *in, int64_t now)
         fill_advance(in, s, now);
     }
     json_decref(rebuilds);
-    if (ingest_may_act(in))
-        for (size_t i = 0; i < in->shard_count; i++)
-            checkpoint_consider(in, &in->shards[i], now);
+    for (size_t i = 0; i < in->shard_count; i++)
+        checkpoint_consider(in, &in->shards[i], now);
     checkpoints_advance(in, now);
     update_holds(in);
 }

@@ -560,6 +560,13 @@ class MemoryCap:
                 time.sleep(0.1)
 
 
+def port_refuses(addr):
+    host, port = addr.rsplit(":", 1)
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex((host, int(port))) != 0
+
+
 def restart(pid, log_path, cap=None):
     """Stops a Meilisearch process and starts it again with the same arguments, inside cap if
     given; returns the new Popen once it answers /health."""
@@ -570,6 +577,8 @@ def restart(pid, log_path, cap=None):
     wait_until(f"process {pid} to stop", lambda: not os.path.exists(f"/proc/{pid}") or
                open(f"/proc/{pid}/stat").read().split()[2] == "Z", 60, 0.1)
     addr = argv[argv.index("--http-addr") + 1]
+    # A leader thread shows as a zombie while its other threads still hold the listening socket.
+    wait_until(f"{addr} to be free", lambda: port_refuses(addr), 60, 0.1)
     proc = subprocess.Popen(argv, cwd=cwd, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,
                             start_new_session=True, preexec_fn=cap.join if cap else None)
     try:

@@ -257,3 +257,34 @@ def test_backup_and_restore_into_another_cluster(hcluster, model, cluster):
     assert status == 400 and err["code"] == "miroir_invalid_shard"
     result = miroirctl(hcluster, "restore", os.path.join(hcluster["state"], "logs", "gateway.log"))
     assert result.returncode == 2 and "no backup" in result.stderr
+
+
+def restart_ingest(hcluster, extra):
+    env = dict(hcluster["env"], MIROIR_EXTRA_CONFIG=extra)
+    subprocess.run([os.path.join(ROOT, "miroir.sh"), "stop", "ingest1"], env=env, cwd=ROOT, check=True)
+    subprocess.run([os.path.join(ROOT, "miroir.sh"), "start"], env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+
+
+def test_a_quiet_index_is_checkpointed_after_a_worker_restart(hcluster):
+    """History written while checkpoints were off is checkpointed once they are on, though nothing
+    is written any more: a worker with no writes to apply proves its leases on demand before it
+    cuts history (it used to wait for a write that never came)."""
+    gw = hcluster["gateway"]
+    uid = "quiet"
+    status, task = gw.post("/indexes", {"uid": uid, "primaryKey": "id", "shards": 1, "replicationFactor": 1})
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    on = hcluster["env"]["MIROIR_EXTRA_CONFIG"]
+    restart_ingest(hcluster, on.replace("checkpoint_min_records = 3000", "checkpoint_min_records = 0"))
+    try:
+        for start in range(0, 4000, 1000):
+            status, task = gw.post(f"/indexes/{uid}/documents", [{"id": i} for i in range(start, start + 1000)])
+            assert gw.wait_task(task["taskUid"], timeout=120)["status"] == "succeeded"
+        time.sleep(2)
+        assert not any(f'index="{uid}"' in k for k in metric(gw, "miroir_checkpoint_documents"))
+    finally:
+        restart_ingest(hcluster, on)
+    wait_until("the quiet index's checkpoint", lambda: metric(gw, "miroir_checkpoint_documents").get(
+        f'{{index="{uid}",shard="0"}}') == 4000, 90, 0.5)
+    topic = f"miroir.idx.{storage_of(gw, uid)}"
+    assert log_start(hcluster["kafka"], topic, 0)[0] > 0
+    gw.req("DELETE", f"/indexes/{uid}")
