@@ -36,6 +36,10 @@ typedef struct ingest_shard shard_state;
 
 #define FILL_POLL_MS 200
 #define DRAIN_TIMEOUT_MS 30000
+/* An export that has sent this node nothing for this long is stalled: the peer's node cannot
+ * reach the URL this node is a member by (Meilisearch would retry it for 15 minutes, with the
+ * peer's writes held and its node's task queue blocked). */
+#define EXPORT_STALL_MS 20000
 #define CHECKPOINT_CHECK_MS 10000
 #define CHECKPOINT_PAGE 10000
 /* A shard this small is replayed faster than a copy is set up (and Meilisearch 1.21's export
@@ -93,6 +97,20 @@ static int64_t documents_of(ingest *in, const char *node_url, const char *index)
     json_t *n = json_object_get(stats, "numberOfDocuments");
     int64_t count = status == 200 && json_is_integer(n) ? (int64_t)json_integer_value(n) : -1;
     json_decref(stats);
+    return count;
+}
+
+/* How many tasks a node has for an index, of the given statuses (NULL: any); -1 if it did not say. */
+static int64_t tasks_of(ingest *in, const char *node_url, const char *index, const char *statuses)
+{
+    char url[600];
+    snprintf(url, sizeof url, "%s/tasks?indexUids=%s%s%s&limit=1", node_url, index, statuses ? "&statuses=" : "",
+             statuses ? statuses : "");
+    long status;
+    json_t *tasks = node_call(in, "GET", url, NULL, &status);
+    json_t *total = json_object_get(tasks, "total");
+    int64_t count = status == 200 && json_is_integer(total) ? (int64_t)json_integer_value(total) : -1;
+    json_decref(tasks);
     return count;
 }
 
@@ -263,6 +281,8 @@ static void fill_drain(ingest *in, stream *t, int64_t now)
     free(text);
     if (status == 202 || status == 200) {
         t->fill_task = json_integer_value(json_object_get(answer, "taskUid"));
+        t->fill_received = -1;
+        t->fill_received_ms = 0;
         fill_phase(t, FILL_EXPORT, now);
     } else {
         give_up(in, t, "the peer's node refused the export");
@@ -270,7 +290,18 @@ static void fill_drain(ingest *in, stream *t, int64_t now)
     json_decref(answer);
 }
 
-/* EXPORT: the peer's node has sent everything; the peer takes batches again. */
+static void cancel_export(ingest *in, stream *t, const stream *p)
+{
+    char url[512];
+    long status;
+    mr_log("warn", "ingest", "filling %s on %s: %s; canceling it", t->shard_index, t->node_id, t->fill_why);
+    snprintf(url, sizeof url, "%s/tasks/cancel?uids=%" PRId64, p->node_url, t->fill_task);
+    json_decref(node_call(in, "POST", url, NULL, &status));
+    fill_phase(t, FILL_ABORT, mr_now_ms());
+}
+
+/* EXPORT: the peer's node has sent everything; the peer takes batches again. An export that
+ * sends this node nothing is canceled: nothing of it may land after the replica starts over. */
 static void fill_export(ingest *in, stream *t, int64_t now)
 {
     stream *p = find_stream(in, t->storage, t->shard, t->fill_peer);
@@ -289,22 +320,43 @@ static void fill_export(ingest *in, stream *t, int64_t now)
         fill_phase(t, FILL_SETTLE, now);
     } else if (st && (strcmp(st, "failed") == 0 || strcmp(st, "canceled") == 0)) {
         give_up(in, t, why ? why : "the export failed");
+    } else if (st && strcmp(st, "processing") == 0) {
+        int64_t received = tasks_of(in, t->node_url, t->shard_index, NULL);
+        if (received > t->fill_received || !t->fill_received_ms) {
+            t->fill_received = received > t->fill_received ? received : t->fill_received;
+            t->fill_received_ms = now;
+        } else if (now - t->fill_received_ms > EXPORT_STALL_MS) {
+            snprintf(t->fill_why, sizeof t->fill_why, "%s's export sent this node nothing for %d s (can %s reach %s?)",
+                     p->node_id, EXPORT_STALL_MS / 1000, p->node_id, t->node_url);
+            cancel_export(in, t, p);
+        }
+    } else {
+        t->fill_received_ms = 0; /* queued behind the peer's node's other tasks: no stall yet */
     }
     free(st);
     json_decref(error);
+}
+
+/* ABORT: the canceled export has ended on the peer's node; the replica starts over. */
+static void fill_abort(ingest *in, stream *t, int64_t now)
+{
+    stream *p = find_stream(in, t->storage, t->shard, t->fill_peer);
+    char *st = p ? task_status(in, p->node_url, t->fill_task, NULL) : NULL;
+    int ended = !p || (st && strcmp(st, "enqueued") != 0 && strcmp(st, "processing") != 0);
+    free(st);
+    if (!ended && now - t->fill_phase_ms < DRAIN_TIMEOUT_MS)
+        return;
+    if (!ended)
+        mr_log("warn", "ingest", "filling %s on %s: %s's export did not end when canceled", t->shard_index, t->node_id,
+               t->fill_peer);
+    give_up(in, t, t->fill_why);
 }
 
 /* SETTLE: the node has indexed what it was sent; with the peer's count, the replica is the peer
  * at X, and goes on from there. */
 static void fill_settle(ingest *in, stream *t, int64_t now)
 {
-    char url[600];
-    snprintf(url, sizeof url, "%s/tasks?indexUids=%s&statuses=enqueued,processing&limit=1", t->node_url, t->shard_index);
-    long status;
-    json_t *busy = node_call(in, "GET", url, NULL, &status);
-    json_int_t pending = json_integer_value(json_object_get(busy, "total"));
-    json_decref(busy);
-    if (status != 200 || pending > 0)
+    if (tasks_of(in, t->node_url, t->shard_index, "enqueued,processing") != 0)
         return;
     int64_t got = documents_of(in, t->node_url, t->shard_index);
     if (got != t->fill_documents) {
@@ -355,6 +407,9 @@ static void fill_advance(ingest *in, stream *t, int64_t now)
         break;
     case FILL_EXPORT:
         fill_export(in, t, now);
+        break;
+    case FILL_ABORT:
+        fill_abort(in, t, now);
         break;
     case FILL_SETTLE:
         fill_settle(in, t, now);

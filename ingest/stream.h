@@ -42,6 +42,7 @@ enum fill {
     FILL_CLEAR,   /* drop what the replica's node holds of the shard, a copy cut short included */
     FILL_DRAIN,   /* the peer takes no new batch; waiting for its tasks in flight to end */
     FILL_EXPORT,  /* the peer's node exports the shard index, pinned to fill_offset, to this node */
+    FILL_ABORT,   /* a stalled export is canceled; the replica starts over once it has ended */
     FILL_SETTLE,  /* this node indexes what it was sent */
     FILL_RESTORE, /* reading the shard's newest checkpoint (topic = miroir.ckpt.<storage>) */
 };
@@ -103,6 +104,9 @@ struct ingest_stream {
     int64_t fill_task;       /* the node task the phase waits for */
     int64_t fill_documents;  /* what the peer held at fill_offset */
     int64_t fill_started_ms, fill_held_ms, fill_phase_ms, fill_polled_ms;
+    int64_t fill_received;    /* tasks this node has for the shard index: grows as an export arrives */
+    int64_t fill_received_ms; /* when fill_received last grew, or the export began processing */
+    char fill_why[400];       /* why an export is being aborted */
     int64_t restore_begin, restore_end; /* FILL_RESTORE: the checkpoint's records in its partition */
 };
 

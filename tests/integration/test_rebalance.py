@@ -313,3 +313,46 @@ def test_membership_errors(moving_cluster):
     help_text = miroirctl(moving_cluster, "--help").stdout
     for command in ("status", "lag", "add-node", "drain", "remove-node", "rebalance", "verify", "wait", "--zone"):
         assert command in help_text
+
+
+def test_a_copy_the_new_node_cannot_receive_is_canceled_and_replayed(moving_cluster, extra_nodes):
+    """n6 sits in a network namespace: the cluster reaches it, but it cannot reach the others at
+    their member URLs (127.0.0.1 is its own loopback there). When n6 leaves, its shards' new
+    replicas are filled from a copy of n6, the only replica: Meilisearch would retry that export
+    for 15 minutes with n6's writes held. It is canceled once it has sent nothing for a while,
+    and the replica replays the log instead."""
+    gw = moving_cluster["gateway"]
+    docs = []
+    with open(SAMPLE) as f:
+        for line in f:
+            docs.append(json.loads(line))
+            if len(docs) == 6000:
+                break
+    status, task = gw.post("/indexes", {"uid": "faraway", "primaryKey": "id", "shards": 4, "replicationFactor": 1})
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    status, task = gw.post("/indexes/faraway/documents", docs)
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    n6 = extra_nodes("n6", 7700, netns={"name": "mrfar", "subnet": "10.78.0"})
+    n6.start()
+    try:
+        assert miroirctl(moving_cluster, "add-node", "--wait", "--timeout", "240", "n6", n6.url).returncode == 0
+        on_n6 = [s["shard"] for s in placement_of(gw, "faraway") if s["replicas"][0]["node"] == "n6"]
+        assert on_n6, placement_of(gw, "faraway")
+        started = time.monotonic()
+        result = miroirctl(moving_cluster, "remove-node", "--wait", "--timeout", "240", "n6")
+        assert result.returncode == 0, result.stderr
+        took = time.monotonic() - started
+    finally:
+        miroirctl(moving_cluster, "remove-node", "--force", "n6")
+    wait_until("settled", lambda: settled(gw, "faraway"), 120)
+    exports = n6.http.get("/tasks", types="export")[1]["results"]
+    assert exports and all(t["status"] == "canceled" for t in exports), exports
+    logs = "".join(open(os.path.join(moving_cluster["state"], "logs", f"ingest{i}.log")).read() for i in (1, 2))
+    assert "sent this node nothing" in logs
+    assert took < 200
+    status, stats = gw.get("/indexes/faraway/stats")
+    assert status == 200 and stats["numberOfDocuments"] == len(docs), stats
+    for d in docs[::500]:
+        assert gw.get(f"/indexes/faraway/documents/{d['id']}")[1] == d
+    status, task = gw.req("DELETE", "/indexes/faraway")
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
