@@ -6,6 +6,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "answer.h"
 #include "seq.h"
 
 static int read_count(json_t *body, const char *name, size_t *out, size_t min, const char *code, mr_error *err)
@@ -279,6 +280,8 @@ static int seen_distinct(json_t *seen, const json_t *hit, const char *attr)
 
 void mr_search_hit_finish(const mr_search_req *req, json_t *hit)
 {
+    if (mr_hit_expand(hit))
+        json_object_del(hit, MR_HIT_TEXT); /* cannot happen with a node's answer; never shown */
     if (!req->show_ranking_score)
         json_object_del(hit, "_rankingScore");
     if (!req->show_details)
