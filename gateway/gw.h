@@ -66,7 +66,7 @@ typedef struct gw {
     /* Hedged shard requests (gw_scatter.c): every shard request earns hedge_percent hundredths of
      * a hedge, a hedge spends one (in thousandths), so hedges stay within that share. */
     atomic_llong hedge_budget_milli;
-    atomic_ullong shard_requests, hedges, hedges_won;
+    atomic_ullong shard_requests, hedges, hedges_won, search_batches;
     /* The index life cycle (gw_lifecycle.c). Lock order: writes, then defs, then ready_lock. */
     pthread_rwlock_t writes; /* read: producing to an incarnation; write: ending or swapping incarnations */
     pthread_mutex_t defs;    /* one writer of index/<uid> records at a time */
@@ -202,6 +202,10 @@ typedef struct gw_shard_call {
     char path[1700];  /* appended to the node's URL (at most 256 bytes) */
     const char *body; /* may be NULL; owned by the caller */
     int raw;          /* keep the 2xx answer as text (raw_answer) instead of parsing it */
+    int search;       /* a search (gw_search_call): may go in one /multi-search with the query's
+                       * other searches bound for the same node (batch_shard_searches), and its
+                       * hits are read as stubs (answer.h) */
+    const char *distinct; /* with search: the attribute the merge deduplicates on ("" for none) */
     int allow_missing; /* may stay unanswered (answer and error both empty) when no replica of its
                         * shard can be reached: a search that allows partial results */
     json_t *answer;   /* out: the parsed 2xx answer, owned by the call (gw_scatter_clear) */
@@ -216,6 +220,10 @@ typedef struct gw_shard_call {
  * index), miroir_request_timeout or miroir_shard_unavailable. */
 int gw_scatter(gw *g, gw_shard_call *calls, size_t n, mr_error *err, size_t *failed);
 void gw_scatter_clear(gw_shard_call *calls, size_t n);
+/* A search of shard with body (borrowed); distinct (borrowed, "" for none) is the attribute the
+ * merge deduplicates on. */
+void gw_search_call(gw_shard_call *call, const mr_index *ix, uint32_t shard, uint64_t key, const char *body,
+                    const char *distinct);
 /* "/indexes/<index>__s<shard><suffix>" */
 void gw_shard_path(char *out, size_t outlen, const mr_index *ix, uint32_t shard, const char *suffix);
 

@@ -76,9 +76,11 @@ static void nodes(gw *g, mr_text *t)
                       "the first was late.\n# TYPE miroir_hedged_requests_total counter\n"
                       "miroir_hedged_requests_total %llu\n"
                       "# HELP miroir_hedges_won_total Hedged requests answered before the request they hedged.\n"
-                      "# TYPE miroir_hedges_won_total counter\nmiroir_hedges_won_total %llu\n",
+                      "# TYPE miroir_hedges_won_total counter\nmiroir_hedges_won_total %llu\n"
+                      "# HELP miroir_search_batches_total Requests that carried several shard searches to one node "
+                      "(a /multi-search).\n# TYPE miroir_search_batches_total counter\nmiroir_search_batches_total %llu\n",
                    (unsigned long long)atomic_load(&g->shard_requests), (unsigned long long)atomic_load(&g->hedges),
-                   (unsigned long long)atomic_load(&g->hedges_won));
+                   (unsigned long long)atomic_load(&g->hedges_won), (unsigned long long)atomic_load(&g->search_batches));
     mr_text_printf(t, "# HELP miroir_upstream_duration_seconds Latency of node answers to the gateway.\n"
                       "# TYPE miroir_upstream_duration_seconds histogram\n");
     int slots = atomic_load(&g->health_count);

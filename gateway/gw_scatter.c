@@ -12,17 +12,24 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "answer.h"
 #include "gw.h"
+#include "seq.h"
 #include "util.h"
 
 #define HEDGE_COST_MILLI 1000
 #define HEDGE_BURST_MILLI 20000 /* at most 20 hedges in a burst */
+#define BATCH ((size_t)-1)
 
+/* One request to a node: a single call's, or a /multi-search carrying several calls' searches. */
 struct attempt {
     mr_http_req req;
-    size_t call;
+    size_t call;   /* BATCH for a batch */
     const char *node;
     int hedge;
+    size_t *batch; /* a batch's calls (owned), batch_count of them */
+    size_t batch_count;
+    mr_text body;  /* a batch's /multi-search body */
 };
 
 struct call_state {
@@ -30,6 +37,15 @@ struct call_state {
     size_t replicas, tried, running;
     int64_t hedge_at; /* 0: no hedge (sent, or not worth it) */
     mr_error not_found; /* a replica lacked the shard's index: the answer if none has it */
+};
+
+struct scatter {
+    gw *g;
+    gw_shard_call *calls;
+    struct call_state *st;
+    struct attempt *attempts;
+    size_t count;
+    mr_http_flight *f;
 };
 
 /* Earns each shard request its share of a hedge. */
@@ -49,40 +65,171 @@ static int spend(gw *g)
     return 0;
 }
 
-/* Sends call i to its next replica; returns 0, or -1 if it has none left. */
-static int start(gw *g, mr_http_flight *f, gw_shard_call *calls, struct call_state *st, struct attempt *attempts,
-                 size_t *count, size_t i, int hedge, int64_t left)
+/* The next replica of call i that is still a member (its URL in base); NULL if none is left. */
+static const char *next_replica(struct scatter *sc, size_t i, char *base, size_t cap)
 {
-    while (st[i].tried < st[i].replicas) {
-        const char *node = st[i].order[st[i].tried++];
-        char base[256];
-        if (gw_node_url(g, node, base, sizeof base))
-            continue; /* left the cluster since the order was made */
-        struct attempt *a = &attempts[(*count)++];
-        memset(a, 0, sizeof *a);
-        a->call = i;
-        a->node = node;
-        a->hedge = hedge;
-        mr_http_req *r = &a->req;
-        r->method = calls[i].method;
-        r->request_id = gw_request_id(g);
-        r->timeout_ms = left < g->cfg->upstream_timeout_ms ? left : g->cfg->upstream_timeout_ms;
-        snprintf(r->url, sizeof r->url, "%s%s", base, calls[i].path);
-        r->body = calls[i].body;
-        r->body_len = calls[i].body ? strlen(calls[i].body) : 0;
-        mr_http_flight_add(f, r);
-        st[i].running++;
-        earn(g);
-        st[i].hedge_at = 0;
-        if (!hedge && g->cfg->hedge_percent > 0 && st[i].tried < st[i].replicas) {
-            double mean, high;
-            gw_node_latency(g, node, &mean, &high);
-            int64_t wait = high > (double)g->cfg->hedge_min_ms ? (int64_t)high : g->cfg->hedge_min_ms;
-            st[i].hedge_at = mr_now_ms() + wait;
-        }
-        return 0;
+    struct call_state *st = &sc->st[i];
+    while (st->tried < st->replicas) {
+        const char *node = st->order[st->tried++];
+        if (gw_node_url(sc->g, node, base, cap) == 0)
+            return node;
     }
-    return -1;
+    return NULL;
+}
+
+static struct attempt *new_attempt(struct scatter *sc, size_t call, const char *node, int hedge, int64_t left)
+{
+    struct attempt *a = &sc->attempts[sc->count++];
+    memset(a, 0, sizeof *a);
+    a->call = call;
+    a->node = node;
+    a->hedge = hedge;
+    a->req.method = "POST";
+    a->req.request_id = gw_request_id(sc->g);
+    a->req.timeout_ms = left < sc->g->cfg->upstream_timeout_ms ? left : sc->g->cfg->upstream_timeout_ms;
+    return a;
+}
+
+/* Call i now runs on node too, in a request carrying `carried` calls: when it is late by the
+ * node's usual time for that many searches, it may be hedged. */
+static void running_on(struct scatter *sc, size_t i, const char *node, int hedge, size_t carried)
+{
+    struct call_state *st = &sc->st[i];
+    st->running++;
+    earn(sc->g);
+    st->hedge_at = 0;
+    if (!hedge && sc->g->cfg->hedge_percent > 0 && st->tried < st->replicas) {
+        double mean, high;
+        gw_node_latency(sc->g, node, &mean, &high);
+        high *= (double)carried;
+        int64_t wait = high > (double)sc->g->cfg->hedge_min_ms ? (int64_t)high : sc->g->cfg->hedge_min_ms;
+        st->hedge_at = mr_now_ms() + wait;
+    }
+}
+
+static void send_one(struct scatter *sc, size_t i, const char *node, const char *base, int hedge, int64_t left)
+{
+    gw_shard_call *c = &sc->calls[i];
+    struct attempt *a = new_attempt(sc, i, node, hedge, left);
+    a->req.method = c->method;
+    snprintf(a->req.url, sizeof a->req.url, "%s%s", base, c->path);
+    a->req.body = c->body;
+    a->req.body_len = c->body ? strlen(c->body) : 0;
+    mr_http_flight_add(sc->f, &a->req);
+    running_on(sc, i, node, hedge, 1);
+}
+
+/* Sends call i to its next replica; returns 0, or -1 if it has none left. */
+static int start(struct scatter *sc, size_t i, int hedge, int64_t left)
+{
+    char base[256];
+    const char *node = next_replica(sc, i, base, sizeof base);
+    if (!node)
+        return -1;
+    send_one(sc, i, node, base, hedge, left);
+    return 0;
+}
+
+/* The shard index a search call names: its path is /indexes/<name>/search. */
+static int search_index(const gw_shard_call *c, const char **name, int *len)
+{
+    static const char head[] = "/indexes/", tail[] = "/search";
+    size_t n = strlen(c->path);
+    /* a body naming what only a /multi-search query may hold must meet the node's refusal of it */
+    if (!c->search || !c->body || c->body[0] != '{' || strstr(c->body, "\"indexUid\"") ||
+        strstr(c->body, "\"federationOptions\"") || n <= sizeof head + sizeof tail - 2 ||
+        strncmp(c->path, head, sizeof head - 1) || strcmp(c->path + n - (sizeof tail - 1), tail))
+        return -1;
+    *name = c->path + sizeof head - 1;
+    *len = (int)(n - (sizeof head - 1) - (sizeof tail - 1));
+    return 0;
+}
+
+/* The searches of calls[members] go to node in one /multi-search: one request and one answer
+ * to parse instead of one per shard, which is most of what a search over many shards costs
+ * the gateway. Each query is the call's own body with its index named. */
+static void send_batch(struct scatter *sc, const size_t *members, size_t k, const char *node, const char *base,
+                       int64_t left)
+{
+    struct attempt *a = new_attempt(sc, BATCH, node, 0, left);
+    a->batch = mr_malloc(k * sizeof *a->batch);
+    memcpy(a->batch, members, k * sizeof *a->batch);
+    a->batch_count = k;
+    mr_text_printf(&a->body, "{\"queries\":[");
+    for (size_t j = 0; j < k; j++) {
+        const gw_shard_call *c = &sc->calls[members[j]];
+        const char *name;
+        int len;
+        search_index(c, &name, &len);
+        const char *rest = c->body + 1 + strspn(c->body + 1, " \t\r\n");
+        mr_text_printf(&a->body, "%s{\"indexUid\":\"%.*s\"%s%s", j ? "," : "", len, name, *rest == '}' ? "" : ",",
+                       rest);
+    }
+    mr_text_printf(&a->body, "]}");
+    snprintf(a->req.url, sizeof a->req.url, "%s/multi-search", base);
+    a->req.body = a->body.data;
+    a->req.body_len = a->body.len;
+    mr_http_flight_add(sc->f, &a->req);
+    atomic_fetch_add(&sc->g->search_batches, 1);
+    for (size_t j = 0; j < k; j++)
+        running_on(sc, members[j], node, 0, k);
+}
+
+/* Sends every call to its first replica; the searches bound for the same node go together. */
+static size_t start_all(struct scatter *sc, size_t n, int64_t left)
+{
+    size_t open = n;
+    const char **node_of = mr_calloc(n, sizeof *node_of);
+    char (*base_of)[256] = mr_malloc(n * sizeof *base_of);
+    const char *name;
+    int len;
+    for (size_t i = 0; i < n; i++) {
+        node_of[i] = next_replica(sc, i, base_of[i], sizeof base_of[i]);
+        if (!node_of[i])
+            open--;
+        else if (!sc->g->cfg->batch_shard_searches || search_index(&sc->calls[i], &name, &len))
+            send_one(sc, i, node_of[i], base_of[i], 0, left);
+        else
+            continue;
+        node_of[i] = NULL;
+    }
+    size_t *members = mr_malloc(n * sizeof *members);
+    for (size_t i = 0; i < n; i++) {
+        if (!node_of[i])
+            continue;
+        size_t k = 0;
+        for (size_t j = i; j < n; j++)
+            if (node_of[j] && strcmp(node_of[j], node_of[i]) == 0)
+                members[k++] = j;
+        if (k == 1)
+            send_one(sc, i, node_of[i], base_of[i], 0, left);
+        else
+            send_batch(sc, members, k, node_of[i], base_of[i], left);
+        for (size_t j = 0; j < k; j++)
+            if (members[j] != i)
+                node_of[members[j]] = NULL;
+        node_of[i] = NULL;
+    }
+    free(members);
+    free(base_of);
+    free(node_of);
+    return open;
+}
+
+/* What the merge reads of a search's hits (the rest of each is read only if the merge keeps it):
+ * appended to keep from position at; returns the new count. Room: MERGE_FIELDS + 2 a call. */
+#define MERGE_FIELDS 3
+static size_t merge_fields(const gw_shard_call *c, const char **keep, size_t at)
+{
+    if (at == 0) {
+        keep[at++] = "_rankingScore";
+        keep[at++] = "_rankingScoreDetails";
+        keep[at++] = MR_SEQ_FIELD;
+    }
+    keep[at++] = c->ix->primary_key;
+    if (c->distinct && c->distinct[0])
+        keep[at++] = c->distinct;
+    return at;
 }
 
 /* Takes an attempt's answer into its call. Returns 1 if the call has its answer (or its error),
@@ -99,8 +246,16 @@ static int take(gw *g, gw_shard_call *c, struct attempt *a, mr_error *not_found)
         gw_node_report(g, a->node, 1);
         return 1;
     }
-    json_t *body = mr_http_json(r);
-    if (r->status >= 200 && r->status < 300 && body) {
+    int ok = r->status >= 200 && r->status < 300;
+    json_t *body = NULL;
+    if (ok && c->search) {
+        const char *keep[MERGE_FIELDS + 2];
+        size_t nkeep = merge_fields(c, keep, 0);
+        body = mr_answer_load(r->resp, r->resp_len, keep, nkeep);
+    }
+    if (!body)
+        body = mr_http_json(r);
+    if (ok && body) {
         c->answer = body;
         gw_node_report(g, a->node, 1);
         return 1;
@@ -125,38 +280,134 @@ static int take(gw *g, gw_shard_call *c, struct attempt *a, mr_error *not_found)
     return 0;
 }
 
+/* Call i has its answer or its error: a hedge still running for it goes. */
+static void settle(struct scatter *sc, size_t i, const struct attempt *winner)
+{
+    for (size_t k = 0; k < sc->count; k++)
+        if (sc->attempts[k].call == i && &sc->attempts[k] != winner)
+            mr_http_flight_cancel(sc->f, &sc->attempts[k].req);
+    sc->st[i].running = 0;
+    sc->st[i].hedge_at = 0;
+}
+
+/* A call whose request failed: its next replica, if it has no other request running. Returns 1
+ * if it is over (no replica left). */
+static int fail_over(struct scatter *sc, size_t i, int64_t left)
+{
+    if (sc->st[i].running)
+        return 0;
+    if (start(sc, i, 0, left) == 0)
+        return 0;
+    if (sc->st[i].not_found.status) /* if one replica said it lacks the index, that is the answer */
+        sc->calls[i].error = sc->st[i].not_found;
+    return 1;
+}
+
+/* A node runs a batch's k queries one after another: what one of them alone would have taken is
+ * the batch's time less the others' at the node's usual pace, so a stall counts whole, as it
+ * does for a single request, and a batch of ordinary queries counts as one ordinary query. */
+static double single_equivalent_ms(gw *g, const char *node, double elapsed_ms, size_t k)
+{
+    double mean, high;
+    gw_node_latency(g, node, &mean, &high);
+    double rest = elapsed_ms - (double)(k - 1) * mean, even = elapsed_ms / (double)k;
+    return mean > 0 && rest > even ? rest : even;
+}
+
+/* A batch's answer: each of its calls takes its result. If the node refused the batch (a 4xx:
+ * one query's error), each call is sent alone to the same node, so that every call gets the
+ * node's own words for itself; if the node failed, each call goes to its next replica. Returns
+ * how many calls are over. */
+static size_t take_batch(struct scatter *sc, struct attempt *a, int64_t left)
+{
+    gw *g = sc->g;
+    mr_http_req *r = &a->req;
+    size_t over = 0;
+    json_t *body = NULL;
+    if (r->status >= 200 && r->status < 300) {
+        const char **keep = mr_malloc((MERGE_FIELDS + 2 * a->batch_count) * sizeof *keep);
+        size_t nkeep = 0;
+        for (size_t j = 0; j < a->batch_count; j++)
+            nkeep = merge_fields(&sc->calls[a->batch[j]], keep, nkeep);
+        body = mr_answers_load(r->resp, r->resp_len, keep, nkeep);
+        free(keep);
+    }
+    if (!body)
+        body = mr_http_json(r);
+    json_t *results = json_object_get(body, "results");
+    int ok = r->status >= 200 && r->status < 300 && json_array_size(results) == a->batch_count;
+    int judged = !ok && r->status >= 400 && r->status < 500 && json_is_object(body);
+    if (r->status)
+        gw_node_observe(g, a->node, single_equivalent_ms(g, a->node, r->elapsed_ms, a->batch_count));
+    gw_node_report(g, a->node, ok || judged);
+    if (!ok && !judged)
+        mr_log_request("warn", "gateway", gw_request_id(g), "POST /multi-search (%zu shards) on node %s failed: %ld %s",
+                       a->batch_count, a->node, r->status, r->status ? "" : r->curl_error);
+    char base[256];
+    if (judged && gw_node_url(g, a->node, base, sizeof base))
+        judged = 0;
+    for (size_t j = 0; j < a->batch_count; j++) {
+        size_t i = a->batch[j];
+        gw_shard_call *c = &sc->calls[i];
+        if (sc->st[i].running)
+            sc->st[i].running--;
+        if (c->answer || c->error.status)
+            continue; /* a hedge answered it first */
+        if (ok) {
+            c->answer = json_incref(json_array_get(results, j));
+            json_object_del(c->answer, "indexUid");
+            settle(sc, i, a);
+            over++;
+        } else if (judged) {
+            send_one(sc, i, a->node, base, 0, left);
+        } else {
+            over += (size_t)fail_over(sc, i, left);
+        }
+    }
+    json_decref(body);
+    return over;
+}
+
 int gw_scatter(gw *g, gw_shard_call *calls, size_t n, mr_error *err, size_t *failed)
 {
-    struct call_state *st = mr_calloc(n + 1, sizeof *st);
-    struct attempt *attempts = mr_calloc(n * (MR_MAX_REPLICAS + 1) + 1, sizeof *attempts);
-    size_t count = 0, open = n;
-    mr_http_flight *f = mr_http_flight_new(g->http);
+    /* per call: a batch, the batch's calls alone, every replica, a hedge */
+    struct scatter sc = {.g = g, .calls = calls, .st = mr_calloc(n + 1, sizeof *sc.st),
+                         .attempts = mr_calloc(n * (MR_MAX_REPLICAS + 3) + 1, sizeof *sc.attempts),
+                         .f = mr_http_flight_new(g->http)};
+    struct call_state *st = sc.st;
     int64_t deadline = gw_request_deadline(g), begun = mr_now_ms();
     int64_t left = deadline ? deadline - begun : g->cfg->upstream_timeout_ms;
     int timed_out = left <= 0;
     for (size_t i = 0; i < n; i++) {
         calls[i].answer = NULL;
         calls[i].error.status = 0;
-        st[i].replicas = gw_replica_order(g, calls[i].ix, calls[i].shard, calls[i].key, st[i].order);
-        if (timed_out || start(g, f, calls, st, attempts, &count, i, 0, left))
-            open--;
+        st[i].replicas = timed_out ? 0 : gw_replica_order(g, calls[i].ix, calls[i].shard, calls[i].key, st[i].order);
     }
+    size_t open = start_all(&sc, n, left);
     while (open && !timed_out) {
         int64_t now = mr_now_ms(), wake = deadline ? deadline : now + g->cfg->upstream_timeout_ms;
         for (size_t i = 0; i < n; i++)
             if (st[i].hedge_at && st[i].hedge_at < wake)
                 wake = st[i].hedge_at;
-        mr_http_req *done = mr_http_flight_running(f) ? mr_http_flight_next(f, (int)(wake > now ? wake - now : 0)) : NULL;
+        mr_http_req *done =
+            mr_http_flight_running(sc.f) ? mr_http_flight_next(sc.f, (int)(wake > now ? wake - now : 0)) : NULL;
         now = mr_now_ms();
         if (deadline && now >= deadline && !done) {
             timed_out = 1;
             break;
         }
+        left = deadline ? deadline - now : g->cfg->upstream_timeout_ms;
         if (done) {
             struct attempt *a = (struct attempt *)((char *)done - offsetof(struct attempt, req));
+            if (a->call == BATCH) {
+                open -= take_batch(&sc, a, left);
+                mr_http_req_reset(done);
+                continue;
+            }
             size_t i = a->call;
             gw_shard_call *c = &calls[i];
-            st[i].running--;
+            if (st[i].running)
+                st[i].running--;
             if (c->answer || c->error.status) {
                 mr_http_req_reset(done);
                 continue; /* the other request of a hedged call, canceled or late */
@@ -164,39 +415,30 @@ int gw_scatter(gw *g, gw_shard_call *calls, size_t n, mr_error *err, size_t *fai
             if (take(g, c, a, &st[i].not_found)) {
                 if (a->hedge && c->answer)
                     atomic_fetch_add(&g->hedges_won, 1);
-                for (size_t k = 0; k < count; k++) /* the slower request of a hedged call goes */
-                    if (attempts[k].call == i && &attempts[k] != a)
-                        mr_http_flight_cancel(f, &attempts[k].req);
-                st[i].running = 0;
-                st[i].hedge_at = 0;
+                settle(&sc, i, a);
                 open--;
-            } else if (!st[i].running) {
-                left = deadline ? deadline - now : g->cfg->upstream_timeout_ms;
-                if (start(g, f, calls, st, attempts, &count, i, 0, left)) {
-                    open--; /* no replica left: if one said it lacks the index, that is the answer */
-                    if (st[i].not_found.status)
-                        c->error = st[i].not_found;
-                }
+            } else {
+                open -= (size_t)fail_over(&sc, i, left);
             }
             mr_http_req_reset(done);
             continue;
         }
-        if (!mr_http_flight_running(f))
+        if (!mr_http_flight_running(sc.f))
             break;
         for (size_t i = 0; i < n; i++) {
             if (!st[i].hedge_at || st[i].hedge_at > now)
                 continue;
             st[i].hedge_at = 0;
-            if (!spend(g))
-                continue;
-            left = deadline ? deadline - now : g->cfg->upstream_timeout_ms;
-            if (start(g, f, calls, st, attempts, &count, i, 1, left) == 0)
+            if (spend(g) && start(&sc, i, 1, left) == 0)
                 atomic_fetch_add(&g->hedges, 1);
         }
     }
-    mr_http_flight_free(f);
-    for (size_t k = 0; k < count; k++)
-        mr_http_req_reset(&attempts[k].req);
+    mr_http_flight_free(sc.f);
+    for (size_t k = 0; k < sc.count; k++) {
+        mr_http_req_reset(&sc.attempts[k].req);
+        free(sc.attempts[k].batch);
+        free(sc.attempts[k].body.data);
+    }
     int rc = 0;
     uint32_t missing = 0;
     for (size_t i = 0; i < n; i++) {
@@ -220,8 +462,8 @@ int gw_scatter(gw *g, gw_shard_call *calls, size_t n, mr_error *err, size_t *fai
                      "%u shard request(s) found no reachable ready replica; the request was not answered.", missing);
         rc = -1;
     }
-    free(st);
-    free(attempts);
+    free(sc.st);
+    free(sc.attempts);
     return rc;
 }
 
@@ -233,6 +475,14 @@ void gw_scatter_clear(gw_shard_call *calls, size_t n)
         free(calls[i].raw_answer);
         calls[i].raw_answer = NULL;
     }
+}
+
+void gw_search_call(gw_shard_call *call, const mr_index *ix, uint32_t shard, uint64_t key, const char *body,
+                    const char *distinct)
+{
+    *call = (gw_shard_call){
+        .ix = ix, .shard = shard, .key = key, .method = "POST", .body = body, .search = 1, .distinct = distinct};
+    gw_shard_path(call->path, sizeof call->path, ix, shard, "/search");
 }
 
 void gw_shard_path(char *out, size_t outlen, const mr_index *ix, uint32_t shard, const char *suffix)

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "answer.h"
 #include "gw.h"
 #include "merge.h"
 #include "seq.h"
@@ -22,10 +23,8 @@ int gw_query_prepare(gw_query *q, const mr_index *ix, json_t *body, mr_error *er
 
 void gw_query_calls(const gw_query *q, gw_shard_call *calls)
 {
-    for (uint32_t s = 0; s < q->ix->shard_count; s++) {
-        calls[s] = (gw_shard_call){.ix = q->ix, .shard = s, .key = q->key, .method = "POST", .body = q->text};
-        gw_shard_path(calls[s].path, sizeof calls[s].path, q->ix, s, "/search");
-    }
+    for (uint32_t s = 0; s < q->ix->shard_count; s++)
+        gw_search_call(&calls[s], q->ix, s, q->key, q->text, q->sreq.distinct);
 }
 
 json_t *gw_query_merge(const gw_query *q, gw_shard_call *calls, int *short_answer)
@@ -117,9 +116,7 @@ static int fetch_page(gw *g, gw_query *q, json_t *out, mr_error *err)
         json_object_set_new(body, json_object_get(body, "page") ? "hitsPerPage" : "limit",
                             json_integer((json_int_t)depth[s]));
         texts[s] = json_dumps(body, JSON_COMPACT);
-        calls[used] = (gw_shard_call){.ix = q->ix, .shard = s, .key = q->key, .method = "POST", .body = texts[s]};
-        gw_shard_path(calls[used].path, sizeof calls[used].path, q->ix, s, "/search");
-        used++;
+        gw_search_call(&calls[used++], q->ix, s, q->key, texts[s], q->sreq.distinct);
     }
     int rc = gw_scatter(g, calls, used, err, NULL);
     for (size_t k = 0; k < used && rc == 0; k++) {
@@ -135,6 +132,7 @@ static int fetch_page(gw *g, gw_query *q, json_t *out, mr_error *err)
                 break;
             }
             json_t *copy = json_deep_copy(found);
+            mr_hit_expand(copy);
             size_t a;
             json_t *attr;
             json_array_foreach(added, a, attr) json_object_del(copy, json_string_value(attr));

@@ -93,6 +93,23 @@ const char *gw_cluster_health(gw *g, json_t *shards_out, size_t *zones_shared)
     return colours[worst];
 }
 
+/* The members holding more shard indexes than a Meilisearch node keeps open (node_open_indexes):
+ * Meilisearch 1.21 keeps at most about 18 indexes open and closes the least recently used to
+ * open another, so a node searched across more of them reopens indexes all the time, and under
+ * concurrent searches its HTTP workers can wait for each other's indexes to close, for good
+ * (operations.md). Appends {"node", "shardIndexes"} to out. */
+static void crowded_nodes(gw *g, json_t *out)
+{
+    mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
+    for (size_t i = 0; i < topo->member_count; i++) {
+        size_t held = mr_topology_replicas_on(topo, topo->members[i].node.id);
+        if ((long)held > g->cfg->node_open_indexes)
+            json_array_append_new(out, json_pack("{s:s, s:I}", "node", topo->members[i].node.id, "shardIndexes",
+                                                 (json_int_t)held));
+    }
+    mr_topology_release(mr_meta_topology(g->meta), topo);
+}
+
 /* Public, as on Meilisearch (load balancers probe it). The per-shard detail names indexes, so
  * with a master key it needs a key that may read stats. */
 void gw_route_health(gw *g, const gw_request *req, gw_response *res)
@@ -132,8 +149,11 @@ void gw_route_health(gw *g, const gw_request *req, gw_response *res)
     gw_caller_clear(&probe.caller);
     /* Meilisearch SDKs read only "status"; red still answers "available" for the shards that
      * are fine, and the detail says which are not. */
-    gw_reply(res, 200, json_pack("{s:s, s:s, s:o, s:o, s:o}", "status", "available", "cluster", colour,
-                                 "degradedShards", degraded, "zonesSharedShards", shared, "shards", shards));
+    json_t *crowded = json_array();
+    crowded_nodes(g, crowded);
+    gw_reply(res, 200, json_pack("{s:s, s:s, s:o, s:o, s:o, s:o}", "status", "available", "cluster", colour,
+                                 "degradedShards", degraded, "zonesSharedShards", shared, "crowdedNodes", crowded,
+                                 "shards", shards));
 }
 
 void gw_route_version(gw *g, const gw_request *req, gw_response *res)

@@ -60,7 +60,9 @@ static const struct key keys[] = {
     {L(checkpoint_min_records, 100000, 0, 1000000000000)},
     {L(hedge_percent, 5, 0, 100)},
     {L(hedge_min_ms, 10, 1, 60000)},
-    {L(two_phase_min_shards, 8, 0, 1024)},
+    {L(two_phase_min_shards, 0, 0, 1024)},
+    {L(batch_shard_searches, 1, 0, 1)},
+    {L(node_open_indexes, 18, 1, 100000)},
 };
 
 #undef S

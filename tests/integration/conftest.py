@@ -5,6 +5,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -255,6 +256,24 @@ def healthy(http):
         return http.get("/health")[0] == 200
     except requests.RequestException:
         return False
+
+
+@contextlib.contextmanager
+def extra_gateway(cluster, port, name, **settings):
+    """Another gateway on the cluster, with settings of its own (MIROIR_<KEY> = value), stopped on
+    exit."""
+    env = dict(cluster["env"], MIROIR_CONFIG=os.path.join(cluster["state"], "miroir.conf"),
+               MIROIR_GATEWAY_LISTEN=f"{HOST}:{port}", **{f"MIROIR_{k.upper()}": str(v) for k, v in settings.items()})
+    log = open(os.path.join(cluster["state"], "logs", f"gateway-{name}.log"), "wb")
+    proc = subprocess.Popen([os.path.join(BUILD, "gateway", "miroir-gateway")], env=env, stdout=log, stderr=log)
+    gw = Http(f"http://{HOST}:{port}")
+    try:
+        wait_until(f"the {name} gateway", lambda: healthy(gw), 60)
+        yield gw
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()
 
 
 SETTINGS = {"filterableAttributes": ["registry", "month", "version"], "sortableAttributes": ["name", "month"]}

@@ -3,14 +3,12 @@ index and against the gateway (S=3, RF=2 over 3 nodes); the answers must match, 
 differences listed and justified in conformance_cases.py."""
 import json
 import os
-import signal
-import subprocess
 
 import pytest
 
 from conformance_cases import (ALLOWED, CASES, DICTIONARY_SENSITIVE, DISTINCT_TIES, INDEX, SETTINGS, UNORDERED,
                                VOLATILE)
-from conftest import BUILD, HOST, SAMPLE, Http, healthy, node_wait_task, wait_until
+from conftest import SAMPLE, Http, extra_gateway, node_wait_task
 
 
 @pytest.fixture(scope="module")
@@ -171,27 +169,25 @@ def test_stats_agree_where_they_must(cluster, baseline, conf_index):
         assert mine[field] == single[field], field
 
 
-@pytest.fixture(scope="module")
-def two_phase_gateway(cluster):
-    """A second gateway on the same cluster that answers every search over two shards or more
-    in two phases (query, then fetch); the cluster's own answers this index's in one."""
-    port = 27791
-    env = dict(cluster["env"], MIROIR_CONFIG=os.path.join(cluster["state"], "miroir.conf"),
-               MIROIR_GATEWAY_LISTEN=f"{HOST}:{port}", MIROIR_TWO_PHASE_MIN_SHARDS="2")
-    log = open(os.path.join(cluster["state"], "logs", "gateway-two-phase.log"), "wb")
-    proc = subprocess.Popen([os.path.join(BUILD, "gateway", "miroir-gateway")], env=env, stdout=log, stderr=log)
-    gw = Http(f"http://{HOST}:{port}")
-    try:
-        wait_until("the two-phase gateway", lambda: healthy(gw), 60)
-        yield gw
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-        log.close()
+# Other gateways on the same cluster, each answering another way; every answer must equal the
+# cluster's own (one phase, a node's shards in one /multi-search).
+OTHER_WAYS = {
+    "two phases": (27791, {"two_phase_min_shards": 2}),  # query, then fetch, over two shards or more
+    "one request per shard": (27794, {"batch_shard_searches": 0}),
+}
 
 
-def test_both_phases_answer_alike(cluster, conf_index, two_phase_gateway):
-    """Every case answered in two phases equals its one-phase answer (the engine's time aside)."""
+@pytest.fixture(scope="module", params=sorted(OTHER_WAYS))
+def other_gateway(request, cluster):
+    port, settings = OTHER_WAYS[request.param]
+    with extra_gateway(cluster, port, request.param.replace(" ", "-"), **settings) as gw:
+        yield request.param, gw
+
+
+def test_every_way_answers_alike(cluster, conf_index, other_gateway):
+    """Every case answered in two phases, or with one request per shard, equals the cluster's own
+    answer (the engine's time aside)."""
+    way, other = other_gateway
     one = cluster["gateway"]
     differ = []
 
@@ -201,8 +197,8 @@ def test_both_phases_answer_alike(cluster, conf_index, two_phase_gateway):
         return ans
     for name, method, path, body, params in CASES:
         a = one.req(method, path, body, **(params or {}))
-        b = two_phase_gateway.req(method, path, body, **(params or {}))
+        b = other.req(method, path, body, **(params or {}))
         if a[0] != b[0] or strip(a[1]) != strip(b[1]):
-            differ.append(f"{name}: {json.dumps(a)[:400]}\n  two phases: {json.dumps(b)[:400]}")
-    print(f"\n{len(CASES)} cases, {len(differ)} differ between one phase and two")
+            differ.append(f"{name}: {json.dumps(a)[:400]}\n  {way}: {json.dumps(b)[:400]}")
+    print(f"\n{len(CASES)} cases, {len(differ)} differ with {way}")
     assert not differ, "\n".join(differ)

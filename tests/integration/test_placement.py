@@ -10,7 +10,7 @@ import time
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from conftest import hrw_target, miroirctl, placement_of, settled, storage_of, wait_until
+from conftest import extra_gateway, hrw_target, miroirctl, placement_of, settled, storage_of, wait_until
 
 NODES = ["n1", "n2", "n3"]
 
@@ -160,3 +160,18 @@ def test_an_index_placed_by_plain_hrw_moves_to_the_bounded_placement(cluster):
     status, verdict = gw.post("/_miroir/verify", {"indexes": [uid]})
     assert verdict["summary"]["consistent"] == 4, verdict
     gw.wait_task(gw.req("DELETE", f"/indexes/{uid}")[1]["taskUid"])
+
+
+def test_nodes_holding_more_indexes_than_a_node_keeps_open_are_named(cluster):
+    """/health?detail=true names the nodes holding more shard indexes than node_open_indexes: a
+    Meilisearch node keeps about 18 indexes open, so one searched across more of them reopens
+    indexes all the time, and under concurrent searches its HTTP workers can wait on each other
+    for good (operations.md). A gateway told that nodes keep fewer open names every node above."""
+    held = {n["id"]: n["replicas"] for n in cluster["gateway"].get("/_miroir/topology")[1]["nodes"]}
+    limit = max(1, min(held.values()) - 1)
+    with extra_gateway(cluster, 27796, "crowded", node_open_indexes=limit) as gw:
+        detail = gw.get("/health", detail="true")[1]
+        crowded = {c["node"]: c["shardIndexes"] for c in detail["crowdedNodes"]}
+        assert crowded == {n: c for n, c in held.items() if c > limit}, (crowded, held)
+        assert crowded
+        assert "crowdedNodes" not in gw.get("/health")[1]  # what load balancers and SDKs read stays as it was

@@ -10,23 +10,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, HOST, ROOT, Http, healthy, pid_of, placement_of, shard_of, wait_until
-
-
-def gateway_without_hedging(cluster, port, name):
-    env = dict(cluster["env"], MIROIR_CONFIG=os.path.join(cluster["state"], "miroir.conf"),
-               MIROIR_GATEWAY_LISTEN=f"{HOST}:{port}", MIROIR_HEDGE_PERCENT="0")
-    log = open(os.path.join(cluster["state"], "logs", f"gateway-{name}.log"), "wb")
-    proc = subprocess.Popen([os.path.join(BUILD, "gateway", "miroir-gateway")], env=env, stdout=log, stderr=log)
-    gw = Http(f"http://{HOST}:{port}")
-    wait_until(f"the {name} gateway", lambda: healthy(gw), 60)
-    return proc, log, gw
-
-
-def stop_gateway(proc, log):
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=30)
-    log.close()
+from conftest import ROOT, Http, extra_gateway, pid_of, placement_of, shard_of, wait_until
 
 
 def make_index(gw, uid, shards, rf, count=400):
@@ -97,49 +81,59 @@ def timed_searches(gw, queries):
     return out
 
 
-def test_a_late_shard_request_is_hedged(cluster):
+@pytest.fixture(scope="module")
+def hedged(cluster):
+    """Index `hedged`: two shards, each on two nodes."""
+    make_index(cluster["gateway"], "hedged", 2, 2)
+    return "hedged"
+
+
+def test_a_late_shard_request_is_hedged(cluster, hedged):
     """A node stops answering (SIGSTOP): the requests already bound for it are hedged on the
     other replica and answered within a small multiple of a normal answer; without hedging they
     wait for the node until the health check or the upstream timeout gives up on it."""
     gw = cluster["gateway"]
-    make_index(gw, "hedged", 2, 2)
-    proc, log, plain = gateway_without_hedging(cluster, 27792, "unhedged")
     try:
-        words = ["amber", "birch", "cedar", "delta", "ember", "fjord", "grove", "harbor"]
-        for k in range(300):  # latencies learned, hedges earned
-            for g in (gw, plain):
-                assert g.post("/indexes/hedged/search", {"q": f"{words[k % 8]} {k}"})[0] == 200
-        hedges = metric_total(gw, "miroir_hedged_requests_total")
-        victim = placement_of(gw, "hedged")[0]["replicas"][0]["node"]
-        pid = node_pid(cluster, victim)
-        os.kill(pid, signal.SIGSTOP)
-        try:  # both at once: the health check marks the node down within a second or two
-            queries = [f"{words[k % 8]} item {k}" for k in range(12)]  # within the budget's burst
-            runs = {}
-            both = [threading.Thread(target=lambda g=g, name=name: runs.__setitem__(name, timed_searches(g, queries)))
-                    for name, g in (("hedged", gw), ("plain", plain))]
-            for t in both:
-                t.start()
-            for t in both:
-                t.join(60)
-            hedged_runs, plain_runs = runs["hedged"], runs["plain"]
-        finally:
-            os.kill(pid, signal.SIGCONT)
-        worst_hedged = max(t for _, t in hedged_runs)
-        worst_plain = max(t for _, t in plain_runs)
-        won = metric_total(gw, "miroir_hedges_won_total")
-        print(f"\nwith {victim} stopped: slowest search {worst_hedged * 1000:.0f} ms hedged, "
-              f"{worst_plain * 1000:.0f} ms without; hedges {metric_total(gw, 'miroir_hedged_requests_total') - hedges:.0f}, "
-              f"won {won:.0f}")
-        assert all(s == 200 for s, _ in hedged_runs + plain_runs)
-        assert metric_total(gw, "miroir_hedged_requests_total") > hedges and won > 0
-        assert worst_hedged < 0.8, hedged_runs
-        assert worst_plain > 0.8, plain_runs  # what hedging saved
-        shard_requests = metric_total(gw, "miroir_shard_requests_total")
-        assert metric_total(gw, "miroir_hedged_requests_total") <= 0.05 * shard_requests + 20  # the budget
+        with extra_gateway(cluster, 27792, "unhedged", hedge_percent=0) as plain:
+            hedged_check(cluster, gw, plain)
     finally:
-        stop_gateway(proc, log)
         wait_until("the node back", lambda: gw.get("/health")[1]["cluster"] == "green", 60)
+
+
+def hedged_check(cluster, gw, plain):
+    """The hedged searches of test_a_late_shard_request_is_hedged, with and without hedging."""
+    words = ["amber", "birch", "cedar", "delta", "ember", "fjord", "grove", "harbor"]
+    for k in range(300):  # latencies learned, hedges earned
+        for g in (gw, plain):
+            assert g.post("/indexes/hedged/search", {"q": f"{words[k % 8]} {k}"})[0] == 200
+    hedges = metric_total(gw, "miroir_hedged_requests_total")
+    victim = placement_of(gw, "hedged")[0]["replicas"][0]["node"]
+    pid = node_pid(cluster, victim)
+    os.kill(pid, signal.SIGSTOP)
+    try:  # both at once: the health check marks the node down within a second or two
+        queries = [f"{words[k % 8]} item {k}" for k in range(12)]  # within the budget's burst
+        runs = {}
+        both = [threading.Thread(target=lambda g=g, name=name: runs.__setitem__(name, timed_searches(g, queries)))
+                for name, g in (("hedged", gw), ("plain", plain))]
+        for t in both:
+            t.start()
+        for t in both:
+            t.join(60)
+        hedged_runs, plain_runs = runs["hedged"], runs["plain"]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    worst_hedged = max(t for _, t in hedged_runs)
+    worst_plain = max(t for _, t in plain_runs)
+    won = metric_total(gw, "miroir_hedges_won_total")
+    print(f"\nwith {victim} stopped: slowest search {worst_hedged * 1000:.0f} ms hedged, "
+          f"{worst_plain * 1000:.0f} ms without; hedges {metric_total(gw, 'miroir_hedged_requests_total') - hedges:.0f}, "
+          f"won {won:.0f}")
+    assert all(s == 200 for s, _ in hedged_runs + plain_runs)
+    assert metric_total(gw, "miroir_hedged_requests_total") > hedges and won > 0
+    assert worst_hedged < 0.8, hedged_runs
+    assert worst_plain > 0.8, plain_runs  # what hedging saved
+    shard_requests = metric_total(gw, "miroir_shard_requests_total")
+    assert metric_total(gw, "miroir_hedged_requests_total") <= 0.05 * shard_requests + 20  # the budget
 
 
 def shard_request_counts(gw):
@@ -151,12 +145,10 @@ def shard_request_counts(gw):
     return counts
 
 
-def test_a_slow_replica_is_asked_last(cluster):
+def test_a_slow_replica_is_asked_last(cluster, hedged):
     """A node made slow (stopped and continued in turns) gets far fewer of the shard requests it
     used to: the gateway's latency estimate sends its replicas after the fast ones."""
-    gw = cluster["gateway"]
-    proc, log, plain = gateway_without_hedging(cluster, 27793, "adaptive")
-    try:
+    with extra_gateway(cluster, 27793, "adaptive", hedge_percent=0) as plain:
         victim = placement_of(plain, "hedged")[0]["replicas"][0]["node"]
         pid = node_pid(cluster, victim)
 
@@ -174,10 +166,10 @@ def test_a_slow_replica_is_asked_last(cluster):
 
         def duty_cycle():
             while not stop.is_set():
-                os.kill(pid, signal.SIGSTOP)
-                time.sleep(0.04)
+                os.kill(pid, signal.SIGSTOP)  # two thirds of the time: ~20 ms more on average
+                time.sleep(0.06)
                 os.kill(pid, signal.SIGCONT)
-                time.sleep(0.04)
+                time.sleep(0.03)
         cycler = threading.Thread(target=duty_cycle)
         cycler.start()
         try:
@@ -189,5 +181,38 @@ def test_a_slow_replica_is_asked_last(cluster):
             os.kill(pid, signal.SIGCONT)
         print(f"\n{victim}'s share of shard requests: {normal:.2f} when fast, {slow:.2f} when slow")
         assert normal > 0.15 and slow < normal / 2
-    finally:
-        stop_gateway(proc, log)
+
+
+def test_a_nodes_shards_travel_in_one_request(cluster):
+    """Six shards at RF=1 on three nodes: every node holds two, and each search sends each such
+    node one /multi-search carrying both, answering as the same search sent shard by shard. A
+    search one shard refuses gets the node's own words for a single search (not the multi-search's
+    ``Inside `.queries[i]` ``), and a body naming a field only a multi-search query may hold is
+    refused as a single search refuses it."""
+    gw = cluster["gateway"]
+    make_index(gw, "batched", 6, 1)
+    held = {}
+    for s in placement_of(gw, "batched"):
+        held[s["replicas"][0]["node"]] = held.get(s["replicas"][0]["node"], 0) + 1
+    batched_nodes = sum(1 for n in held.values() if n > 1)
+    assert batched_nodes > 0, held
+    bodies = [{"q": "cedar"}, {"q": "amber birch", "limit": 7, "offset": 3}, {"q": "", "page": 2, "hitsPerPage": 9},
+              {"q": "grove", "attributesToHighlight": ["title"], "showRankingScore": True},
+              {"q": "harbor item", "attributesToRetrieve": ["title"], "cropLength": 3, "attributesToCrop": ["title"]}]
+    with extra_gateway(cluster, 27795, "per-shard", batch_shard_searches=0) as apart:
+        batches, requests = metric_total(gw, "miroir_search_batches_total"), metric_total(gw, "miroir_shard_requests_total")
+        for body in bodies:
+            a, b = gw.post("/indexes/batched/search", body), apart.post("/indexes/batched/search", body)
+            assert a[0] == b[0] == 200
+            a[1].pop("processingTimeMs")
+            b[1].pop("processingTimeMs")
+            assert a[1] == b[1], body
+        assert metric_total(gw, "miroir_search_batches_total") - batches == len(bodies) * batched_nodes
+        assert metric_total(gw, "miroir_shard_requests_total") - requests >= len(bodies) * 6
+        for body in ({"q": "cedar", "filter": "title = x"}, {"q": "cedar", "indexUid": "batched"},
+                     {"q": "cedar", "federationOptions": {"weight": 2}}):
+            a, b = gw.post("/indexes/batched/search", body), apart.post("/indexes/batched/search", body)
+            print(f"\n{body} -> {a[0]} {a[1].get('code')}: {a[1].get('message')}")
+            assert a[0] == b[0] == 400 and a[1] == b[1], (a, b)
+            assert "queries" not in a[1]["message"]
+    gw.req("DELETE", "/indexes/batched")
