@@ -9,7 +9,7 @@
 #   ./miroir.sh deps     install dependencies only
 #   ./miroir.sh build    build only
 #   ./miroir.sh ctl ...  run miroirctl against this cluster's gateway (ctl --help)
-#   ./miroir.sh bench [--quick]   Miroir against direct Meilisearch; writes docs/benchmarks.md
+#   ./miroir.sh bench [--quick]   Miroir against direct Meilisearch; writes docs/benchmarks.md (--quick: benchmarks-quick.md)
 #   ./miroir.sh stop NAME...      stop some processes of the cluster (e.g. ingest1)
 #   ./miroir.sh fuzz [SECONDS]    run each libFuzzer harness (tests/fuzz) for SECONDS (60)
 #   ./miroir.sh placesim [--quick]  the placement simulator: HRW against bounded loads, N = 3…1000
