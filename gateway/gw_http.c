@@ -11,6 +11,7 @@
 
 #include "alloc.h"
 #include "auth.h"
+#include "buf.h"
 #include "codec.h"
 #include "gw.h"
 #include "head.h"
@@ -155,8 +156,7 @@ static void request_id(gw *g, struct MHD_Connection *conn, char *out, size_t len
 struct upload {
     int begun;   /* the request's headers were read */
     char *query; /* the raw query string (libmicrohttpd hands the handler only its parsed form) */
-    char *body;
-    size_t len, cap;
+    mr_buf body;
     size_t reserved; /* of the body budget, given back when the request ends */
     int too_large;
     int over_budget;
@@ -386,19 +386,17 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, gw_response *r
 static int decode_upload(gw *g, struct MHD_Connection *conn, struct upload *up, gw_response *res)
 {
     const char *coding = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Encoding");
-    if (!coding || strcasecmp(coding, "identity") == 0 || (!up->len && !up->body))
+    if (!coding || strcasecmp(coding, "identity") == 0 || !up->body.data)
         return 0;
     char *plain;
     size_t plain_len;
     mr_error e;
-    if (mr_decode_body(coding, up->body ? up->body : "", up->len, (size_t)g->cfg->max_body_bytes, &plain, &plain_len, &e)) {
+    if (mr_decode_body(coding, up->body.data, up->body.len, (size_t)g->cfg->max_body_bytes, &plain, &plain_len, &e)) {
         gw_reply_error(res, &e);
         return -1;
     }
-    free(up->body);
-    up->body = plain;
-    up->len = plain_len;
-    up->cap = plain_len + 1;
+    mr_buf_free(&up->body);
+    up->body = (mr_buf){.data = plain, .len = plain_len, .cap = plain_len + 1};
     return 0;
 }
 
@@ -568,25 +566,16 @@ static void keep_body(gw_front *f, struct upload *up, const char *data, size_t n
 {
     if (up->too_large || up->over_budget)
         return;
-    if (up->len + n > (size_t)f->g->cfg->max_body_bytes) {
+    if (up->body.len + n > (size_t)f->g->cfg->max_body_bytes) {
         up->too_large = 1;
         return;
     }
-    if (up->len + n > up->reserved && reserve_body(f, up, up->len + n - up->reserved + GW_BUDGET_STEP)) {
+    if (up->body.len + n > up->reserved && reserve_body(f, up, up->body.len + n - up->reserved + GW_BUDGET_STEP)) {
         up->over_budget = 1;
         return;
     }
-    if (up->len + n + 1 > up->cap) {
-        /* a declared length is reserved whole: one allocation of the right size */
-        size_t cap = up->cap ? up->cap * 2 : up->reserved + 1;
-        while (cap < up->len + n + 1)
-            cap *= 2;
-        up->body = mr_realloc(up->body, cap);
-        up->cap = cap;
-    }
-    memcpy(up->body + up->len, data, n);
-    up->len += n;
-    up->body[up->len] = '\0';
+    /* a declared length is reserved whole: one allocation of the right size */
+    mr_buf_add(&up->body, data, n, up->reserved + 1);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -626,7 +615,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         gw_reply_error(&res, &e);
     } else if (decode_upload(g, conn, up, &res) == 0) {
         gw_request req = {.conn = conn, .method = method, .path = url, .query = up->query,
-                          .body = up->body ? up->body : "", .body_len = up->len};
+                          .body = up->body.data ? up->body.data : "", .body_len = up->body.len};
         route = dispatch(g, &req, &res);
         gw_caller_clear(&req.caller);
     }
@@ -711,8 +700,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
     atomic_fetch_sub(&f->body_bytes, (long long)up->reserved);
     enter_phase(f, up->link, CONN_IDLE);
-    int large = up->cap >= GW_TRIM_AFTER_BYTES;
-    free(up->body);
+    int large = up->body.cap >= GW_TRIM_AFTER_BYTES;
+    mr_buf_free(&up->body);
     free(up->query);
     free(up);
     *con_cls = NULL;

@@ -23,27 +23,8 @@
 
 typedef struct ingest_stream stream;
 
-/* ---------------------------------------------------------------- buffers */
-
-static void buf_add(struct buf *b, const char *p, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 65536;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        b->data = mr_realloc(b->data, cap);
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-static void buf_free(struct buf *b)
-{
-    free(b->data);
-    *b = (struct buf){0};
-}
+/* Batch bodies start at this size: most batches fit, and larger ones double from it. */
+#define BODY_FIRST_CAP 65536
 
 /* ---------------------------------------------------------------- stream life cycle */
 
@@ -123,7 +104,7 @@ static void stream_unassign(ingest *in, stream *s)
 static void stream_end(ingest *in, stream *s)
 {
     stream_unassign(in, s);
-    buf_free(&s->body);
+    mr_buf_free(&s->body);
     json_decref(s->fold);
     free(s->pending);
 }
@@ -621,14 +602,14 @@ static int stream_take(ingest *in, stream *s, rd_kafka_message_t *m)
         char *quoted = json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT);
         json_decref(id);
         if (s->body.len)
-            buf_add(&s->body, ",", 1);
-        buf_add(&s->body, quoted, strlen(quoted));
+            mr_buf_add(&s->body, ",", 1, BODY_FIRST_CAP);
+        mr_buf_add(&s->body, quoted, strlen(quoted), BODY_FIRST_CAP);
         free(quoted);
     } else if (kind == BATCH_CONTROL) {
-        buf_add(&s->body, rec.value ? rec.value : "", rec.value_len);
+        mr_buf_add(&s->body, rec.value ? rec.value : "", rec.value_len, BODY_FIRST_CAP);
     } else {
-        buf_add(&s->body, line, strlen(line));
-        buf_add(&s->body, "\n", 1);
+        mr_buf_add(&s->body, line, strlen(line), BODY_FIRST_CAP);
+        mr_buf_add(&s->body, "\n", 1, BODY_FIRST_CAP);
     }
     s->batch_docs++;
     if (s->batch_docs == 1) {
@@ -786,14 +767,14 @@ static void push_inflight(stream *s, int64_t task_uid)
 
 /* The requests of a folded window, in out (up to three, each with its own body in bodies):
  * deletes, replaces, updates, which touch different documents. Returns how many. */
-static size_t fold_requests(const stream *s, mr_http_req *out, struct buf *bodies)
+static size_t fold_requests(const stream *s, mr_http_req *out, mr_buf *bodies)
 {
     static const char kinds[3] = {'d', 'r', 'u'};
     char *epk = curl_easy_escape(NULL, s->primary_key, 0);
     size_t n = 0;
     for (int k = 0; k < 3; k++) {
-        struct buf *b = &bodies[n];
-        *b = (struct buf){0};
+        mr_buf *b = &bodies[n];
+        *b = (mr_buf){0};
         const char *id;
         json_t *entry;
         json_object_foreach(s->fold, id, entry) {
@@ -803,8 +784,8 @@ static size_t fold_requests(const stream *s, mr_http_req *out, struct buf *bodie
             char *text = json_dumps(quoted ? quoted : json_array_get(entry, 1), JSON_ENCODE_ANY | JSON_COMPACT);
             json_decref(quoted);
             if (b->len)
-                buf_add(b, kinds[k] == 'd' ? "," : "\n", 1);
-            buf_add(b, text, strlen(text));
+                mr_buf_add(b, kinds[k] == 'd' ? "," : "\n", 1, BODY_FIRST_CAP);
+            mr_buf_add(b, text, strlen(text), BODY_FIRST_CAP);
             free(text);
         }
         if (!b->len)
@@ -812,11 +793,11 @@ static size_t fold_requests(const stream *s, mr_http_req *out, struct buf *bodie
         mr_http_req *r = &out[n++];
         memset(r, 0, sizeof *r);
         if (kinds[k] == 'd') {
-            struct buf wrapped = {0};
-            buf_add(&wrapped, "[", 1);
-            buf_add(&wrapped, b->data, b->len);
-            buf_add(&wrapped, "]", 1);
-            buf_free(b);
+            mr_buf wrapped = {0};
+            mr_buf_add(&wrapped, "[", 1, BODY_FIRST_CAP);
+            mr_buf_add(&wrapped, b->data, b->len, BODY_FIRST_CAP);
+            mr_buf_add(&wrapped, "]", 1, BODY_FIRST_CAP);
+            mr_buf_free(b);
             *b = wrapped;
             r->method = "POST";
             r->content_type = "application/json";
@@ -897,7 +878,7 @@ static int send_batches(ingest *in, int64_t now)
         return 0;
     }
     mr_http_req *reqs = mr_calloc(due * 3, sizeof *reqs);
-    struct buf *bodies = mr_calloc(due * 3, sizeof *bodies);
+    mr_buf *bodies = mr_calloc(due * 3, sizeof *bodies);
     struct sending *ws = mr_calloc(due, sizeof *ws);
     size_t n = 0, m = 0;
     for (size_t i = 0; i < in->stream_count; i++) {
@@ -915,7 +896,7 @@ static int send_batches(ingest *in, int64_t now)
             w->reqs = fold_requests(s, &reqs[n], &bodies[n]);
         } else {
             size_t scratch_len = s->body.len + 1024;
-            bodies[n] = (struct buf){.data = mr_malloc(scratch_len), .cap = scratch_len};
+            bodies[n] = (mr_buf){.data = mr_malloc(scratch_len), .cap = scratch_len};
             batch_request(s, &reqs[n], bodies[n].data, scratch_len);
             w->reqs = 1;
         }
@@ -929,7 +910,7 @@ static int send_batches(ingest *in, int64_t now)
         sent(in, &ws[k], reqs);
     for (size_t k = 0; k < n; k++) {
         mr_http_req_reset(&reqs[k]);
-        buf_free(&bodies[k]);
+        mr_buf_free(&bodies[k]);
     }
     free(reqs);
     free(bodies);

@@ -6,12 +6,8 @@
 #ifndef MIROIR_INGEST_STREAM_H
 #define MIROIR_INGEST_STREAM_H
 
+#include "buf.h"
 #include "ingest.h"
-
-struct buf {
-    char *data;
-    size_t len, cap;
-};
 
 /* BATCH_FOLD: a replay's window of document records of any kind, folded per document into its
  * final replace, update or delete (see fold_add in apply.c), sent as up to three tasks. */
@@ -73,7 +69,7 @@ struct ingest_stream {
     /* the batch being built */
     enum batch_kind kind;
     enum mr_op batch_op;
-    struct buf body;
+    mr_buf body;
     json_t *fold;        /* BATCH_FOLD: document id -> ["r"|"u"|"d", document or null] */
     size_t fold_bytes;
     size_t batch_docs;
