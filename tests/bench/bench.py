@@ -864,6 +864,8 @@ def main():
                                           f"answers {m['parse_us']:.0f} µs", m["merge_us"], one, "~ k log S", None))
     facts["placement"] = placement_tables(args.quick)
     report(rows, facts, args.quick)
+    if args.quick:
+        add_quick_rows(rows, facts)
 
 
 def placement_tables(quick):
@@ -890,6 +892,21 @@ def merge_report(rows, facts, only):
     report(kept + rows, merged_facts, merged_facts.get("mode") == "quick")
 
 
+def add_quick_rows(rows, facts):
+    """Rows a quick run measured that the last full report lacks are added to it, each marked as
+    measured on the subset, until a full run measures them on the whole corpus."""
+    with open(os.path.join(ROOT, "docs", "benchmarks.json")) as f:
+        last = json.load(f)
+    known = {r["row"] for r in last["rows"]}
+    new = [r for r in rows if r[0] not in known]
+    if not new or last["facts"].get("mode") == "quick":
+        return
+    full = [tuple(r[k] for k in ("row", "what", "value", "baseline", "target", "met")) for r in last["rows"]]
+    merged_facts = dict(last["facts"])
+    merged_facts["quick_rows"] = {"rows": [r[0] for r in new], "documents": facts["documents"], "date": facts["date"]}
+    report(full + [(k, f"{what} [quick run]", v, b, t, m) for k, what, v, b, t, m in new], merged_facts, False)
+
+
 def report(rows, facts, quick):
     lines = ["# Benchmarks", "",
              f"Measured by `./miroir.sh bench{' --quick' if quick else ''}` on {facts['date']}, "
@@ -897,7 +914,11 @@ def report(rows, facts, quick):
              "(`tests/bench/loadgen.c`) cycling through the 400 queries of `tests/bench/queries.jsonl`. "
              "Every ratio's baseline was measured in the same run, on the same machine." +
              "".join(f" The {what} rows were measured alone, by `./miroir.sh bench --only {what}`, on {day}."
-                     for what, day in facts.get("measured_alone", {}).items()), "",
+                     for what, day in facts.get("measured_alone", {}).items()) +
+             (f" The rows marked [quick run] ({', '.join(facts['quick_rows']['rows'])}) were measured by "
+              f"`./miroir.sh bench --quick` on {facts['quick_rows']['date']}, on {facts['quick_rows']['documents']} "
+              "documents: a full run has not measured them yet, and will replace them; their figures are in "
+              "[benchmarks-quick.md](benchmarks-quick.md)." if facts.get("quick_rows") else ""), "",
              "| row | what | Miroir | baseline | ratio | target | met |", "|---|---|---|---|---|---|---|"]
     for key, what, value, base, target, met in rows:
         ratio = f"{value / base:.2f}×" if base else "—"
