@@ -30,6 +30,7 @@ struct attempt {
     size_t *batch; /* a batch's calls (owned), batch_count of them */
     size_t batch_count;
     mr_text body;  /* a batch's /multi-search body */
+    int64_t sent_ms;
 };
 
 struct call_state {
@@ -87,6 +88,7 @@ static struct attempt *new_attempt(struct scatter *sc, size_t call, const char *
     a->req.method = "POST";
     a->req.request_id = gw_request_id(sc->g);
     a->req.timeout_ms = left < sc->g->cfg->upstream_timeout_ms ? left : sc->g->cfg->upstream_timeout_ms;
+    a->sent_ms = mr_now_ms();
     return a;
 }
 
@@ -280,12 +282,39 @@ static int take(gw *g, gw_shard_call *c, struct attempt *a, mr_error *not_found)
     return 0;
 }
 
+/* A node runs a batch's k queries one after another: what one of them alone would have taken is
+ * the batch's time less the others' at the node's usual pace, so a stall counts whole, as it
+ * does for a single request, and a batch of ordinary queries counts as one ordinary query. */
+static double single_equivalent_ms(gw *g, const char *node, double elapsed_ms, size_t k)
+{
+    double mean, high;
+    gw_node_latency(g, node, &mean, &high);
+    double rest = elapsed_ms - (double)(k - 1) * mean, even = elapsed_ms / (double)k;
+    return mean > 0 && rest > even ? rest : even;
+}
+
+/* Drops a request still running. One dropped after longer than its node usually takes says the
+ * node is at least that slow, and counts so: otherwise a slow replica, asked only in hedges,
+ * would be seen only when it won one, and look fast again. */
+static void drop(struct scatter *sc, struct attempt *a, int64_t now)
+{
+    if (!mr_http_flight_cancel(sc->f, &a->req))
+        return;
+    double mean, high, waited = (double)(now - a->sent_ms);
+    gw_node_latency(sc->g, a->node, &mean, &high);
+    if (a->call == BATCH)
+        waited = single_equivalent_ms(sc->g, a->node, waited, a->batch_count);
+    if (waited > mean)
+        gw_node_observe(sc->g, a->node, waited);
+}
+
 /* Call i has its answer or its error: a hedge still running for it goes. */
 static void settle(struct scatter *sc, size_t i, const struct attempt *winner)
 {
+    int64_t now = mr_now_ms();
     for (size_t k = 0; k < sc->count; k++)
         if (sc->attempts[k].call == i && &sc->attempts[k] != winner)
-            mr_http_flight_cancel(sc->f, &sc->attempts[k].req);
+            drop(sc, &sc->attempts[k], now);
     sc->st[i].running = 0;
     sc->st[i].hedge_at = 0;
 }
@@ -301,17 +330,6 @@ static int fail_over(struct scatter *sc, size_t i, int64_t left)
     if (sc->st[i].not_found.status) /* if one replica said it lacks the index, that is the answer */
         sc->calls[i].error = sc->st[i].not_found;
     return 1;
-}
-
-/* A node runs a batch's k queries one after another: what one of them alone would have taken is
- * the batch's time less the others' at the node's usual pace, so a stall counts whole, as it
- * does for a single request, and a batch of ordinary queries counts as one ordinary query. */
-static double single_equivalent_ms(gw *g, const char *node, double elapsed_ms, size_t k)
-{
-    double mean, high;
-    gw_node_latency(g, node, &mean, &high);
-    double rest = elapsed_ms - (double)(k - 1) * mean, even = elapsed_ms / (double)k;
-    return mean > 0 && rest > even ? rest : even;
 }
 
 /* A batch's answer: each of its calls takes its result. If the node refused the batch (a 4xx:
@@ -433,6 +451,9 @@ int gw_scatter(gw *g, gw_shard_call *calls, size_t n, mr_error *err, size_t *fai
                 atomic_fetch_add(&g->hedges, 1);
         }
     }
+    int64_t end = mr_now_ms();
+    for (size_t k = 0; k < sc.count; k++)
+        drop(&sc, &sc.attempts[k], end); /* a batch its calls' hedges answered, a timed-out call */
     mr_http_flight_free(sc.f);
     for (size_t k = 0; k < sc.count; k++) {
         mr_http_req_reset(&sc.attempts[k].req);

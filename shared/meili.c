@@ -216,14 +216,15 @@ mr_http_req *mr_http_flight_next(mr_http_flight *f, int timeout_ms)
     return NULL;
 }
 
-void mr_http_flight_cancel(mr_http_flight *f, mr_http_req *r)
+int mr_http_flight_cancel(mr_http_flight *f, mr_http_req *r)
 {
     struct flight_slot *s = slot_of(f, r);
     if (!s || s->done)
-        return;
+        return 0;
     slot_end(f, s);
     r->status = 0;
     snprintf(r->curl_error, sizeof r->curl_error, "canceled");
+    return 1;
 }
 
 size_t mr_http_flight_running(const mr_http_flight *f)

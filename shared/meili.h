@@ -45,8 +45,8 @@ void mr_http_flight_add(mr_http_flight *f, mr_http_req *r);
 /* The next request to finish, waiting at most timeout_ms (-1: until one does); NULL if none did
  * in time, or none is running. */
 mr_http_req *mr_http_flight_next(mr_http_flight *f, int timeout_ms);
-/* Stops r if it runs: it then has status 0 and curl_error "canceled". */
-void mr_http_flight_cancel(mr_http_flight *f, mr_http_req *r);
+/* Stops r if it runs: it then has status 0 and curl_error "canceled". Returns 1 if it ran. */
+int mr_http_flight_cancel(mr_http_flight *f, mr_http_req *r);
 size_t mr_http_flight_running(const mr_http_flight *f);
 /* Cancels whatever still runs and frees the flight. */
 void mr_http_flight_free(mr_http_flight *f);

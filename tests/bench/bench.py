@@ -666,6 +666,36 @@ def measure_memory_cap(cluster, gw, baseline, n4, nodes, index, duration, rows, 
                  b["throughput"], c["throughput"], "(report)", None))
 
 
+def measure_memory_alone(limit, duration, rows, facts):
+    """Row 9 by itself (./miroir.sh bench --only memory): the corpus on one node and, through the
+    gateway, on 4 nodes at S=4, RF=1, set up as the whole run sets them up for rows 3 and 2."""
+    bodies, total = chunks_of(CORPUS, limit)
+    state = tempfile.mkdtemp(prefix="miroir-bench-")
+    baseline, n4 = ExtraNode(state, "baseline", BASE), ExtraNode(state, "n4", N4)
+    extra = ("rebalance_concurrency = 2\nrebalance_interval_ms = 200\nretire_grace_ms = 500\n"
+             "max_body_bytes = 209715200\nproduce_timeout_ms = 60000\ncheckpoint_min_records = 0")
+    try:
+        baseline.start()
+        log(f"direct bulk import into one node: {import_direct(baseline.http, bodies):.1f} s ({total} documents)")
+        with running_cluster("miroir-bench-", KAFKA, GATEWAY, NODES, extra=extra) as cluster:
+            gw = cluster["gateway"]
+            nodes = {f"n{i}": f"http://127.0.0.1:{NODES + i - 1}" for i in (1, 2, 3)}
+            n4.start()
+            nodes["n4"] = n4.url
+            assert gw.post("/_miroir/nodes", {"id": "n4", "url": n4.url})[0] == 202
+            wait_until("n4 to join", lambda: "n4" in {n["id"] for n in gw.get("/_miroir/nodes")[1]["results"]}, 60)
+            create_index(gw, "s4", 4, 1)
+            log(f"ingest RF=1 (S=4, 4 nodes): {import_gateway(gw, 's4', bodies):.1f} s")
+            held = {r["node"] for s in placement_of(gw, "s4") for r in s["replicas"]}
+            assert held == set(nodes), placement_of(gw, "s4")  # one shard a node
+            measure_memory_cap(cluster, gw, baseline, n4, nodes, "s4", duration, rows, facts)
+    finally:
+        n4.close()
+        baseline.close()
+        shutil.rmtree(state, ignore_errors=True)
+    facts["documents_memory"] = total
+
+
 def create_to_succeeded(http, name, count=10):
     """Median ms from POST /indexes to its task read as succeeded (polled every 5 ms)."""
     times = []
@@ -689,7 +719,7 @@ def shard_urls(gw, index, nodes):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="a 100k-document subset and shorter load runs")
-    ap.add_argument("--only", choices=["uploads", "placement"],
+    ap.add_argument("--only", choices=["uploads", "placement", "memory"],
                     help="run these rows alone and merge them into docs/benchmarks.*")
     args = ap.parse_args()
     if args.only == "placement":
@@ -706,6 +736,13 @@ def main():
         return
     limit = 100_000 if args.quick else 0
     duration = 8 if args.quick else 20
+    if args.only == "memory":
+        if args.quick:
+            ap.error("--only memory measures the whole corpus, into the full report: no --quick")
+        rows, facts = [], {}
+        measure_memory_alone(limit, duration, rows, facts)
+        merge_report(rows, facts, "memory")
+        return
     rows, facts = [], {"mode": "quick" if args.quick else "full", "concurrency": CONCURRENCY,
                        "date": time.strftime("%Y-%m-%d")}
     bodies, total = chunks_of(CORPUS, limit)
@@ -889,6 +926,10 @@ def merge_report(rows, facts, only):
         with open(os.path.join(docs, "benchmarks.md")) as f:
             merged_facts["date"] = re.search(r" on (\d{4}-\d{2}-\d{2})", f.read()).group(1)
     merged_facts.setdefault("measured_alone", {})[only] = time.strftime("%Y-%m-%d")
+    if merged_facts.get("quick_rows"):  # a row measured alone on the whole corpus is no quick run's any more
+        merged_facts["quick_rows"]["rows"] = [r for r in merged_facts["quick_rows"]["rows"] if r not in fresh]
+        if not merged_facts["quick_rows"]["rows"]:
+            del merged_facts["quick_rows"]
     report(kept + rows, merged_facts, merged_facts.get("mode") == "quick")
 
 
@@ -897,11 +938,13 @@ def add_quick_rows(rows, facts):
     measured on the subset, until a full run measures them on the whole corpus."""
     with open(os.path.join(ROOT, "docs", "benchmarks.json")) as f:
         last = json.load(f)
-    known = {r["row"] for r in last["rows"]}
+    quick_before = set(last["facts"].get("quick_rows", {}).get("rows", []))  # an earlier quick run's
+    full_rows = [r for r in last["rows"] if r["row"] not in quick_before]
+    known = {r["row"] for r in full_rows}
     new = [r for r in rows if r[0] not in known]
     if not new or last["facts"].get("mode") == "quick":
         return
-    full = [tuple(r[k] for k in ("row", "what", "value", "baseline", "target", "met")) for r in last["rows"]]
+    full = [tuple(r[k] for k in ("row", "what", "value", "baseline", "target", "met")) for r in full_rows]
     merged_facts = dict(last["facts"])
     merged_facts["quick_rows"] = {"rows": [r[0] for r in new], "documents": facts["documents"], "date": facts["date"]}
     report(full + [(k, f"{what} [quick run]", v, b, t, m) for k, what, v, b, t, m in new], merged_facts, False)
