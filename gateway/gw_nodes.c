@@ -125,6 +125,20 @@ void gw_node_report(gw *g, const char *id, int ok)
  * same replicas unless one of them becomes slow (adaptive replica selection, as Elasticsearch's). */
 #define SLOW_FACTOR 2.0
 #define SLOW_MARGIN_MS 10.0
+/* A replica passed over is asked again now and then: each time, its estimate fades by this
+ * fraction, so after a few hundred queries it is tried once more, and one that has become fast
+ * again is found (one that has not costs a few slow answers, and goes last again). */
+#define FADE_DIVISOR 512
+
+static void fade(gw *g, const char *id)
+{
+    int i = find_slot(g, id);
+    if (i < 0)
+        return;
+    long long srtt = atomic_load(&g->health[i].srtt_us);
+    if (srtt > 1)
+        atomic_store(&g->health[i].srtt_us, srtt - srtt / FADE_DIVISOR > 0 ? srtt - srtt / FADE_DIVISOR : 1);
+}
 
 static void prefer_fast(gw *g, const char **nodes, size_t n)
 {
@@ -139,9 +153,10 @@ static void prefer_fast(gw *g, const char **nodes, size_t n)
     const char *fast[MR_MAX_REPLICAS], *slow[MR_MAX_REPLICAS];
     size_t nf = 0, ns = 0;
     for (size_t i = 0; i < n; i++) {
-        if (mean[i] > best * SLOW_FACTOR && mean[i] > best + SLOW_MARGIN_MS)
+        if (mean[i] > best * SLOW_FACTOR && mean[i] > best + SLOW_MARGIN_MS) {
             slow[ns++] = nodes[i];
-        else
+            fade(g, nodes[i]);
+        } else
             fast[nf++] = nodes[i];
     }
     memcpy(nodes, fast, nf * sizeof *nodes);
