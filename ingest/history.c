@@ -88,16 +88,22 @@ static char *task_status(ingest *in, const char *node_url, int64_t task, json_t 
     return out;
 }
 
+/* An integer field of what a node answers to GET url; -1 if it did not say. */
+static int64_t node_count(ingest *in, const char *url, const char *field)
+{
+    long status;
+    json_t *answer = node_call(in, "GET", url, NULL, &status);
+    json_t *n = json_object_get(answer, field);
+    int64_t count = status == 200 && json_is_integer(n) ? (int64_t)json_integer_value(n) : -1;
+    json_decref(answer);
+    return count;
+}
+
 static int64_t documents_of(ingest *in, const char *node_url, const char *index)
 {
     char url[512];
     snprintf(url, sizeof url, "%s/indexes/%s/stats", node_url, index);
-    long status;
-    json_t *stats = node_call(in, "GET", url, NULL, &status);
-    json_t *n = json_object_get(stats, "numberOfDocuments");
-    int64_t count = status == 200 && json_is_integer(n) ? (int64_t)json_integer_value(n) : -1;
-    json_decref(stats);
-    return count;
+    return node_count(in, url, "numberOfDocuments");
 }
 
 /* How many tasks a node has for an index, of the given statuses (NULL: any); -1 if it did not say. */
@@ -106,12 +112,7 @@ static int64_t tasks_of(ingest *in, const char *node_url, const char *index, con
     char url[600];
     snprintf(url, sizeof url, "%s/tasks?indexUids=%s%s%s&limit=1", node_url, index, statuses ? "&statuses=" : "",
              statuses ? statuses : "");
-    long status;
-    json_t *tasks = node_call(in, "GET", url, NULL, &status);
-    json_t *total = json_object_get(tasks, "total");
-    int64_t count = status == 200 && json_is_integer(total) ? (int64_t)json_integer_value(total) : -1;
-    json_decref(tasks);
-    return count;
+    return node_count(in, url, "total");
 }
 
 /* ---------------------------------------------------------------- filling a building replica */
