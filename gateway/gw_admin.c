@@ -79,6 +79,8 @@ void gw_route_topology(gw *g, const gw_request *req, gw_response *res)
     mr_topology *topo = mr_topology_acquire(mr_meta_topology(g->meta));
     json_t *nodes = members_json(g, req, topo);
     json_t *indexes = json_array();
+    json_t *rebuilds = mr_meta_rebuilds(g->meta);
+    uint64_t signature = mr_topology_signature(topo);
     for (size_t i = 0; i < topo->count; i++) {
         const mr_index *ix = &topo->indexes[i];
         if (!gw_may_see(req, ix->uid))
@@ -97,6 +99,10 @@ void gw_route_topology(gw *g, const gw_request *req, gw_response *res)
                                       "incarnation", (json_int_t)rep->incarnation, "appliedOffset", (json_int_t)applied);
                 if (end >= 0)
                     json_object_set_new(j, "lag", json_integer(end > applied ? end - applied : 0));
+                char key[600];
+                snprintf(key, sizeof key, "%s/%u/%s", ix->storage, s, rep->node);
+                if (json_object_get(rebuilds, key)) /* a repair not begun yet: not settled */
+                    json_object_set_new(j, "rebuildRequested", json_true());
                 json_array_append_new(reps, j);
             }
             json_t *shard = json_pack("{s:i, s:o}", "shard", (int)s, "replicas", reps);
@@ -114,11 +120,15 @@ void gw_route_topology(gw *g, const gw_request *req, gw_response *res)
             json_array_append_new(shards, shard);
         }
         free(ends);
-        json_array_append_new(indexes, json_pack("{s:s, s:s, s:s, s:i, s:i, s:b, s:o}", "uid", ix->uid, "storage",
+        /* Targets planned for another membership (a node just added, removed or rezoned): the
+         * rebalancer has yet to plan them again, so "target" above is not where things will go. */
+        int plan_pending = !ix->deleted && ix->planned_for != signature;
+        json_array_append_new(indexes, json_pack("{s:s, s:s, s:s, s:i, s:i, s:b, s:b, s:o}", "uid", ix->uid, "storage",
                                                  ix->storage, "primaryKey", ix->primary_key, "shards",
                                                  (int)ix->shard_count, "replicationFactor", (int)ix->rf, "deleted",
-                                                 ix->deleted, "placement", shards));
+                                                 ix->deleted, "planPending", plan_pending, "placement", shards));
     }
+    json_decref(rebuilds);
     json_t *capacity = capacity_json(g, topo);
     mr_topology_release(mr_meta_topology(g->meta), topo);
     json_t *collecting = json_array(), *all = gw_collecting(g);
@@ -392,7 +402,7 @@ static json_t *verify_shard(gw *g, const mr_index *ix, uint32_t shard, int repai
             snprintf(key, sizeof key, "rebuild/%s/%u/%s", ix->storage, shard, reps[i].node);
             mr_now_rfc3339(at, sizeof at);
             json_t *v = json_pack("{s:s}", "at", at);
-            int rc = mr_meta_put(g->meta, g->producer, key, v, 0, err);
+            int rc = mr_meta_put(g->meta, g->producer, key, v, 1, err); /* shown as requested at once */
             json_decref(v);
             if (rc) {
                 json_decref(rj);

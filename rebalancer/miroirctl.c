@@ -293,10 +293,11 @@ static void moving(json_t *topo, long *replicas, long long *records_left, long l
     size_t i, s, r;
     json_t *ix, *shard, *rep;
     json_array_foreach(json_object_get(topo, "indexes"), i, ix) {
+        *replicas += json_is_true(json_object_get(ix, "planPending")); /* its moves are not known yet */
         json_array_foreach(json_object_get(ix, "placement"), s, shard) {
             json_array_foreach(json_object_get(shard, "replicas"), r, rep) {
                 const char *st = json_string_value(json_object_get(rep, "state"));
-                if (!st || strcmp(st, "ready") == 0)
+                if (!st || (strcmp(st, "ready") == 0 && !json_is_true(json_object_get(rep, "rebuildRequested"))))
                     continue;
                 (*replicas)++;
                 *records_left += json_integer_value(json_object_get(rep, "lag"));

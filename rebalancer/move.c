@@ -70,10 +70,13 @@ static void remove_replica(mr_shard *s, const char *node)
     s->count--;
 }
 
-/* A fresh incarnation: later than any earlier one of the same replica. */
+/* A fresh incarnation: later than any earlier one of the same replica. From the wall clock, not
+ * the monotonic one: that restarts at every boot, and a replica placed again after a reboot could
+ * get the very number an earlier life of it left its applied offset under, and adopt it. */
 static uint64_t next_incarnation(const mr_replica *old)
 {
-    uint64_t now = (uint64_t)mr_now_ms();
+    struct timespec wall = mr_now_real();
+    uint64_t now = (uint64_t)wall.tv_sec * 1000 + (uint64_t)wall.tv_nsec / 1000000;
     return old && old->incarnation >= now ? old->incarnation + 1 : now;
 }
 
@@ -255,6 +258,25 @@ static int write_placement(rebalancer *rb, const mr_index *ix)
     return rc;
 }
 
+/* A request is served once a placement that starts its replica anew is written. It is cleared at
+ * once, and read back before the next pass: left until the rebuilt replica is ready again, it
+ * would be taken again, and again, for as long as every pass writes some placement. */
+static void serve_rebuilds(rebalancer *rb, const mr_index *ix, json_t *requests)
+{
+    for (uint32_t shard = 0; shard < ix->shard_count; shard++)
+        for (size_t r = 0; r < ix->shards[shard].count; r++) {
+            const mr_replica *rep = &ix->shards[shard].replicas[r];
+            char key[600], full[700];
+            replica_key(key, sizeof key, ix, shard, rep->node);
+            if (rep->state == MR_REPLICA_READY || !json_object_get(requests, key))
+                continue;
+            snprintf(full, sizeof full, "rebuild/%s", key);
+            mr_error err = {0};
+            if (put_meta(rb, full, NULL, &err) == 0)
+                json_object_del(requests, key);
+        }
+}
+
 /* Requests whose replica no longer needs them (rebuilt, moved, or gone) are cleared. */
 static void clear_rebuilds(rebalancer *rb, const mr_topology *t, json_t *requests)
 {
@@ -278,7 +300,7 @@ static void clear_rebuilds(rebalancer *rb, const mr_topology *t, json_t *request
         char full[700];
         snprintf(full, sizeof full, "rebuild/%s", key);
         mr_error err = {0};
-        mr_meta_put(rb->meta, rb->producer, full, NULL, 0, &err);
+        put_meta(rb, full, NULL, &err);
     }
 }
 
@@ -565,8 +587,10 @@ int rb_tick(rebalancer *rb)
                 changed |= take_rebuilds(&ix, s, &ix.shards[s], requests, &budget);
             changed |= advance(rb, t, &ix, s, &ix.shards[s], now);
         }
-        if (changed && write_placement(rb, &ix) == 0)
+        if (changed && write_placement(rb, &ix) == 0) {
             writes++;
+            serve_rebuilds(rb, &ix, requests);
+        }
         mr_index_clear(&ix);
     }
     if (now - rb->last_progress_log_ms >= PROGRESS_LOG_MS)

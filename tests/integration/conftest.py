@@ -443,13 +443,15 @@ def replica_documents(url, name):
 
 
 def settled(gw, index):
-    """True when every replica of index is ready, has applied its whole partition, and sits where
-    its shard's target is (no move left)."""
+    """True when every replica of index is ready, has applied its whole partition, waits for no
+    rebuild, and sits where its shard's target is (no move left), a target planned for the
+    current members."""
     topo = gw.get("/_miroir/topology")[1]
     ix = next((i for i in topo["indexes"] if i["uid"] == index), None)
-    if ix is None or any(n["state"] == "removing" for n in topo["nodes"]):
+    if ix is None or ix.get("planPending") or any(n["state"] == "removing" for n in topo["nodes"]):
         return False
-    return all(r["state"] == "ready" and r.get("lag", 1) == 0 for s in ix["placement"] for r in s["replicas"]) and \
+    return all(r["state"] == "ready" and r.get("lag", 1) == 0 and not r.get("rebuildRequested")
+               for s in ix["placement"] for r in s["replicas"]) and \
         all({r["node"] for r in s["replicas"]} == set(s.get("target", [r["node"] for r in s["replicas"]]))
             for s in ix["placement"])
 

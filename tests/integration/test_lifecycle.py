@@ -289,3 +289,39 @@ def test_cancel_only_what_no_replica_has_begun(cluster):
     for node in holders:
         status, stats = cluster["nodes"][node].get(f"/indexes/{storage}__s0/stats")
         assert stats["numberOfDocuments"] == 2 + 10121, (node, stats)
+
+
+def test_a_repair_rebuilds_a_replica_once_while_other_indexes_change(cluster):
+    """A rebuild request is served by one rebuild, and the shard reads as settled only once every
+    requested rebuild is done. A request was left in place until its rebuilt replica was ready, so
+    while other indexes' placements changed at every rebalancer pass, the replica was taken again,
+    dropped and rebuilt, over and over, and reads of it failed."""
+    gw = cluster["gateway"]
+    create(gw, "mended", shards=1)
+    write(gw, "mended", [{"id": "a"}, {"id": "b"}])
+    storage = storage_of(gw, "mended")
+    victim = nodes_of(gw, "mended")[0]
+    node = cluster["nodes"][victim]
+    status, t = node.post(f"/indexes/{storage}__s0/documents", [{"id": "intruder"}])
+    node_wait_task(node, t["taskUid"])
+    busy = [f"mended-busy{i}" for i in range(6)]
+    tasks = [create(gw, uid, shards=2, wait=False)["taskUid"] for uid in busy[:2]]
+    status, verdict = gw.post("/_miroir/verify", {"indexes": ["mended"], "repair": True})
+    assert verdict["summary"]["divergent"] == 1, verdict
+    tasks += [create(gw, uid, shards=2, wait=False)["taskUid"] for uid in busy[2:]]
+    wait_until("the rebuilt replica", lambda: settled(gw, "mended"), 120, 0.2)
+    try:
+        deadline = time.time() + 6
+        while time.time() < deadline:  # ready, and staying so while the other indexes settle
+            status, page = node.get(f"/indexes/{storage}__s0/documents", fields="id")
+            assert status == 200 and sorted(d["id"] for d in page["results"]) == ["a", "b"], page
+            time.sleep(0.1)
+        with open(os.path.join(cluster["state"], "logs", "rebalancer.log"), errors="replace") as f:
+            said = [line for line in f if "rebuilding mended shard 0 on" in line]
+        # RF=2 and the two differ: each is rebuilt from the log, once
+        assert sorted(line.split(" on ")[1].split()[0] for line in said) == sorted(nodes_of(gw, "mended")), said
+    finally:
+        for uid in busy:
+            delete(gw, uid, wait=False)
+    for uid in tasks:
+        gw.wait_task(uid)
