@@ -285,7 +285,7 @@ static int cmd_lag(const struct ctl *c)
 }
 
 /* Counts the replicas still moving (and those the targets want that are not placed yet) and the
- * records their rebuilds have left to apply. */
+ * records their rebuilds have left to apply. A node being removed counts until it has left. */
 static void moving(json_t *topo, long *replicas, long long *records_left, long long *records_total)
 {
     *replicas = 0;
@@ -293,6 +293,8 @@ static void moving(json_t *topo, long *replicas, long long *records_left, long l
     size_t i, s, r;
     json_t *ix, *shard, *rep;
     json_array_foreach(json_object_get(topo, "indexes"), i, ix) {
+        if (json_is_true(json_object_get(ix, "deleted")))
+            continue; /* cleared away, not moved: counting it, wait would never end while apps churn */
         *replicas += json_is_true(json_object_get(ix, "planPending")); /* its moves are not known yet */
         json_array_foreach(json_object_get(ix, "placement"), s, shard) {
             json_array_foreach(json_object_get(shard, "replicas"), r, rep) {

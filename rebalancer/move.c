@@ -602,13 +602,13 @@ int rb_tick(rebalancer *rb)
         if ((uint64_t)json_integer_value(json_array_get(seen, 2)) != rb->pass)
             json_object_del(rb->building_seen, key);
     mr_topology_release(holder, t);
-    if (writes == 0) {
-        /* Act on membership and requests only against a placement this pass did not change. */
-        t = mr_topology_acquire(holder);
-        release_members(rb, t);
-        clear_rebuilds(rb, t, requests);
-        mr_topology_release(holder, t);
-    }
+    /* Membership and requests are judged by the placement as it stands now, this pass's writes
+     * included (each was read back). Waiting for a pass that writes nothing instead could wait as
+     * long as other indexes keep being created and deleted: a removed node never left. */
+    t = mr_topology_acquire(holder);
+    release_members(rb, t);
+    clear_rebuilds(rb, t, requests);
+    mr_topology_release(holder, t);
     json_decref(requests);
     json_decref(lost);
     return writes;

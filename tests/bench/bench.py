@@ -696,6 +696,28 @@ def measure_memory_alone(limit, duration, rows, facts):
     facts["documents_memory"] = total
 
 
+def measure_history_alone(rows, facts):
+    """Row 10 by itself (./miroir.sh bench --only history): on the whole corpus, with its baseline,
+    a direct bulk import into one node, and the cluster set up as the whole run sets it up."""
+    bodies, total = chunks_of(CORPUS, 0)
+    state = tempfile.mkdtemp(prefix="miroir-bench-")
+    baseline = ExtraNode(state, "baseline", BASE)
+    extra = ("rebalance_concurrency = 2\nrebalance_interval_ms = 200\nretire_grace_ms = 500\n"
+             "max_body_bytes = 209715200\nproduce_timeout_ms = 60000\ncheckpoint_min_records = 0")
+    kafka_extra = "log.segment.bytes=67108864\nlog.retention.check.interval.ms=5000"
+    try:
+        baseline.start()
+        direct_s = import_direct(baseline.http, bodies)
+        log(f"direct bulk import into one node: {direct_s:.1f} s ({total} documents)")
+        baseline.close()  # its memory is the cluster's during the run
+        with running_cluster("miroir-bench-", KAFKA, GATEWAY, NODES, extra=extra, kafka_extra=kafka_extra) as cluster:
+            measure_history(cluster, cluster["gateway"], bodies, total / direct_s, rows, facts)
+    finally:
+        baseline.close()
+        shutil.rmtree(state, ignore_errors=True)
+    facts["documents_history"] = total
+
+
 def create_to_succeeded(http, name, count=10):
     """Median ms from POST /indexes to its task read as succeeded (polled every 5 ms)."""
     times = []
@@ -719,7 +741,7 @@ def shard_urls(gw, index, nodes):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="a 100k-document subset and shorter load runs")
-    ap.add_argument("--only", choices=["uploads", "placement", "memory"],
+    ap.add_argument("--only", choices=["uploads", "placement", "memory", "history"],
                     help="run these rows alone and merge them into docs/benchmarks.*")
     args = ap.parse_args()
     if args.only == "placement":
@@ -736,12 +758,15 @@ def main():
         return
     limit = 100_000 if args.quick else 0
     duration = 8 if args.quick else 20
-    if args.only == "memory":
+    if args.only in ("memory", "history"):
         if args.quick:
-            ap.error("--only memory measures the whole corpus, into the full report: no --quick")
+            ap.error(f"--only {args.only} measures the whole corpus, into the full report: no --quick")
         rows, facts = [], {}
-        measure_memory_alone(limit, duration, rows, facts)
-        merge_report(rows, facts, "memory")
+        if args.only == "memory":
+            measure_memory_alone(limit, duration, rows, facts)
+        else:
+            measure_history_alone(rows, facts)
+        merge_report(rows, facts, args.only)
         return
     rows, facts = [], {"mode": "quick" if args.quick else "full", "concurrency": CONCURRENCY,
                        "date": time.strftime("%Y-%m-%d")}

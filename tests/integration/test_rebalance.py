@@ -48,6 +48,28 @@ class Searcher(threading.Thread):
         self.join(30)
 
 
+class Churn(threading.Thread):
+    """Creates and deletes small indexes without pause, as an SDK suite's fixtures do, so that
+    most rebalancer passes have some placement to write."""
+
+    def __init__(self, gw):
+        super().__init__(daemon=True)
+        self.gw, self.rounds = gw, 0
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            uid = f"churn-{self.rounds % 4}"
+            self.gw.post("/indexes", {"uid": uid, "primaryKey": "id", "shards": 2})
+            self.gw.req("DELETE", f"/indexes/{uid}")
+            self.rounds += 1
+            time.sleep(0.1)
+
+    def finish(self):
+        self.stop.set()
+        self.join(30)
+
+
 @pytest.fixture(scope="module")
 def history(moving_cluster):
     """Index `moves` with a history that a naive replay of a compacted log would get wrong;
@@ -257,14 +279,21 @@ def test_a_stalled_rebuild_is_reported(moving_cluster, history):
 
 
 def test_drain_then_remove_a_node(moving_cluster, history, n4):
+    """The node leaves though other indexes keep being created and deleted meanwhile (a node was
+    let go only after a rebalancer pass that wrote no placement at all)."""
     gw = moving_cluster["gateway"]
     searcher = Searcher(gw, INDEX, {"q": "vue", "limit": 3, "filter": "registry = npm"})
+    churn = Churn(gw)
     searcher.start()
+    churn.start()
     try:
         result = miroirctl(moving_cluster, "remove-node", "--wait", "--timeout", "240", "n4")
         assert result.returncode == 0, result.stderr
     finally:
         searcher.finish()
+        churn.finish()
+    for k in range(4):
+        gw.req("DELETE", f"/indexes/churn-{k}")
     wait_until("n4 to leave", lambda: "n4" not in {n["id"] for n in gw.get("/_miroir/nodes")[1]["results"]}, 60)
     wait_until("settled", lambda: settled(gw, INDEX), 120)
     assert searcher.failed == 0, searcher.errors[:3]
