@@ -155,8 +155,11 @@ int gw_ready_storage(gw *g, const mr_index *ix, mr_error *err)
     int rc = 0;
     if (json_object_get(g->ready, ix->storage))
         goto out;
-    char topic[300], why[512];
-    static const char *const retention[] = {"retention.ms", "-1", "cleanup.policy", "delete", NULL};
+    char topic[300], why[512], segment[24];
+    snprintf(segment, sizeof segment, "%ld", g->cfg->history_segment_bytes);
+    /* Kafka frees the history below a cut a whole segment at a time: its default of 1 GiB would
+     * keep most of a small index's history on disk long after its checkpoint. */
+    const char *const retention[] = {"retention.ms", "-1", "cleanup.policy", "delete", "segment.bytes", segment, NULL};
     gw_topic_of(topic, sizeof topic, MR_TOPIC_INDEX_PREFIX, ix->storage);
     int *started = mr_calloc(ix->shard_count, sizeof *started);
     int made = mr_kafka_create_topic(g->producer, topic, (int)ix->shard_count, retention, 10000, why, sizeof why);

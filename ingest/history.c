@@ -719,8 +719,10 @@ static void checkpoints_advance(ingest *in, int64_t now)
                 job->offset = src->applied;
                 job->held_ms = now;
                 job->http = mr_http_new(in->cfg->node_key, in->cfg->upstream_timeout_ms, in->cfg->connect_timeout_ms);
-                static const char *const compressed[] = {"compression.type", "zstd", "retention.ms", "-1", NULL};
-                char err[256];
+                char err[256], segment[24];
+                snprintf(segment, sizeof segment, "%ld", in->cfg->history_segment_bytes);
+                const char *const compressed[] = {"compression.type", "zstd", "retention.ms", "-1", "segment.bytes",
+                                                  segment, NULL};
                 if (mr_kafka_create_topic(in->producer, job->topic, (int)job->shard_count, compressed, 10000, err,
                                           sizeof err) < 0) {
                     snprintf(job->error, sizeof job->error, "%s", err);

@@ -58,6 +58,7 @@ static const struct key keys[] = {
     {L(fill_timeout_ms, 3600000, 1000, 86400000)},
     {L(checkpoint_history_percent, 100, 1, 100000)},
     {L(checkpoint_min_records, 100000, 0, 1000000000000)},
+    {L(history_segment_bytes, 67108864, 1048576, 1073741824)},
     {L(hedge_percent, 5, 0, 100)},
     {L(hedge_min_ms, 10, 1, 60000)},
     {L(two_phase_min_shards, 0, 0, 1024)},

@@ -59,6 +59,7 @@ typedef struct mr_config {
     long fill_timeout_ms;       /* a copy or restore that takes longer is given up for a replay of the log */
     long checkpoint_history_percent; /* a checkpoint is due once the history since the last is this % of the live documents */
     long checkpoint_min_records;     /* … and at least this many records; 0: no checkpoints */
+    long history_segment_bytes;      /* segment.bytes of index and checkpoint topics: the disk a cut frees comes in these */
     long hedge_percent;         /* hedged shard requests, at most this % of all; 0: no hedging */
     long hedge_min_ms;          /* a shard request is hedged no sooner than this */
     long two_phase_min_shards;  /* searches over this many shards or more fetch their page in a second phase; 0: never */

@@ -5,6 +5,7 @@ import time
 import uuid
 
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource
 
 from conftest import shard_of, storage_of, wait_until
 
@@ -129,3 +130,19 @@ def test_poison_records_go_to_the_dead_letter_topic(cluster):
         assert {"message", "code", "type", "link"} <= set(error)
     # one dead letter per record, not one per replica
     assert len([l for l in letters if l["key"] == b"rejected-by-node"]) == 1
+
+
+def topic_config(cluster, topic):
+    admin = AdminClient({"bootstrap.servers": cluster["kafka"]})
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    return {k: v.value for k, v in admin.describe_configs([resource])[resource].result(timeout=10).items()}
+
+
+def test_index_topics_keep_their_history_in_segments_a_cut_can_free(cluster):
+    """An index topic keeps every record until a checkpoint lets its history go, and Kafka frees
+    that history a whole segment at a time: the topic is made with history_segment_bytes (64 MiB),
+    not the broker's 1 GiB, which would keep most of a small index's history for good."""
+    ensure_index(cluster)
+    config = topic_config(cluster, f"miroir.idx.{storage_of(cluster['gateway'], INDEX)}")
+    assert config["segment.bytes"] == str(64 << 20), config
+    assert config["retention.ms"] == "-1" and config["cleanup.policy"] == "delete", config
