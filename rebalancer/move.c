@@ -258,26 +258,9 @@ static int write_placement(rebalancer *rb, const mr_index *ix)
     return rc;
 }
 
-/* A request is served once a placement that starts its replica anew is written. It is cleared at
- * once, and read back before the next pass: left until the rebuilt replica is ready again, it
- * would be taken again, and again, for as long as every pass writes some placement. */
-static void serve_rebuilds(rebalancer *rb, const mr_index *ix, json_t *requests)
-{
-    for (uint32_t shard = 0; shard < ix->shard_count; shard++)
-        for (size_t r = 0; r < ix->shards[shard].count; r++) {
-            const mr_replica *rep = &ix->shards[shard].replicas[r];
-            char key[600], full[700];
-            replica_key(key, sizeof key, ix, shard, rep->node);
-            if (rep->state == MR_REPLICA_READY || !json_object_get(requests, key))
-                continue;
-            snprintf(full, sizeof full, "rebuild/%s", key);
-            mr_error err = {0};
-            if (put_meta(rb, full, NULL, &err) == 0)
-                json_object_del(requests, key);
-        }
-}
-
-/* Requests whose replica no longer needs them (rebuilt, moved, or gone) are cleared. */
+/* Requests whose replica no longer needs them (its rebuild begun, moved, or gone) are cleared, each
+ * read back before the next pass: a request left until its rebuilt replica was ready again would
+ * be taken again, and again. */
 static void clear_rebuilds(rebalancer *rb, const mr_topology *t, json_t *requests)
 {
     const char *key;
@@ -587,10 +570,8 @@ int rb_tick(rebalancer *rb)
                 changed |= take_rebuilds(&ix, s, &ix.shards[s], requests, &budget);
             changed |= advance(rb, t, &ix, s, &ix.shards[s], now);
         }
-        if (changed && write_placement(rb, &ix) == 0) {
+        if (changed && write_placement(rb, &ix) == 0)
             writes++;
-            serve_rebuilds(rb, &ix, requests);
-        }
         mr_index_clear(&ix);
     }
     if (now - rb->last_progress_log_ms >= PROGRESS_LOG_MS)
@@ -603,8 +584,9 @@ int rb_tick(rebalancer *rb)
             json_object_del(rb->building_seen, key);
     mr_topology_release(holder, t);
     /* Membership and requests are judged by the placement as it stands now, this pass's writes
-     * included (each was read back). Waiting for a pass that writes nothing instead could wait as
-     * long as other indexes keep being created and deleted: a removed node never left. */
+     * included (each was read back), so a rebuild begun in this pass has its request cleared in it.
+     * Waiting for a pass that writes nothing instead could wait as long as other indexes keep
+     * changing: a removed node never left, and a rebuilt replica was taken again. */
     t = mr_topology_acquire(holder);
     release_members(rb, t);
     clear_rebuilds(rb, t, requests);

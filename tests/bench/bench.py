@@ -30,6 +30,12 @@ LOADGEN = os.path.join(BUILD, "tests", "miroir-loadgen")
 MERGEBENCH = os.path.join(BUILD, "tests", "miroir-mergebench")
 PLACESIM = os.path.join(BUILD, "tests", "miroir-placesim")
 KAFKA, GATEWAY, NODES, N4, BASE = 31092, 31700, 31701, 31704, 31710
+# Every bench cluster: checkpoints stay off until the history rows turn them on (rows 3 to 5
+# measure ingest and rebuilds as before; row 10 needs the whole history first); the broker deletes
+# the segments below a partition's start within seconds.
+CLUSTER_EXTRA = ("rebalance_concurrency = 2\nrebalance_interval_ms = 200\nretire_grace_ms = 500\n"
+                 "max_body_bytes = 209715200\nproduce_timeout_ms = 60000\ncheckpoint_min_records = 0")
+KAFKA_EXTRA = "log.segment.bytes=67108864\nlog.retention.check.interval.ms=5000"
 UP_KAFKA, UP_GATEWAY, UP_NODES, UP_PLAIN = 32092, 32700, 32701, 32710
 UPLOAD_MASTER = "bench-uploads-master-key-0123456789"
 UPLOADS, UPLOAD_BYTES = 10, 90 << 20
@@ -672,12 +678,10 @@ def measure_memory_alone(limit, duration, rows, facts):
     bodies, total = chunks_of(CORPUS, limit)
     state = tempfile.mkdtemp(prefix="miroir-bench-")
     baseline, n4 = ExtraNode(state, "baseline", BASE), ExtraNode(state, "n4", N4)
-    extra = ("rebalance_concurrency = 2\nrebalance_interval_ms = 200\nretire_grace_ms = 500\n"
-             "max_body_bytes = 209715200\nproduce_timeout_ms = 60000\ncheckpoint_min_records = 0")
     try:
         baseline.start()
         log(f"direct bulk import into one node: {import_direct(baseline.http, bodies):.1f} s ({total} documents)")
-        with running_cluster("miroir-bench-", KAFKA, GATEWAY, NODES, extra=extra) as cluster:
+        with running_cluster("miroir-bench-", KAFKA, GATEWAY, NODES, extra=CLUSTER_EXTRA) as cluster:
             gw = cluster["gateway"]
             nodes = {f"n{i}": f"http://127.0.0.1:{NODES + i - 1}" for i in (1, 2, 3)}
             n4.start()
@@ -702,15 +706,13 @@ def measure_history_alone(rows, facts):
     bodies, total = chunks_of(CORPUS, 0)
     state = tempfile.mkdtemp(prefix="miroir-bench-")
     baseline = ExtraNode(state, "baseline", BASE)
-    extra = ("rebalance_concurrency = 2\nrebalance_interval_ms = 200\nretire_grace_ms = 500\n"
-             "max_body_bytes = 209715200\nproduce_timeout_ms = 60000\ncheckpoint_min_records = 0")
-    kafka_extra = "log.segment.bytes=67108864\nlog.retention.check.interval.ms=5000"
     try:
         baseline.start()
         direct_s = import_direct(baseline.http, bodies)
         log(f"direct bulk import into one node: {direct_s:.1f} s ({total} documents)")
         baseline.close()  # its memory is the cluster's during the run
-        with running_cluster("miroir-bench-", KAFKA, GATEWAY, NODES, extra=extra, kafka_extra=kafka_extra) as cluster:
+        with running_cluster("miroir-bench-", KAFKA, GATEWAY, NODES, extra=CLUSTER_EXTRA,
+                             kafka_extra=KAFKA_EXTRA) as cluster:
             measure_history(cluster, cluster["gateway"], bodies, total / direct_s, rows, facts)
     finally:
         baseline.close()
@@ -784,13 +786,8 @@ def main():
         log(f"direct bulk import into one node: {direct_s:.1f} s, {direct_rate:.0f} docs/s")
         facts["direct_import_docs_per_s"] = round(direct_rate)
 
-        # checkpoints stay off until the history rows turn them on (rows 3 to 5 measure ingest and
-        # rebuilds as before; row 10 needs the whole history first); the broker deletes the
-        # segments below a partition's start within seconds
-        extra = ("rebalance_concurrency = 2\nrebalance_interval_ms = 200\nretire_grace_ms = 500\n"
-                 "max_body_bytes = 209715200\nproduce_timeout_ms = 60000\ncheckpoint_min_records = 0")
-        kafka_extra = "log.segment.bytes=67108864\nlog.retention.check.interval.ms=5000"
-        with running_cluster("miroir-bench-", KAFKA, GATEWAY, NODES, extra=extra, kafka_extra=kafka_extra) as cluster:
+        with running_cluster("miroir-bench-", KAFKA, GATEWAY, NODES, extra=CLUSTER_EXTRA,
+                             kafka_extra=KAFKA_EXTRA) as cluster:
             gw = cluster["gateway"]
             nodes = {f"n{i}": f"http://127.0.0.1:{NODES + i - 1}" for i in (1, 2, 3)}
 

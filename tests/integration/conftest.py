@@ -12,6 +12,7 @@ import tempfile
 import time
 
 import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource
 import requests
 import xxhash
 
@@ -440,6 +441,13 @@ def replica_documents(url, name):
         if len(page["results"]) < 5000:
             return docs
         offset += 5000
+
+
+def topic_config(cluster, topic):
+    """A Kafka topic's configuration, name -> value."""
+    admin = AdminClient({"bootstrap.servers": cluster["kafka"]})
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    return {k: v.value for k, v in admin.describe_configs([resource])[resource].result(timeout=10).items()}
 
 
 def settled(gw, index):

@@ -11,10 +11,9 @@ import time
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource
 
 from conftest import (NODE_KEY, ROOT, Http, miroirctl, pid_of, placement_of, replica_documents, running_cluster,
-                      settled, shard_of, storage_of, wait_until)
+                      settled, shard_of, storage_of, topic_config, wait_until)
 
 KAFKA, GATEWAY, NODES = 24092, 24700, 24701
 INDEX = "history"
@@ -183,11 +182,8 @@ def test_truncation_keeps_what_every_replica_and_a_restore_need(hcluster, model)
             if s["shard"] == 1:
                 assert first <= next(r["appliedOffset"] for r in s["replicas"] if r["node"] == laggard)
         assert any(v > 0 for v in kept.values()), kept  # some history did go
-        admin = AdminClient({"bootstrap.servers": hcluster["kafka"]})
         for name in (topic, f"miroir.ckpt.{storage}"):  # freed in 64 MiB segments, not Kafka's 1 GiB
-            resource = ConfigResource(ConfigResource.Type.TOPIC, name)
-            assert admin.describe_configs([resource])[resource].result(timeout=10)["segment.bytes"].value == \
-                str(64 << 20), name
+            assert topic_config(hcluster, name)["segment.bytes"] == str(64 << 20), name
         shard0_first, _ = log_start(hcluster["kafka"], topic, 0)
         assert shard0_first > 0, "shard 0's history should have been cut"
     finally:

@@ -5,9 +5,8 @@ import time
 import uuid
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource
 
-from conftest import shard_of, storage_of, wait_until
+from conftest import shard_of, storage_of, topic_config, wait_until
 
 INDEX = "direct"
 SHARDS = 3
@@ -130,12 +129,6 @@ def test_poison_records_go_to_the_dead_letter_topic(cluster):
         assert {"message", "code", "type", "link"} <= set(error)
     # one dead letter per record, not one per replica
     assert len([l for l in letters if l["key"] == b"rejected-by-node"]) == 1
-
-
-def topic_config(cluster, topic):
-    admin = AdminClient({"bootstrap.servers": cluster["kafka"]})
-    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    return {k: v.value for k, v in admin.describe_configs([resource])[resource].result(timeout=10).items()}
 
 
 def test_index_topics_keep_their_history_in_segments_a_cut_can_free(cluster):
