@@ -414,14 +414,19 @@ void ingest_stream_unsend(ingest *in, stream *s)
     set_paused(in, s, 1); /* resumed at the next round, reading again from expect */
 }
 
-static void stream_node_failed(ingest *in, stream *s, const char *why)
+/* The wait before the next try after failures: doubling, up to MAX_BACKOFF_MS. */
+static long backoff_ms(const ingest *in, const stream *s)
 {
     long backoff = in->cfg->ingest_retry_ms << (s->failures < 8 ? s->failures : 8);
-    if (backoff > MAX_BACKOFF_MS)
-        backoff = MAX_BACKOFF_MS;
+    return backoff > MAX_BACKOFF_MS ? MAX_BACKOFF_MS : backoff;
+}
+
+static void stream_node_failed(ingest *in, stream *s, const char *why)
+{
     if (s->failures == 0)
-        mr_log("warn", "ingest", "replica %s on %s: %s; retrying from offset %" PRId64, s->shard_index, s->node_id,
-               why, s->applied);
+        mr_log("warn", "ingest", "replica %s on %s: %s; retrying from offset %" PRId64 "%s", s->shard_index,
+               s->node_id, why, s->applied, s->unanswered ? " once what the node may still run has landed" : "");
+    long backoff = backoff_ms(in, s);
     s->failures++;
     stream_rewind(in, s, s->applied, backoff);
 }
@@ -650,7 +655,7 @@ static int batch_due(const ingest *in, const stream *s, int64_t now)
 {
     /* while bisecting, one task at a time, so that Meilisearch can't batch it with another */
     size_t max_inflight = s->split_until >= 0 ? 1 : (size_t)in->cfg->ingest_inflight;
-    if (s->held || s->batch_first < 0 || s->inflight_count >= max_inflight || now < s->resume_at_ms)
+    if (s->held || s->unanswered || s->batch_first < 0 || s->inflight_count >= max_inflight || now < s->resume_at_ms)
         return 0;
     if (pending_count(s) > 0 || s->kind == BATCH_CONTROL || s->batch_docs >= batch_limit(in, s, s->batch_first) ||
         (s->hold_from >= 0 && s->expect >= s->hold_from))
@@ -834,6 +839,10 @@ static void sent(ingest *in, struct sending *w, mr_http_req *reqs)
             continue;
         if (r->never_sent && k == 0) /* no connection was made: the node never saw these */
             s->sent_upto = w->sent_before;
+        if (!r->status && !r->never_sent && !s->unanswered) { /* it may run yet, after what is sent next */
+            s->unanswered = 1;
+            s->stray_seen_ms = 0;
+        }
         char why[300];
         snprintf(why, sizeof why, "sending a batch failed: %ld %.200s", r->status,
                  r->status ? (r->resp ? r->resp : "") : r->curl_error);
@@ -1111,6 +1120,67 @@ static int poll_tasks(ingest *in, int64_t now)
     return 1;
 }
 
+/* ---------------------------------------------------------------- unanswered writes */
+
+#define STRAY_POLL_MS 200
+
+/* Asks each node that left a write of a stream unanswered for the newest task of the shard
+ * index, and lets the stream send again once that has not changed for stray_quiet_ms. A request
+ * the node was sent registers as soon as the node reads it, so a node that answers a later one
+ * and has registered nothing new for that long has none left: the records sent again from the
+ * applied offset run after every stray, and the last word on each document is theirs. */
+static int await_strays(ingest *in, int64_t now)
+{
+    size_t due = 0;
+    for (size_t i = 0; i < in->stream_count; i++)
+        due += in->streams[i].unanswered && now >= in->streams[i].resume_at_ms;
+    if (!due)
+        return 0;
+    mr_http_req *reqs = mr_calloc(due, sizeof *reqs);
+    stream **asked = mr_calloc(due, sizeof *asked);
+    size_t n = 0;
+    for (size_t i = 0; i < in->stream_count && n < due; i++) {
+        stream *s = &in->streams[i];
+        if (!s->unanswered || now < s->resume_at_ms)
+            continue;
+        char *name = curl_easy_escape(NULL, s->shard_index, 0);
+        reqs[n].method = "GET";
+        reqs[n].timeout_ms = in->cfg->connect_timeout_ms; /* a hung node must not hold up the round */
+        snprintf(reqs[n].url, sizeof reqs[n].url, "%s/tasks?limit=1&indexUids=%s", s->node_url, name ? name : "");
+        curl_free(name);
+        asked[n++] = s;
+    }
+    mr_http_run(in->http, reqs, n);
+    for (size_t k = 0; k < n; k++) {
+        stream *s = asked[k];
+        json_t *answer = reqs[k].status == 200 ? mr_http_json(&reqs[k]) : NULL;
+        json_t *results = json_object_get(answer, "results");
+        if (!json_is_array(results)) {
+            s->stray_seen_ms = 0; /* still not answering: ask again after the usual backoff */
+            s->resume_at_ms = now + backoff_ms(in, s);
+            s->failures++;
+        } else {
+            json_t *newest = json_object_get(json_array_get(results, 0), "uid");
+            int64_t uid = json_is_integer(newest) ? json_integer_value(newest) : -1;
+            if (!s->stray_seen_ms || uid != s->stray_uid) {
+                s->stray_uid = uid;
+                s->stray_seen_ms = now;
+            } else if (now - s->stray_seen_ms >= in->cfg->stray_quiet_ms) {
+                s->unanswered = 0;
+                mr_log("info", "ingest", "replica %s on %s: the node answers and has run what it was sent; sending "
+                       "again from offset %" PRId64, s->shard_index, s->node_id, s->applied);
+            }
+            if (s->unanswered)
+                s->resume_at_ms = now + STRAY_POLL_MS;
+        }
+        json_decref(answer);
+        mr_http_req_reset(&reqs[k]);
+    }
+    free(reqs);
+    free(asked);
+    return 1;
+}
+
 /* ---------------------------------------------------------------- one round */
 
 static int read_records(ingest *in)
@@ -1145,7 +1215,7 @@ static void resume_streams(ingest *in, int64_t now)
 {
     for (size_t i = 0; i < in->stream_count; i++) {
         stream *s = &in->streams[i];
-        if (s->paused && pending_count(s) < MAX_PENDING / 2 && now >= s->resume_at_ms)
+        if (s->paused && !s->unanswered && pending_count(s) < MAX_PENDING / 2 && now >= s->resume_at_ms)
             set_paused(in, s, 0);
     }
 }
@@ -1158,6 +1228,7 @@ int ingest_apply_round(ingest *in)
     ingest_cancels_update(in);
     ingest_history_round(in, now);
     work |= send_batches(in, now);
+    work |= await_strays(in, now);
     work |= poll_tasks(in, now);
     ingest_shards_update(in, now);
     resume_streams(in, now);

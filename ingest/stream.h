@@ -84,6 +84,13 @@ struct ingest_stream {
     size_t inflight_count;
     /* failure handling */
     int64_t resume_at_ms; /* paused until then after a failure */
+    /* A write the node never answered may still run, after anything sent later: a hung node runs
+     * every request the kernel kept for it when it wakes, in no set order. Until its shard index's
+     * tasks stop growing (the strays have landed), the stream sends nothing; the records it then
+     * sends again from its applied offset run after them. */
+    int unanswered;
+    int64_t stray_uid;     /* the newest task of the shard index the node showed (-1: none) */
+    int64_t stray_seen_ms; /* when the node first showed it (0: the node has not answered yet) */
     int failures;
     int64_t split_until; /* while bisecting: offsets up to here go in batches of split_size */
     size_t split_size;

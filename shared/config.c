@@ -44,6 +44,7 @@ static const struct key keys[] = {
     {L(ingest_inflight, 4, 1, 64)},
     {L(rebuild_batch_docs, 50000, 1, 1000000)},
     {L(ingest_retry_ms, 200, 10, 60000)},
+    {L(stray_quiet_ms, 2000, 0, 600000)},
     {S(worker_id, "ingest")},
     {L(default_max_total_hits, 1000, 1, 100000000)},
     {L(browse_in_order_max, 10000, 0, 1000000)},

@@ -44,7 +44,8 @@ typedef struct mr_config {
     long ingest_batch_ms;
     long ingest_inflight;       /* Meilisearch tasks in flight per replica */
     long rebuild_batch_docs;    /* records per batch for a replica being rebuilt (replaying history) */
-    long ingest_retry_ms;       /* first backoff after a node failure; doubles up to 30 s */
+    long ingest_retry_ms;       /* first backoff after a node failure; doubles up to 5 s */
+    long stray_quiet_ms;        /* after an unanswered write, how long a shard index's tasks must stop growing */
     char worker_id[64];
     long default_max_total_hits;
     long browse_in_order_max; /* browsing without sort is in write order up to this many documents */
