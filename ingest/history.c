@@ -194,7 +194,7 @@ static void write_copy(ingest *in, const stream *t, int64_t now)
 static void fill_start(ingest *in, stream *t, json_t *rebuilds, int64_t now)
 {
     if (!t->rebuilding || t->fill != FILL_NONE || t->fill_gave_up || t->applied != 0 || t->sent_upto != 0 ||
-        t->inflight_count || t->deleted)
+        t->inflight_count || t->deleted || t->unanswered)
         return;
     stream *peer = in->cfg->rebuild_from_peer && !t->fill_peer_failed ? copy_peer(in, t, rebuilds) : NULL;
     json_t *checkpoint = peer ? NULL : mr_meta_checkpoint(in->meta, t->storage, t->shard);
@@ -219,6 +219,9 @@ static void fill_start(ingest *in, stream *t, json_t *rebuilds, int64_t now)
         t->fill_started_ms = now;
         t->fill_held_ms = 0;
         fill_phase(t, FILL_CLEAR, now);
+    } else if (status == 0) { /* the deletion may run yet, after the copy: wait for it (apply.c) */
+        t->unanswered = 1;
+        t->stray_seen_ms = 0;
     }
     json_decref(answer);
 }

@@ -84,7 +84,8 @@ struct ingest_stream {
     size_t inflight_count;
     /* failure handling */
     int64_t resume_at_ms; /* paused until then after a failure */
-    /* A write the node never answered may still run, after anything sent later: a hung node runs
+    /* A write the node never answered (a batch, or history.c's deletion of the shard index before
+     * a fill) may still run, after anything sent later: a hung node runs
      * every request the kernel kept for it when it wakes, in no set order. Until its shard index's
      * tasks stop growing (the strays have landed), the stream sends nothing; the records it then
      * sends again from its applied offset run after them. */

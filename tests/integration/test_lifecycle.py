@@ -271,13 +271,21 @@ def test_cancel_only_what_no_replica_has_begun(cluster):
         assert sorted(d["id"] for d in page["results"]) == ["after", "kept"], (node, page)
 
     # a task a replica has begun is not canceled, and the answer says so
-    victim = holders[0]
+    victim, left = holders
+    left_node = cluster["nodes"][left]
+
+    def newest_task():
+        results = left_node.get("/tasks", indexUids=f"{storage}__s0", limit=1)[1]["results"]
+        return results[0]["uid"] if results else -1
+
     kill_node(cluster, victim)
     try:
+        before = newest_task()
         with open(SAMPLE, "rb") as f:
             status, big = gw.post("/indexes/undo/documents", raw=f.read(), ctype="application/x-ndjson")
         assert status == 202, big
-        time.sleep(0.5)  # ingest has sent it to the node left: under way, though not finished
+        # under way once the node left has been sent it (a fixed pause was too short on a busy CI)
+        wait_until("ingest to send the write to the node left", lambda: newest_task() > before, 30, 0.05)
         status, cancel = gw.post(f"/tasks/cancel?uids={big['taskUid']}")
         done = gw.wait_task(cancel["taskUid"], timeout=60)
         assert done["status"] == "succeeded" and done["details"]["canceledTasks"] == 0, done
