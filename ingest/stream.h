@@ -85,10 +85,10 @@ struct ingest_stream {
     /* failure handling */
     int64_t resume_at_ms; /* paused until then after a failure */
     /* A write the node never answered (a batch, or history.c's deletion of the shard index before
-     * a fill) may still run, after anything sent later: a hung node runs
-     * every request the kernel kept for it when it wakes, in no set order. Until its shard index's
-     * tasks stop growing (the strays have landed), the stream sends nothing; the records it then
-     * sends again from its applied offset run after them. */
+     * a fill) may still run, after anything sent later: a hung node runs every request the kernel
+     * kept for it when it wakes, in no set order. Until its shard index's tasks stop growing (the
+     * strays have landed), the stream sends nothing; the records it then sends again from its
+     * applied offset run after them. */
     int unanswered;
     int64_t stray_uid;     /* the newest task of the shard index the node showed (-1: none) */
     int64_t stray_seen_ms; /* when the node first showed it (0: the node has not answered yet) */
