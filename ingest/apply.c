@@ -839,7 +839,7 @@ static void sent(ingest *in, struct sending *w, mr_http_req *reqs)
             continue;
         if (r->never_sent && k == 0) /* no connection was made: the node never saw these */
             s->sent_upto = w->sent_before;
-        if (!r->status && !r->never_sent && !s->unanswered) { /* it may run yet, after what is sent next */
+        if (!r->status && !r->never_sent) { /* it may run yet, after what is sent next */
             s->unanswered = 1;
             s->stray_seen_ms = 0;
         }
@@ -1143,11 +1143,9 @@ static int await_strays(ingest *in, int64_t now)
         stream *s = &in->streams[i];
         if (!s->unanswered || now < s->resume_at_ms)
             continue;
-        char *name = curl_easy_escape(NULL, s->shard_index, 0);
         reqs[n].method = "GET";
         reqs[n].timeout_ms = in->cfg->connect_timeout_ms; /* a hung node must not hold up the round */
-        snprintf(reqs[n].url, sizeof reqs[n].url, "%s/tasks?limit=1&indexUids=%s", s->node_url, name ? name : "");
-        curl_free(name);
+        snprintf(reqs[n].url, sizeof reqs[n].url, "%s/tasks?limit=1&indexUids=%s", s->node_url, s->shard_index);
         asked[n++] = s;
     }
     mr_http_run(in->http, reqs, n);
