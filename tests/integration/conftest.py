@@ -443,6 +443,11 @@ def replica_documents(url, name):
         offset += 5000
 
 
+def node_urls(gw):
+    """Each member node's URL, by id."""
+    return {n["id"]: n["url"] for n in gw.get("/_miroir/nodes")[1]["results"]}
+
+
 def topic_config(cluster, topic):
     """A Kafka topic's configuration, name -> value."""
     admin = AdminClient({"bootstrap.servers": cluster["kafka"]})

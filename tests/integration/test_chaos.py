@@ -20,8 +20,8 @@ import time
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from conftest import (ROOT, miroirctl, pid_of, placement_of, replica_documents, settled, shard_of, storage_of,
-                      wait_until)
+from conftest import (ROOT, miroirctl, node_urls, pid_of, placement_of, replica_documents, settled, shard_of,
+                      storage_of, wait_until)
 
 INDEX = "chaos"
 REBORN = "chaos-reborn"  # deleted and created again under its writer
@@ -385,7 +385,7 @@ def test_chaos(moving_cluster, extra_nodes):
         restart(moving_cluster)
 
     wait_until("every replica to catch up", lambda: settled(gw, INDEX), 300, 1)
-    nodes = {n["id"]: n["url"] for n in gw.get("/_miroir/nodes")[1]["results"]}
+    nodes = node_urls(gw)
     assert set(nodes) == {"n1", "n2", "n3"}
     lost = stale = resurrected = misplaced = 0
     copies = {}

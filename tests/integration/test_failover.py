@@ -6,7 +6,7 @@ import signal
 import subprocess
 import time
 
-from conftest import ROOT, pid_of, placement_of, replica_documents, settled, shard_of, storage_of, wait_until
+from conftest import ROOT, node_urls, pid_of, placement_of, replica_documents, settled, shard_of, storage_of, wait_until
 
 INDEX = "failover"
 SHARDS = 3
@@ -66,8 +66,7 @@ def test_what_a_hung_node_was_sent_lands_in_order(cluster):
         os.kill(pid, signal.SIGCONT)
     wait_until("the hung node to catch up", lambda: settled(gw, uid), 120, 0.5)
     time.sleep(2)  # a stray landing late would show now
-    node_url = next(n["url"] for n in gw.get("/_miroir/nodes")[1]["results"] if n["id"] == victim)
-    got = replica_documents(node_url, f"{storage_of(gw, uid)}__s0")
+    got = replica_documents(node_urls(gw)[victim], f"{storage_of(gw, uid)}__s0")
     stale = sorted(int(k) for k, d in got.items() if d["round"] != 6)
     assert not stale, f"{len(stale)} documents at an old round on {victim}, e.g. {got[str(stale[0])]}"
     assert all(d["text"] == f"doc {d['id']}" for d in got.values())

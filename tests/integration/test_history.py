@@ -12,8 +12,8 @@ import time
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from conftest import (NODE_KEY, ROOT, Http, miroirctl, pid_of, placement_of, replica_documents, running_cluster,
-                      settled, shard_of, storage_of, topic_config, wait_until)
+from conftest import (NODE_KEY, ROOT, Http, miroirctl, node_urls, pid_of, placement_of, replica_documents,
+                      running_cluster, settled, shard_of, storage_of, topic_config, wait_until)
 
 KAFKA, GATEWAY, NODES = 24092, 24700, 24701
 INDEX = "history"
@@ -81,10 +81,6 @@ def model(hcluster):
     for start in range(0, 6000, 1000):
         m.write([{"id": i, "title": f"doc {i}", "grp": i % 7, "round": 0, "v": 0} for i in range(start, start + 1000)])
     return m
-
-
-def node_urls(gw):
-    return {n["id"]: n["url"] for n in gw.get("/_miroir/nodes")[1]["results"]}
 
 
 def metric(gw, name):

@@ -7,7 +7,8 @@ import signal
 import subprocess
 import time
 
-from conftest import NODE_KEY, ROOT, SAMPLE, Http, node_wait_task, pid_of, settled, storage_of, wait_until
+from conftest import (NODE_KEY, ROOT, SAMPLE, Http, node_urls, node_wait_task, pid_of, settled, storage_of,
+                      wait_until)
 
 RANK = {"enqueued": 0, "processing": 1, "succeeded": 2, "failed": 2, "canceled": 2}
 
@@ -259,7 +260,7 @@ def test_cancel_only_what_no_replica_has_begun(cluster):
 
     # a replica rebuilt from the log later skips the canceled records too
     storage = storage_of(gw, "undo")
-    intruded = Http(next(n["url"] for n in gw.get("/_miroir/nodes")[1]["results"] if n["id"] == holders[0]), NODE_KEY)
+    intruded = Http(node_urls(gw)[holders[0]], NODE_KEY)
     status, t = intruded.post(f"/indexes/{storage}__s0/documents", [{"id": "intruder"}])
     node_wait_task(intruded, t["taskUid"])
     status, verdict = gw.post("/_miroir/verify", {"indexes": ["undo"], "repair": True})

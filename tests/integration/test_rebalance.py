@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import (NODE_KEY, SAMPLE, ExtraNode, Http, hrw_target, miroirctl, node_wait_task, pid_of,
+from conftest import (NODE_KEY, SAMPLE, ExtraNode, Http, hrw_target, miroirctl, node_urls, node_wait_task, pid_of,
                       placement_of, replica_documents, settled, shard_of, storage_of, wait_until)
 
 INDEX = "moves"
@@ -112,7 +112,7 @@ def check_replicas(cluster, docs, nodes):
     """Placement is the target, on nodes, within the bound of ceil(S*RF/N) replicas a node; every
     replica ready, each holding exactly docs."""
     gw = cluster["gateway"]
-    urls = {n["id"]: n["url"] for n in gw.get("/_miroir/nodes")[1]["results"]}
+    urls = node_urls(gw)
     count = {n: 0 for n in nodes}
     for s in placement_of(gw, INDEX):
         holders = {r["node"] for r in s["replicas"]}
@@ -175,7 +175,7 @@ def test_add_node_moves_only_its_share(moving_cluster, history, n4):
     assert searcher.failed == 0, searcher.errors[:3]
     check_replicas(moving_cluster, history, four)
     # the old copies were dropped from the nodes that gave them up
-    urls = {n["id"]: n["url"] for n in gw.get("/_miroir/nodes")[1]["results"]}
+    urls = node_urls(gw)
     for shard, node in before - after:
         status, _ = Http(urls[node], NODE_KEY).get(f"/indexes/{storage_of(gw, INDEX)}__s{shard}")
         assert status == 404, (shard, node)
@@ -187,7 +187,7 @@ def test_add_node_moves_only_its_share(moving_cluster, history, n4):
 def corrupt_replica(gw, shard):
     """Writes an intruder into the first replica of shard behind Miroir's back; returns its
     node's id and a client for it."""
-    urls = {n["id"]: n["url"] for n in gw.get("/_miroir/nodes")[1]["results"]}
+    urls = node_urls(gw)
     victim = placement_of(gw, INDEX)[shard]["replicas"][0]["node"]
     node = Http(urls[victim], NODE_KEY)
     status, t = node.post(f"/indexes/{storage_of(gw, INDEX)}__s{shard}/documents", [{"id": "intruder", "name": "x"}])
@@ -205,7 +205,7 @@ def test_zones_spread_every_shard(moving_cluster, history, n4):
     nothing."""
     gw = moving_cluster["gateway"]
     zones = {"n1": "rack-a", "n2": "rack-b", "n3": "rack-a", "n4": "rack-b"}
-    urls = {n["id"]: n["url"] for n in gw.get("/_miroir/nodes")[1]["results"]}
+    urls = node_urls(gw)
     searcher = Searcher(gw, INDEX, {"q": "react", "limit": 5})
     searcher.start()
     try:
