@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "alloc.h"
+#include "answer.h"
 #include "auth.h"
 #include "buf.h"
 #include "codec.h"
@@ -345,7 +346,7 @@ static const char *error_field(const gw_response *res, const char *name)
 
 static enum MHD_Result send_response(struct MHD_Connection *conn, gw_response *res, const char *rid)
 {
-    char *text = res->text ? res->text : res->body ? json_dumps(res->body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    char *text = res->text ? res->text : res->body ? mr_json_dumps(res->body) : NULL;
     res->text = NULL; /* the response takes it */
     size_t len = text ? strlen(text) : 0;
     /* Every answer in the coding the client asked for, however small, as Meilisearch gives it:

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "answer.h"
 #include "gw.h"
 #include "seq.h"
 #include "util.h"
@@ -179,7 +180,8 @@ static json_t *federated_answer(struct multi *m, size_t offset, size_t limit)
             size_t p;
             json_t *hit;
             json_array_foreach(json_object_get(answer, "hits"), p, hit) {
-                double score = json_number_value(json_object_get(hit, "_rankingScore"));
+                double score = json_number_value(mr_hit_get(hit, "_rankingScore"));
+                mr_hit_get(hit, MR_SEQ_FIELD); /* read now: the sort's comparisons find it */
                 all[k++] = (struct fed_hit){hit, score * m->weights[i], i, s, p};
             }
         }
@@ -192,7 +194,7 @@ static json_t *federated_answer(struct multi *m, size_t offset, size_t limit)
     size_t kept = 0;
     for (size_t h = 0; h < k; h++) {
         const mr_index *ix = m->queries[all[h].query].ix;
-        json_t *id = json_object_get(all[h].hit, ix->primary_key);
+        json_t *id = mr_hit_get(all[h].hit, ix->primary_key);
         char *text = id ? json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
         char key[700];
         snprintf(key, sizeof key, "%s/%s", ix->uid, text ? text : "");

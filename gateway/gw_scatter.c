@@ -44,7 +44,7 @@ struct scatter {
     gw *g;
     gw_shard_call *calls;
     struct call_state *st;
-    struct attempt *attempts;
+    struct attempt **attempts; /* each made when sent: most calls need one */
     size_t count;
     mr_http_flight *f;
 };
@@ -80,8 +80,7 @@ static const char *next_replica(struct scatter *sc, size_t i, char *base, size_t
 
 static struct attempt *new_attempt(struct scatter *sc, size_t call, const char *node, int hedge, int64_t left)
 {
-    struct attempt *a = &sc->attempts[sc->count++];
-    memset(a, 0, sizeof *a);
+    struct attempt *a = sc->attempts[sc->count++] = mr_calloc(1, sizeof *a);
     a->call = call;
     a->node = node;
     a->hedge = hedge;
@@ -218,22 +217,6 @@ static size_t start_all(struct scatter *sc, size_t n, int64_t left)
     return open;
 }
 
-/* What the merge reads of a search's hits (the rest of each is read only if the merge keeps it):
- * appended to keep from position at; returns the new count. Room: MERGE_FIELDS + 2 a call. */
-#define MERGE_FIELDS 3
-static size_t merge_fields(const gw_shard_call *c, const char **keep, size_t at)
-{
-    if (at == 0) {
-        keep[at++] = "_rankingScore";
-        keep[at++] = "_rankingScoreDetails";
-        keep[at++] = MR_SEQ_FIELD;
-    }
-    keep[at++] = c->ix->primary_key;
-    if (c->distinct && c->distinct[0])
-        keep[at++] = c->distinct;
-    return at;
-}
-
 /* Takes an attempt's answer into its call. Returns 1 if the call has its answer (or its error),
  * 0 if another replica should be asked. */
 static int take(gw *g, gw_shard_call *c, struct attempt *a, mr_error *not_found)
@@ -250,11 +233,8 @@ static int take(gw *g, gw_shard_call *c, struct attempt *a, mr_error *not_found)
     }
     int ok = r->status >= 200 && r->status < 300;
     json_t *body = NULL;
-    if (ok && c->search) {
-        const char *keep[MERGE_FIELDS + 2];
-        size_t nkeep = merge_fields(c, keep, 0);
-        body = mr_answer_load(r->resp, r->resp_len, keep, nkeep);
-    }
+    if (ok && c->search)
+        body = mr_answer_load(r->resp, r->resp_len);
     if (!body)
         body = mr_http_json(r);
     if (ok && body) {
@@ -313,8 +293,8 @@ static void settle(struct scatter *sc, size_t i, const struct attempt *winner)
 {
     int64_t now = mr_now_ms();
     for (size_t k = 0; k < sc->count; k++)
-        if (sc->attempts[k].call == i && &sc->attempts[k] != winner)
-            drop(sc, &sc->attempts[k], now);
+        if (sc->attempts[k]->call == i && sc->attempts[k] != winner)
+            drop(sc, sc->attempts[k], now);
     sc->st[i].running = 0;
     sc->st[i].hedge_at = 0;
 }
@@ -342,14 +322,8 @@ static size_t take_batch(struct scatter *sc, struct attempt *a, int64_t left)
     mr_http_req *r = &a->req;
     size_t over = 0;
     json_t *body = NULL;
-    if (r->status >= 200 && r->status < 300) {
-        const char **keep = mr_malloc((MERGE_FIELDS + 2 * a->batch_count) * sizeof *keep);
-        size_t nkeep = 0;
-        for (size_t j = 0; j < a->batch_count; j++)
-            nkeep = merge_fields(&sc->calls[a->batch[j]], keep, nkeep);
-        body = mr_answers_load(r->resp, r->resp_len, keep, nkeep);
-        free(keep);
-    }
+    if (r->status >= 200 && r->status < 300)
+        body = mr_answers_load(r->resp, r->resp_len);
     if (!body)
         body = mr_http_json(r);
     json_t *results = json_object_get(body, "results");
@@ -453,12 +427,13 @@ int gw_scatter(gw *g, gw_shard_call *calls, size_t n, mr_error *err, size_t *fai
     }
     int64_t end = mr_now_ms();
     for (size_t k = 0; k < sc.count; k++)
-        drop(&sc, &sc.attempts[k], end); /* a batch its calls' hedges answered, a timed-out call */
+        drop(&sc, sc.attempts[k], end); /* a batch its calls' hedges answered, a timed-out call */
     mr_http_flight_free(sc.f);
     for (size_t k = 0; k < sc.count; k++) {
-        mr_http_req_reset(&sc.attempts[k].req);
-        free(sc.attempts[k].batch);
-        free(sc.attempts[k].body.data);
+        mr_http_req_reset(&sc.attempts[k]->req);
+        free(sc.attempts[k]->batch);
+        free(sc.attempts[k]->body.data);
+        free(sc.attempts[k]);
     }
     int rc = 0;
     uint32_t missing = 0;

@@ -126,16 +126,16 @@ static int fetch_page(gw *g, gw_query *q, json_t *out, mr_error *err)
             if ((uint32_t)json_integer_value(json_object_get(hit, "_miroir_shard")) != calls[k].shard)
                 continue;
             json_t *found = json_array_get(full, (size_t)json_integer_value(json_object_get(hit, "_miroir_pos")));
-            json_t *id = json_object_get(hit, q->ix->primary_key);
-            if (!found || !id || !json_equal(json_object_get(found, q->ix->primary_key), id)) {
+            json_t *id = mr_hit_get(hit, q->ix->primary_key);
+            if (!found || !id || !json_equal(mr_hit_get(found, q->ix->primary_key), id)) {
                 rc = -1; /* moved between the phases */
                 break;
             }
             json_t *copy = json_deep_copy(found);
-            mr_hit_expand(copy);
-            size_t a;
-            json_t *attr;
-            json_array_foreach(added, a, attr) json_object_del(copy, json_string_value(attr));
+            for (size_t a = 0; a < json_array_size(added); a++) {
+                const char *name = json_string_value(json_array_get(added, a));
+                mr_hit_drop(copy, &name, 1, NULL);
+            }
             mr_search_hit_finish(&q->sreq, copy);
             json_array_set_new(hits, j, copy);
         }

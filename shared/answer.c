@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
+#include "buf.h"
+
 static const char *skip_space(const char *p, const char *end)
 {
     while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
@@ -154,88 +157,55 @@ static json_t *parse_span(const char *value, const char *value_end)
     return json_loadb(value, n, JSON_DECODE_ANY, &e);
 }
 
-static int is_name(const char *key, size_t key_len, const char *name)
-{
-    return strlen(name) == key_len && memcmp(key, name, key_len) == 0;
-}
-
-struct reading {
-    const char *const *keep;
-    size_t nkeep;
-    json_t *into; /* the answer, the hits array, or the stub being filled */
-};
-
-static int stub_member(const char *key, size_t key_len, const char *value, const char *value_end, void *ctx)
-{
-    struct reading *r = ctx;
-    for (size_t i = 0; i < r->nkeep; i++) {
-        if (!is_name(key, key_len, r->keep[i]))
-            continue;
-        json_t *v = parse_span(value, value_end);
-        return v ? json_object_set_new(r->into, r->keep[i], v) : -1;
-    }
-    return 0;
-}
-
+/* A hit is kept as a stub holding only its text; its fields are read when asked for. Its
+ * strings and brackets were matched on the way here; the rest of its shape is met when it is
+ * read (a second walk of every hit would cost as much as the first). */
 static int hit_element(const char *value, const char *value_end, void *ctx)
 {
-    struct reading *r = ctx;
-    struct reading stub = {r->keep, r->nkeep, json_object()};
-    if (each_member(value, value_end, stub_member, &stub) != value_end) {
-        json_decref(stub.into);
+    json_t *hits = ctx;
+    if (*value != '{')
         return -1;
-    }
-    json_object_set_new(stub.into, MR_HIT_TEXT, json_stringn_nocheck(value, (size_t)(value_end - value)));
-    return json_array_append_new(r->into, stub.into);
+    json_t *stub = json_object();
+    json_object_set_new(stub, MR_HIT_TEXT, json_stringn_nocheck(value, (size_t)(value_end - value)));
+    return json_array_append_new(hits, stub);
 }
 
 static int answer_member(const char *key, size_t key_len, const char *value, const char *value_end, void *ctx)
 {
-    struct reading *r = ctx;
+    json_t *answer = ctx;
     if (memchr(key, '\\', key_len))
         return -1; /* an escaped name: not a Meilisearch answer's */
     json_t *v;
-    if (is_name(key, key_len, "hits")) {
-        struct reading hits = {r->keep, r->nkeep, json_array()};
-        if (each_element(value, value_end, hit_element, &hits) != value_end) {
-            json_decref(hits.into);
+    if (key_len == 4 && memcmp(key, "hits", 4) == 0) {
+        v = json_array();
+        if (each_element(value, value_end, hit_element, v) != value_end) {
+            json_decref(v);
             return -1;
         }
-        v = hits.into;
     } else if (!(v = parse_span(value, value_end))) {
         return -1;
     }
-    return json_object_setn_new(r->into, key, key_len, v);
-}
-
-static int plain_names(const char *const *keep, size_t nkeep)
-{
-    for (size_t i = 0; i < nkeep; i++)
-        for (const unsigned char *c = (const unsigned char *)keep[i]; *c; c++)
-            if (*c == '"' || *c == '\\' || *c < 0x20)
-                return 0;
-    return 1;
+    return json_object_setn_new(answer, key, key_len, v);
 }
 
 /* The answer whose object begins at text; *past is where it ends. */
-static json_t *load_answer(const char *text, const char *end, const char *const *keep, size_t nkeep,
-                           const char **past)
+static json_t *load_answer(const char *text, const char *end, const char **past)
 {
-    struct reading r = {keep, nkeep, json_object()};
-    *past = each_member(text, end, answer_member, &r);
-    if (!*past || !json_is_array(json_object_get(r.into, "hits"))) {
-        json_decref(r.into);
+    json_t *answer = json_object();
+    *past = each_member(text, end, answer_member, answer);
+    if (!*past || !json_is_array(json_object_get(answer, "hits"))) {
+        json_decref(answer);
         return NULL;
     }
-    return r.into;
+    return answer;
 }
 
-json_t *mr_answer_load(const char *text, size_t len, const char *const *keep, size_t nkeep)
+json_t *mr_answer_load(const char *text, size_t len)
 {
-    if (!text || !plain_names(keep, nkeep))
+    if (!text)
         return NULL;
     const char *end = text + len, *past;
-    json_t *answer = load_answer(text, end, keep, nkeep, &past);
+    json_t *answer = load_answer(text, end, &past);
     if (answer && skip_space(past, end) != end) {
         json_decref(answer);
         return NULL;
@@ -245,41 +215,84 @@ json_t *mr_answer_load(const char *text, size_t len, const char *const *keep, si
 
 static int result_element(const char *value, const char *value_end, void *ctx)
 {
-    struct reading *r = ctx;
     const char *past;
-    json_t *answer = load_answer(value, value_end, r->keep, r->nkeep, &past);
+    json_t *answer = load_answer(value, value_end, &past);
     if (answer && past != value_end) {
         json_decref(answer);
         return -1;
     }
-    return answer ? json_array_append_new(r->into, answer) : -1;
+    return answer ? json_array_append_new(ctx, answer) : -1;
 }
 
 static int results_member(const char *key, size_t key_len, const char *value, const char *value_end, void *ctx)
 {
-    struct reading *r = ctx;
-    if (!is_name(key, key_len, "results"))
+    if (key_len != 7 || memcmp(key, "results", 7) != 0)
         return -1;
-    struct reading results = {r->keep, r->nkeep, json_array()};
-    if (each_element(value, value_end, result_element, &results) != value_end) {
-        json_decref(results.into);
+    json_t *results = json_array();
+    if (each_element(value, value_end, result_element, results) != value_end) {
+        json_decref(results);
         return -1;
     }
-    return json_object_set_new(r->into, "results", results.into);
+    return json_object_set_new(ctx, "results", results);
 }
 
-json_t *mr_answers_load(const char *text, size_t len, const char *const *keep, size_t nkeep)
+json_t *mr_answers_load(const char *text, size_t len)
 {
-    if (!text || !plain_names(keep, nkeep))
+    if (!text)
         return NULL;
     const char *end = text + len;
-    struct reading r = {keep, nkeep, json_object()};
-    const char *past = each_member(text, end, results_member, &r);
-    if (!past || skip_space(past, end) != end || !json_is_array(json_object_get(r.into, "results"))) {
-        json_decref(r.into);
+    json_t *answers = json_object();
+    const char *past = each_member(text, end, results_member, answers);
+    if (!past || skip_space(past, end) != end || !json_is_array(json_object_get(answers, "results"))) {
+        json_decref(answers);
         return NULL;
     }
-    return r.into;
+    return answers;
+}
+
+/* Whether a member's key, as written (without its quotes), is name. A key written with escapes
+ * is read by jansson before it is compared. */
+static int key_is(const char *key, size_t key_len, const char *name, size_t name_len)
+{
+    if (!memchr(key, '\\', key_len))
+        return key_len == name_len && memcmp(key, name, key_len) == 0;
+    json_t *decoded = json_loadb(key - 1, key_len + 2, JSON_DECODE_ANY, NULL);
+    int same = json_is_string(decoded) && json_string_length(decoded) == name_len &&
+               memcmp(json_string_value(decoded), name, name_len) == 0;
+    json_decref(decoded);
+    return same;
+}
+
+struct lookup {
+    const char *name;
+    size_t name_len;
+    const char *value, *value_end; /* where the field's value is, once found */
+};
+
+/* Stops the walk (returns 1) at the member named lookup->name. */
+static int find_member(const char *key, size_t key_len, const char *value, const char *value_end, void *ctx)
+{
+    struct lookup *l = ctx;
+    if (!key_is(key, key_len, l->name, l->name_len))
+        return 0;
+    l->value = value;
+    l->value_end = value_end;
+    return 1;
+}
+
+json_t *mr_hit_get(json_t *hit, const char *name)
+{
+    json_t *v = json_object_get(hit, name);
+    json_t *text = json_object_get(hit, MR_HIT_TEXT);
+    if (v || !json_is_string(text))
+        return v;
+    const char *t = json_string_value(text);
+    struct lookup l = {name, strlen(name), NULL, NULL};
+    each_member(t, t + json_string_length(text), find_member, &l);
+    if (!l.value || !(v = parse_span(l.value, l.value_end)))
+        return NULL;
+    json_object_set_new(hit, name, v); /* the same as in the text: expanding keeps it */
+    return v;
 }
 
 int mr_hit_expand(json_t *hit)
@@ -303,4 +316,227 @@ int mr_hit_expand(json_t *hit)
     json_object_update(hit, whole);
     json_decref(whole);
     return 0;
+}
+
+/* ---------------------------------------------------------------- writing hits back */
+
+static void put(mr_buf *out, const char *p, size_t n)
+{
+    mr_buf_add(out, p, n, 4096);
+}
+
+/* A member as written: "key":value, after a comma unless it is the first. */
+static void put_member(mr_buf *out, int *first, const char *key, size_t key_len, const char *value,
+                       const char *value_end)
+{
+    if (!*first)
+        put(out, ",", 1);
+    *first = 0;
+    put(out, key - 1, key_len + 2);
+    put(out, ":", 1);
+    put(out, value, (size_t)(value_end - value));
+}
+
+struct dropping {
+    mr_buf *out;
+    int first;
+    const char *const *names; /* left out */
+    size_t n;
+    const char *formatted_name; /* left out of "_formatted" */
+};
+
+static int is_dropped(const struct dropping *d, const char *key, size_t key_len)
+{
+    for (size_t i = 0; i < d->n; i++)
+        if (key_is(key, key_len, d->names[i], strlen(d->names[i])))
+            return 1;
+    return 0;
+}
+
+static int drop_member(const char *key, size_t key_len, const char *value, const char *value_end, void *ctx);
+
+static int write_without(mr_buf *out, const char *text, const char *end, const char *const *names, size_t n,
+                         const char *formatted_name)
+{
+    struct dropping d = {out, 1, names, n, formatted_name};
+    put(out, "{", 1);
+    if (each_member(text, end, drop_member, &d) != end)
+        return -1;
+    put(out, "}", 1);
+    return 0;
+}
+
+static int drop_member(const char *key, size_t key_len, const char *value, const char *value_end, void *ctx)
+{
+    struct dropping *d = ctx;
+    if (is_dropped(d, key, key_len))
+        return 0;
+    if (d->formatted_name && *value == '{' && key_is(key, key_len, "_formatted", 10)) {
+        if (!d->first)
+            put(d->out, ",", 1);
+        d->first = 0;
+        put(d->out, key - 1, key_len + 2);
+        put(d->out, ":", 1);
+        return write_without(d->out, value, value_end, &d->formatted_name, 1, NULL);
+    }
+    put_member(d->out, &d->first, key, key_len, value, value_end);
+    return 0;
+}
+
+int mr_hit_drop(json_t *hit, const char *const *names, size_t n, const char *formatted_name)
+{
+    for (size_t i = 0; i < n; i++)
+        json_object_del(hit, names[i]);
+    json_t *text = json_object_get(hit, MR_HIT_TEXT);
+    if (!json_is_string(text)) {
+        json_object_del(json_object_get(hit, "_formatted"), formatted_name);
+        return 0;
+    }
+    const char *t = json_string_value(text);
+    mr_buf out = {0};
+    int rc = write_without(&out, t, t + json_string_length(text), names, n, formatted_name);
+    if (rc == 0)
+        json_object_set_new(hit, MR_HIT_TEXT, json_stringn_nocheck(out.data, out.len));
+    mr_buf_free(&out);
+    return rc;
+}
+
+/* ---- the writer: jansson's compact form, with stubs written from their text */
+
+static int write_value(mr_buf *out, const json_t *v);
+
+static void write_key(mr_buf *out, const char *key, size_t len)
+{
+    int plain = 1;
+    for (size_t i = 0; i < len && plain; i++)
+        plain = key[i] != '"' && key[i] != '\\' && (unsigned char)key[i] >= 0x20;
+    if (plain) {
+        put(out, "\"", 1);
+        put(out, key, len);
+        put(out, "\":", 2);
+        return;
+    }
+    json_t *k = json_stringn_nocheck(key, len);
+    write_value(out, k);
+    json_decref(k);
+    put(out, ":", 1);
+}
+
+struct stub_writing {
+    mr_buf *out;
+    int first;
+    const json_t *stub;
+    const json_t *written[32]; /* the stub's fields written in the text's place */
+    size_t written_count;
+    int failed;
+};
+
+static int stub_member(const char *key, size_t key_len, const char *value, const char *value_end, void *ctx)
+{
+    struct stub_writing *w = ctx;
+    json_t *own = memchr(key, '\\', key_len) ? NULL : json_object_getn(w->stub, key, key_len);
+    if (!own) {
+        put_member(w->out, &w->first, key, key_len, value, value_end);
+        return 0;
+    }
+    if (w->written_count == sizeof w->written / sizeof *w->written)
+        return -1;
+    w->written[w->written_count++] = own;
+    if (!w->first)
+        put(w->out, ",", 1);
+    w->first = 0;
+    write_key(w->out, key, key_len);
+    return write_value(w->out, own);
+}
+
+/* A stub as expanding it would make it: the text's members, the stub's own value in place of
+ * the text's where it has one, then the stub's other fields. */
+static int write_stub(mr_buf *out, const json_t *stub, const json_t *text)
+{
+    const char *t = json_string_value(text), *end = t + json_string_length(text);
+    struct stub_writing w = {.out = out, .first = 1, .stub = stub};
+    put(out, "{", 1);
+    if (each_member(t, end, stub_member, &w) != end)
+        return -1;
+    const char *key;
+    size_t key_len;
+    json_t *value;
+    json_object_keylen_foreach((json_t *)stub, key, key_len, value) {
+        int done = value == text;
+        for (size_t i = 0; i < w.written_count && !done; i++)
+            done = w.written[i] == value;
+        if (done)
+            continue;
+        if (!w.first)
+            put(out, ",", 1);
+        w.first = 0;
+        write_key(out, key, key_len);
+        if (write_value(out, value))
+            return -1;
+    }
+    put(out, "}", 1);
+    return 0;
+}
+
+static int write_value(mr_buf *out, const json_t *v)
+{
+    if (json_is_object(v)) {
+        json_t *text = json_object_get(v, MR_HIT_TEXT);
+        if (json_is_string(text)) {
+            size_t before = out->len;
+            if (write_stub(out, v, text) == 0)
+                return 0;
+            out->len = before; /* a text that does not walk: as it is, as json_dumps would */
+        }
+        put(out, "{", 1);
+        const char *key;
+        size_t key_len;
+        json_t *member;
+        int first = 1;
+        json_object_keylen_foreach((json_t *)v, key, key_len, member) {
+            if (!first)
+                put(out, ",", 1);
+            first = 0;
+            write_key(out, key, key_len);
+            if (write_value(out, member))
+                return -1;
+        }
+        put(out, "}", 1);
+        return 0;
+    }
+    if (json_is_array(v)) {
+        put(out, "[", 1);
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            if (i)
+                put(out, ",", 1);
+            if (write_value(out, json_array_get(v, i)))
+                return -1;
+        }
+        put(out, "]", 1);
+        return 0;
+    }
+    char small[256];
+    size_t n = json_dumpb(v, small, sizeof small, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!n)
+        return -1;
+    if (n <= sizeof small) {
+        put(out, small, n);
+        return 0;
+    }
+    char *big = mr_malloc(n);
+    json_dumpb(v, big, n, JSON_COMPACT | JSON_ENCODE_ANY);
+    put(out, big, n);
+    free(big);
+    return 0;
+}
+
+char *mr_json_dumps(const json_t *v)
+{
+    mr_buf out = {0};
+    if (!v || write_value(&out, v)) {
+        mr_buf_free(&out);
+        return NULL;
+    }
+    put(&out, "", 0); /* NUL-terminated, even if nothing was written */
+    return out.data;
 }

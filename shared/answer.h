@@ -2,10 +2,12 @@
  *
  * A search over S shards gets S × (offset + limit) hits back and keeps offset + limit of them;
  * building a whole JSON tree for every hit was most of the gateway's CPU per query. So each hit
- * is read as a stub: only the fields the merge reads (named by the caller: the ranking score and
- * its details, the write order, the primary key, the distinct attribute), parsed, and the hit's
- * own text under MR_HIT_TEXT. The hits the merge keeps are made whole (mr_hit_expand); the others
- * are never parsed. Everything else in the answer (counts, facets) is parsed as usual. */
+ * is kept as a stub: its own text under MR_HIT_TEXT, checked for shape but not parsed. A field is
+ * parsed when the merge asks for it (mr_hit_get), and then kept in the stub; only the hits that
+ * reach the merge's heap are ever asked, S + offset + limit of them. The hits the merge keeps
+ * lose what only the merge needed (mr_hit_drop) and are written to the client from their text
+ * (mr_json_dumps): no hit is ever parsed whole. Everything else in the answer (counts, facets)
+ * is parsed as usual. */
 #ifndef MIROIR_ANSWER_H
 #define MIROIR_ANSWER_H
 
@@ -15,17 +17,31 @@
 #define MR_HIT_TEXT "_miroir_text"
 
 /* Reads a Meilisearch search answer (a JSON object with a "hits" array of objects), each hit a
- * stub holding the fields named in keep (nkeep of them) that it has. Returns a new reference, or
- * NULL if text is not such an answer, or not JSON, or a name in keep is one that JSON would
- * escape: then parse it whole. */
-json_t *mr_answer_load(const char *text, size_t len, const char *const *keep, size_t nkeep);
+ * stub. Returns a new reference, or NULL if text is not such an answer, or not JSON: then parse
+ * it whole, which gives jansson's own error. */
+json_t *mr_answer_load(const char *text, size_t len);
 
 /* The same for a /multi-search answer: {"results": [answer, …]}, each answer read as above. */
-json_t *mr_answers_load(const char *text, size_t len, const char *const *keep, size_t nkeep);
+json_t *mr_answers_load(const char *text, size_t len);
+
+/* A top-level field of a hit, stub or whole (borrowed; NULL if the hit has none): a stub's is
+ * parsed from its text the first time, then kept in the stub, so that json_object_get finds it
+ * from then on. */
+json_t *mr_hit_get(json_t *hit, const char *name);
 
 /* Makes a stub whole, in place: the hit's own fields in its order, then whatever was added to
  * the stub since it was read. A whole hit is left as it is. Returns 0, or -1 if the hit's text
  * does not parse (the stub is left as it was). */
 int mr_hit_expand(json_t *hit);
+
+/* Takes the n named fields out of a hit, stub or whole, and the field formatted_name (if not
+ * NULL) out of its "_formatted": a stub's text is written again without them, unparsed.
+ * Returns 0, or -1 if a stub's text does not walk (then only its own fields went). */
+int mr_hit_drop(json_t *hit, const char *const *names, size_t n, const char *formatted_name);
+
+/* json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY), except that a stub is written as expanding it
+ * would make it, from its text, without parsing it. The caller frees the text; NULL on a value
+ * jansson would not write either. */
+char *mr_json_dumps(const json_t *v);
 
 #endif

@@ -9,31 +9,46 @@
 #include "alloc.h"
 #include "util.h"
 
+/* What a thread keeps between its requests: its multi handle, with its cache of open connections
+ * to the nodes, and the easy handles its finished requests leave (making one costs a few
+ * kilobytes of allocation, and freeing its buffers again, on every shard request). */
+#define IDLE_HANDLES 16
+struct thread_http {
+    CURLM *multi;
+    CURL *idle[IDLE_HANDLES];
+    size_t idle_count;
+};
+
 struct mr_http {
     /* Each thread keeps its own multi handle, and with it its own cache of open connections to
      * the nodes: a gateway thread serves one client connection for its whole life, so its node
      * connections stay warm across that client's requests, with no lock and no new multi (and
      * its wake-up socket pair) per request. Freed when the thread exits. */
-    pthread_key_t multi_key;
+    pthread_key_t thread_key;
     char auth[300];
     long timeout_ms;
     long connect_timeout_ms;
 };
 
-static void free_multi(void *multi)
+static void free_thread_http(void *p)
 {
-    curl_multi_cleanup(multi);
+    struct thread_http *t = p;
+    for (size_t i = 0; i < t->idle_count; i++)
+        curl_easy_cleanup(t->idle[i]);
+    curl_multi_cleanup(t->multi);
+    free(t);
 }
 
-static CURLM *thread_multi(mr_http *h)
+static struct thread_http *thread_http(mr_http *h)
 {
-    CURLM *m = pthread_getspecific(h->multi_key);
-    if (!m) {
-        m = curl_multi_init();
-        curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, 256L);
-        pthread_setspecific(h->multi_key, m);
+    struct thread_http *t = pthread_getspecific(h->thread_key);
+    if (!t) {
+        t = mr_calloc(1, sizeof *t);
+        t->multi = curl_multi_init();
+        curl_multi_setopt(t->multi, CURLMOPT_MAXCONNECTS, 256L);
+        pthread_setspecific(h->thread_key, t);
     }
-    return m;
+    return t;
 }
 
 mr_http *mr_http_new(const char *bearer, long timeout_ms, long connect_timeout_ms)
@@ -41,7 +56,7 @@ mr_http *mr_http_new(const char *bearer, long timeout_ms, long connect_timeout_m
     mr_http *h = calloc(1, sizeof *h);
     if (!h)
         return NULL;
-    if (pthread_key_create(&h->multi_key, free_multi)) {
+    if (pthread_key_create(&h->thread_key, free_thread_http)) {
         free(h);
         return NULL;
     }
@@ -56,13 +71,13 @@ void mr_http_free(mr_http *h)
 {
     if (!h)
         return;
-    /* other threads' handles went with them; the caller's own is freed here */
-    CURLM *m = pthread_getspecific(h->multi_key);
-    if (m) {
-        pthread_setspecific(h->multi_key, NULL);
-        curl_multi_cleanup(m);
+    /* other threads' state went with them; the caller's own is freed here */
+    struct thread_http *t = pthread_getspecific(h->thread_key);
+    if (t) {
+        pthread_setspecific(h->thread_key, NULL);
+        free_thread_http(t);
     }
-    pthread_key_delete(h->multi_key);
+    pthread_key_delete(h->thread_key);
     free(h);
 }
 
@@ -101,6 +116,7 @@ struct flight_slot {
 
 struct mr_http_flight {
     mr_http *h;
+    struct thread_http *t;
     CURLM *multi;
     struct flight_slot *slots;
     size_t count, cap;
@@ -111,7 +127,8 @@ mr_http_flight *mr_http_flight_new(mr_http *h)
 {
     mr_http_flight *f = mr_calloc(1, sizeof *f);
     f->h = h;
-    f->multi = thread_multi(h);
+    f->t = thread_http(h);
+    f->multi = f->t->multi;
     return f;
 }
 
@@ -119,7 +136,13 @@ void mr_http_flight_add(mr_http_flight *f, mr_http_req *r)
 {
     mr_http *h = f->h;
     mr_http_req_reset(r);
-    CURL *e = curl_easy_init();
+    CURL *e;
+    if (f->t->idle_count) {
+        e = f->t->idle[--f->t->idle_count];
+        curl_easy_reset(e);
+    } else {
+        e = curl_easy_init();
+    }
     curl_easy_setopt(e, CURLOPT_URL, r->url);
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -164,11 +187,15 @@ static struct flight_slot *slot_of(mr_http_flight *f, const mr_http_req *r)
     return NULL;
 }
 
-/* The slot's request is over: its handle leaves the multi (its connection stays cached). */
+/* The slot's request is over: its handle leaves the multi (its connection stays cached), kept
+ * for the thread's next request. */
 static void slot_end(mr_http_flight *f, struct flight_slot *s)
 {
     curl_multi_remove_handle(f->multi, s->easy);
-    curl_easy_cleanup(s->easy);
+    if (f->t->idle_count < IDLE_HANDLES)
+        f->t->idle[f->t->idle_count++] = s->easy;
+    else
+        curl_easy_cleanup(s->easy);
     curl_slist_free_all(s->headers);
     s->easy = NULL;
     s->headers = NULL;

@@ -142,11 +142,15 @@ struct cursor {
     int by_details;
 };
 
+/* Reads what the comparisons need of the hit (answer.h): from then on json_object_get finds it. */
 static void cursor_at(struct cursor *c, size_t pos)
 {
     c->pos = pos;
     c->hit = json_array_get(c->hits, pos);
-    c->score = json_number_value(json_object_get(c->hit, "_rankingScore"));
+    c->score = json_number_value(mr_hit_get(c->hit, "_rankingScore"));
+    mr_hit_get(c->hit, MR_SEQ_FIELD);
+    if (c->by_details)
+        mr_hit_get(c->hit, "_rankingScoreDetails");
 }
 
 static int sort_value_rank(const json_t *v)
@@ -265,9 +269,9 @@ static void sift_down(struct cursor *heap, size_t n, size_t i)
 
 /* True if hit's distinct value was seen before (and remembers it). Hits without the attribute
  * are all distinct, as in Meilisearch. */
-static int seen_distinct(json_t *seen, const json_t *hit, const char *attr)
+static int seen_distinct(json_t *seen, json_t *hit, const char *attr)
 {
-    json_t *v = json_object_get(hit, attr);
+    json_t *v = mr_hit_get(hit, attr);
     if (!v || json_is_null(v))
         return 0;
     char *key = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
@@ -280,16 +284,17 @@ static int seen_distinct(json_t *seen, const json_t *hit, const char *attr)
 
 void mr_search_hit_finish(const mr_search_req *req, json_t *hit)
 {
-    if (mr_hit_expand(hit))
-        json_object_del(hit, MR_HIT_TEXT); /* cannot happen with a node's answer; never shown */
+    const char *names[8]; /* the added attributes are the distinct one and the write order at most */
+    size_t n = 0;
     if (!req->show_ranking_score)
-        json_object_del(hit, "_rankingScore");
+        names[n++] = "_rankingScore";
     if (!req->show_details)
-        json_object_del(hit, "_rankingScoreDetails");
-    size_t k;
-    json_t *attr;
-    json_array_foreach(req->added, k, attr) json_object_del(hit, json_string_value(attr));
-    mr_seq_strip(hit);
+        names[n++] = "_rankingScoreDetails";
+    names[n++] = MR_SEQ_FIELD;
+    for (size_t k = 0; k < json_array_size(req->added) && n < sizeof names / sizeof *names; k++)
+        names[n++] = json_string_value(json_array_get(req->added, k));
+    if (mr_hit_drop(hit, names, n, MR_SEQ_FIELD))
+        json_object_del(hit, MR_HIT_TEXT); /* cannot happen with a node's answer; never shown */
 }
 
 static json_t *merge_hits(const mr_search_req *req, json_t *const *answers, size_t n, size_t skip, size_t take)

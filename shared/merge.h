@@ -57,9 +57,9 @@ json_t *mr_merge_facet_hits(json_t *const *answers, size_t n, size_t max_values)
  * so that it can be removed from the merged answer. */
 void mr_retrieve_for_merge(json_t *retrieved, const char *attr, json_t **added);
 
-/* Makes a merged hit whole if it was read as a stub (answer.h), then takes out of it what only
- * the merge needed: the ranking score and its details unless the client asked for them, the
- * attributes added for the merge, and the write order. */
+/* Takes out of a merged hit, stub (answer.h) or whole, what only the merge needed: the ranking
+ * score and its details unless the client asked for them, the attributes added for the merge,
+ * and the write order (from "_formatted" too). A stub stays a stub. */
 void mr_search_hit_finish(const mr_search_req *req, json_t *hit);
 
 /* A hash of the query without its paging: the same query meets the same replicas. */
