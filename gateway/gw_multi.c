@@ -180,8 +180,9 @@ static json_t *federated_answer(struct multi *m, size_t offset, size_t limit)
             size_t p;
             json_t *hit;
             json_array_foreach(json_object_get(answer, "hits"), p, hit) {
-                double score = json_number_value(mr_hit_get(hit, "_rankingScore"));
-                mr_hit_get(hit, MR_SEQ_FIELD); /* read now: the sort's comparisons find it */
+                static const char *const compared[] = {"_rankingScore", MR_SEQ_FIELD};
+                mr_hit_read(hit, compared, 2); /* now: the sort's comparisons find them */
+                double score = json_number_value(json_object_get(hit, "_rankingScore"));
                 all[k++] = (struct fed_hit){hit, score * m->weights[i], i, s, p};
             }
         }

@@ -263,35 +263,48 @@ static int key_is(const char *key, size_t key_len, const char *name, size_t name
     return same;
 }
 
-struct lookup {
-    const char *name;
-    size_t name_len;
-    const char *value, *value_end; /* where the field's value is, once found */
+struct reading {
+    json_t *hit;
+    const char *const *names;
+    size_t n, left; /* names still to find */
 };
 
-/* Stops the walk (returns 1) at the member named lookup->name. */
-static int find_member(const char *key, size_t key_len, const char *value, const char *value_end, void *ctx)
+/* Keeps each named member met in the stub; stops the walk (returns 1) once all are found. */
+static int read_member(const char *key, size_t key_len, const char *value, const char *value_end, void *ctx)
 {
-    struct lookup *l = ctx;
-    if (!key_is(key, key_len, l->name, l->name_len))
-        return 0;
-    l->value = value;
-    l->value_end = value_end;
-    return 1;
+    struct reading *r = ctx;
+    for (size_t i = 0; i < r->n; i++) {
+        if (!key_is(key, key_len, r->names[i], strlen(r->names[i])) || json_object_get(r->hit, r->names[i]))
+            continue;
+        json_t *v = parse_span(value, value_end);
+        if (v)
+            json_object_set_new(r->hit, r->names[i], v); /* the same as in the text: expanding keeps it */
+        return --r->left == 0;
+    }
+    return 0;
+}
+
+void mr_hit_read(json_t *hit, const char *const *names, size_t n)
+{
+    json_t *text = json_object_get(hit, MR_HIT_TEXT);
+    if (!json_is_string(text))
+        return;
+    struct reading r = {hit, names, n, 0};
+    for (size_t i = 0; i < n; i++)
+        r.left += !json_object_get(hit, names[i]);
+    if (!r.left)
+        return;
+    const char *t = json_string_value(text);
+    each_member(t, t + json_string_length(text), read_member, &r);
 }
 
 json_t *mr_hit_get(json_t *hit, const char *name)
 {
     json_t *v = json_object_get(hit, name);
-    json_t *text = json_object_get(hit, MR_HIT_TEXT);
-    if (v || !json_is_string(text))
-        return v;
-    const char *t = json_string_value(text);
-    struct lookup l = {name, strlen(name), NULL, NULL};
-    each_member(t, t + json_string_length(text), find_member, &l);
-    if (!l.value || !(v = parse_span(l.value, l.value_end)))
-        return NULL;
-    json_object_set_new(hit, name, v); /* the same as in the text: expanding keeps it */
+    if (!v) {
+        mr_hit_read(hit, &name, 1);
+        v = json_object_get(hit, name);
+    }
     return v;
 }
 

@@ -29,6 +29,10 @@ json_t *mr_answers_load(const char *text, size_t len);
  * from then on. */
 json_t *mr_hit_get(json_t *hit, const char *name);
 
+/* Reads the n named fields of a stub in one walk of its text, each kept in the stub if the hit
+ * has it (a whole hit has them already). */
+void mr_hit_read(json_t *hit, const char *const *names, size_t n);
+
 /* Makes a stub whole, in place: the hit's own fields in its order, then whatever was added to
  * the stub since it was read. A whole hit is left as it is. Returns 0, or -1 if the hit's text
  * does not parse (the stub is left as it was). */

@@ -147,10 +147,9 @@ static void cursor_at(struct cursor *c, size_t pos)
 {
     c->pos = pos;
     c->hit = json_array_get(c->hits, pos);
-    c->score = json_number_value(mr_hit_get(c->hit, "_rankingScore"));
-    mr_hit_get(c->hit, MR_SEQ_FIELD);
-    if (c->by_details)
-        mr_hit_get(c->hit, "_rankingScoreDetails");
+    static const char *const compared[] = {"_rankingScore", MR_SEQ_FIELD, "_rankingScoreDetails"};
+    mr_hit_read(c->hit, compared, c->by_details ? 3 : 2);
+    c->score = json_number_value(json_object_get(c->hit, "_rankingScore"));
 }
 
 static int sort_value_rank(const json_t *v)

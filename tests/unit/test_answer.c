@@ -60,6 +60,11 @@ static void stubs_expand_to_the_whole_hits(void **state)
     assert_int_equal(json_integer_value(mr_hit_get(second, "_rankingScore")), 1);
     assert_string_equal(json_string_value(mr_hit_get(second, "brand")), "b\"r");
     assert_string_equal(json_string_value(mr_hit_get(second, "t\"q")), "escaped name");
+    static const char *const several[] = {"n", "absent", "ok"};
+    mr_hit_read(second, several, 3); /* in one walk: each that the hit has is kept */
+    assert_true(json_real_value(json_object_get(second, "n")) == -1500.0);
+    assert_true(json_is_true(json_object_get(second, "ok")));
+    assert_null(json_object_get(second, "absent"));
     json_t *whole_hit = json_array_get(json_object_get(whole, "hits"), 0); /* not a stub: its own field */
     assert_int_equal(json_integer_value(mr_hit_get(whole_hit, "id")), 7);
     size_t i;
