@@ -416,7 +416,9 @@ int mr_hit_drop(json_t *hit, const char *const *names, size_t n, const char *for
 
 /* ---- the writer: jansson's compact form, with stubs written from their text */
 
-static int write_value(mr_buf *out, const json_t *v);
+/* A stub is only looked for among the elements of a "hits" array (hit_stubs): anywhere else, an
+ * object holding MR_HIT_TEXT is a document's own, written as it is. */
+static int write_value(mr_buf *out, const json_t *v, int hit_stubs);
 
 static void write_key(mr_buf *out, const char *key, size_t len)
 {
@@ -430,7 +432,7 @@ static void write_key(mr_buf *out, const char *key, size_t len)
         return;
     }
     json_t *k = json_stringn_nocheck(key, len);
-    write_value(out, k);
+    write_value(out, k, 0);
     json_decref(k);
     put(out, ":", 1);
 }
@@ -444,7 +446,7 @@ struct stub_writing {
     int failed;
 };
 
-static int stub_member(const char *key, size_t key_len, const char *value, const char *value_end, void *ctx)
+static int write_stub_member(const char *key, size_t key_len, const char *value, const char *value_end, void *ctx)
 {
     struct stub_writing *w = ctx;
     json_t *own = memchr(key, '\\', key_len) ? NULL : json_object_getn(w->stub, key, key_len);
@@ -459,7 +461,7 @@ static int stub_member(const char *key, size_t key_len, const char *value, const
         put(w->out, ",", 1);
     w->first = 0;
     write_key(w->out, key, key_len);
-    return write_value(w->out, own);
+    return write_value(w->out, own, 0);
 }
 
 /* A stub as expanding it would make it: the text's members, the stub's own value in place of
@@ -469,7 +471,7 @@ static int write_stub(mr_buf *out, const json_t *stub, const json_t *text)
     const char *t = json_string_value(text), *end = t + json_string_length(text);
     struct stub_writing w = {.out = out, .first = 1, .stub = stub};
     put(out, "{", 1);
-    if (each_member(t, end, stub_member, &w) != end)
+    if (each_member(t, end, write_stub_member, &w) != end)
         return -1;
     const char *key;
     size_t key_len;
@@ -484,17 +486,17 @@ static int write_stub(mr_buf *out, const json_t *stub, const json_t *text)
             put(out, ",", 1);
         w.first = 0;
         write_key(out, key, key_len);
-        if (write_value(out, value))
+        if (write_value(out, value, 0))
             return -1;
     }
     put(out, "}", 1);
     return 0;
 }
 
-static int write_value(mr_buf *out, const json_t *v)
+static int write_value(mr_buf *out, const json_t *v, int hit_stubs)
 {
     if (json_is_object(v)) {
-        json_t *text = json_object_get(v, MR_HIT_TEXT);
+        json_t *text = hit_stubs ? json_object_get(v, MR_HIT_TEXT) : NULL;
         if (json_is_string(text)) {
             size_t before = out->len;
             if (write_stub(out, v, text) == 0)
@@ -511,7 +513,7 @@ static int write_value(mr_buf *out, const json_t *v)
                 put(out, ",", 1);
             first = 0;
             write_key(out, key, key_len);
-            if (write_value(out, member))
+            if (write_value(out, member, json_is_array(member) && key_len == 4 && memcmp(key, "hits", 4) == 0))
                 return -1;
         }
         put(out, "}", 1);
@@ -522,7 +524,7 @@ static int write_value(mr_buf *out, const json_t *v)
         for (size_t i = 0; i < json_array_size(v); i++) {
             if (i)
                 put(out, ",", 1);
-            if (write_value(out, json_array_get(v, i)))
+            if (write_value(out, json_array_get(v, i), hit_stubs))
                 return -1;
         }
         put(out, "]", 1);
@@ -546,7 +548,7 @@ static int write_value(mr_buf *out, const json_t *v)
 char *mr_json_dumps(const json_t *v)
 {
     mr_buf out = {0};
-    if (!v || write_value(&out, v)) {
+    if (!v || write_value(&out, v, 0)) {
         mr_buf_free(&out);
         return NULL;
     }

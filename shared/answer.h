@@ -43,8 +43,8 @@ int mr_hit_expand(json_t *hit);
  * Returns 0, or -1 if a stub's text does not walk (then only its own fields went). */
 int mr_hit_drop(json_t *hit, const char *const *names, size_t n, const char *formatted_name);
 
-/* json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY), except that a stub is written as expanding it
- * would make it, from its text, without parsing it. The caller frees the text; NULL on a value
+/* json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY), except that a stub (an object in a "hits"
+ * array) is written as expanding it would make it, from its text, without parsing it. The caller frees the text; NULL on a value
  * jansson would not write either. */
 char *mr_json_dumps(const json_t *v);
 

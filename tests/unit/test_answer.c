@@ -169,6 +169,11 @@ static void a_stub_is_written_as_its_expansion(void **state)
     assert_string_equal(scalar, "\"a\\\"b\"");
     free(scalar);
     json_decref(quoted);
+    json_t *doc = json_pack("{s:{s:s}}", "meta", MR_HIT_TEXT, "{\"a\":1}"); /* a document's own field */
+    char *as_is = mr_json_dumps(doc);
+    assert_string_equal(as_is, "{\"meta\":{\"" MR_HIT_TEXT "\":\"{\\\"a\\\":1}\"}}");
+    free(as_is);
+    json_decref(doc);
     json_t *odd = json_pack("{s:i, s:[f, n, b], s:{}}", "k\"\n", 1, "l", 0.25, 1, "e");
     char *mine = mr_json_dumps(odd), *theirs = json_dumps(odd, JSON_COMPACT);
     assert_string_equal(mine, theirs);
