@@ -16,6 +16,7 @@
 #include "apierr.h"
 #include "config.h"
 #include "kafka.h"
+#include "latency.h"
 #include "meili.h"
 #include "merge.h"
 #include "meta.h"
@@ -29,9 +30,7 @@ typedef struct gw_node_health {
     atomic_int failed_check; /* its last health check failed: down until it answers again */
     atomic_llong bytes;      /* its database size, from its /stats a few seconds ago; -1: not known */
     mr_histogram upstream; /* latency of this node's answers, as the gateway sees them */
-    /* Its recent latency, as TCP estimates a round trip (Jacobson): a smoothed mean and mean
-     * deviation, in microseconds; 0 until its first answer. */
-    atomic_llong srtt_us, rttvar_us;
+    mr_latency latency;    /* its recent latency, and whether it is passed over (latency.h) */
 } gw_node_health;
 
 #define GW_ROUTE_SLOTS 64 /* one per route of the table, the last for requests no route matched */

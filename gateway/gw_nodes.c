@@ -41,27 +41,14 @@ void gw_node_observe(gw *g, const char *id, double ms)
     int i = node_slot(g, id);
     if (i < 0)
         return;
-    gw_node_health *h = &g->health[i];
-    mr_histogram_observe(&h->upstream, ms);
-    /* gains 1/8 and 1/4, as RFC 6298: threads race on these, and an estimate tolerates it */
-    long long sample = (long long)(ms * 1000.0), srtt = atomic_load(&h->srtt_us), var = atomic_load(&h->rttvar_us);
-    if (srtt == 0) {
-        atomic_store(&h->srtt_us, sample > 0 ? sample : 1);
-        atomic_store(&h->rttvar_us, sample / 2);
-        return;
-    }
-    long long dev = sample > srtt ? sample - srtt : srtt - sample;
-    atomic_store(&h->rttvar_us, var + (dev - var) / 4);
-    atomic_store(&h->srtt_us, srtt + (sample - srtt) / 8 > 0 ? srtt + (sample - srtt) / 8 : 1);
+    mr_histogram_observe(&g->health[i].upstream, ms);
+    mr_latency_observe(&g->health[i].latency, ms);
 }
 
 void gw_node_latency(gw *g, const char *id, double *mean_ms, double *high_ms)
 {
     int i = find_slot(g, id);
-    long long srtt = i >= 0 ? atomic_load(&g->health[i].srtt_us) : 0;
-    long long var = i >= 0 ? atomic_load(&g->health[i].rttvar_us) : 0;
-    *mean_ms = (double)srtt / 1000.0;
-    *high_ms = (double)(srtt + 4 * var) / 1000.0;
+    mr_latency_get(i >= 0 ? &g->health[i].latency : NULL, mean_ms, high_ms);
 }
 
 int gw_node_url(gw *g, const char *id, char *url, size_t len)
@@ -120,47 +107,16 @@ void gw_node_report(gw *g, const char *id, int ok)
     atomic_store(&h->down_until_ms, mr_now_ms() + backoff);
 }
 
-/* A replica clearly slower than the fastest of its shard (twice its latency and 10 ms more)
- * goes after the others, the rendezvous order kept otherwise: a query's pages keep meeting the
- * same replicas unless one of them becomes slow (adaptive replica selection, as Elasticsearch's). */
-#define SLOW_FACTOR 2.0
-#define SLOW_MARGIN_MS 10.0
-/* A replica passed over is asked again now and then: each time, its estimate fades by this
- * fraction, so after a few hundred queries it is tried once more, and one that has become fast
- * again is found (one that has not costs a few slow answers, and goes last again). */
-#define FADE_DIVISOR 512
-
-static void fade(gw *g, const char *id)
-{
-    int i = find_slot(g, id);
-    if (i < 0)
-        return;
-    long long srtt = atomic_load(&g->health[i].srtt_us);
-    if (srtt > 1)
-        atomic_store(&g->health[i].srtt_us, srtt - srtt / FADE_DIVISOR > 0 ? srtt - srtt / FADE_DIVISOR : 1);
-}
-
+/* Slow replicas after the others, the rendezvous order kept otherwise: a query's pages keep
+ * meeting the same replicas unless one of them becomes slow (latency.h). */
 static void prefer_fast(gw *g, const char **nodes, size_t n)
 {
-    double mean[MR_MAX_REPLICAS], high, best = -1;
+    mr_latency *lat[MR_MAX_REPLICAS];
     for (size_t i = 0; i < n; i++) {
-        gw_node_latency(g, nodes[i], &mean[i], &high);
-        if (mean[i] > 0 && (best < 0 || mean[i] < best))
-            best = mean[i];
+        int slot = find_slot(g, nodes[i]);
+        lat[i] = slot >= 0 ? &g->health[slot].latency : NULL;
     }
-    if (best < 0)
-        return;
-    const char *fast[MR_MAX_REPLICAS], *slow[MR_MAX_REPLICAS];
-    size_t nf = 0, ns = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (mean[i] > best * SLOW_FACTOR && mean[i] > best + SLOW_MARGIN_MS) {
-            slow[ns++] = nodes[i];
-            fade(g, nodes[i]);
-        } else
-            fast[nf++] = nodes[i];
-    }
-    memcpy(nodes, fast, nf * sizeof *nodes);
-    memcpy(nodes + nf, slow, ns * sizeof *nodes);
+    mr_latency_prefer(lat, nodes, n, mr_now_ms());
 }
 
 size_t gw_replica_order(gw *g, const mr_index *ix, uint32_t shard, uint64_t key, const char **out)
