@@ -338,13 +338,19 @@ static void put(mr_buf *out, const char *p, size_t n)
     mr_buf_add(out, p, n, 4096);
 }
 
-/* A member as written: "key":value, after a comma unless it is the first. */
-static void put_member(mr_buf *out, int *first, const char *key, size_t key_len, const char *value,
-                       const char *value_end)
+/* The comma before a member or element, unless it is the first. */
+static void put_separator(mr_buf *out, int *first)
 {
     if (!*first)
         put(out, ",", 1);
     *first = 0;
+}
+
+/* A member as written: "key":value, after a comma unless it is the first. */
+static void put_member(mr_buf *out, int *first, const char *key, size_t key_len, const char *value,
+                       const char *value_end)
+{
+    put_separator(out, first);
     put(out, key - 1, key_len + 2);
     put(out, ":", 1);
     put(out, value, (size_t)(value_end - value));
@@ -385,9 +391,7 @@ static int drop_member(const char *key, size_t key_len, const char *value, const
     if (is_dropped(d, key, key_len))
         return 0;
     if (d->formatted_name && *value == '{' && key_is(key, key_len, "_formatted", 10)) {
-        if (!d->first)
-            put(d->out, ",", 1);
-        d->first = 0;
+        put_separator(d->out, &d->first);
         put(d->out, key - 1, key_len + 2);
         put(d->out, ":", 1);
         return write_without(d->out, value, value_end, &d->formatted_name, 1, NULL);
@@ -443,7 +447,6 @@ struct stub_writing {
     const json_t *stub;
     const json_t *written[32]; /* the stub's fields written in the text's place */
     size_t written_count;
-    int failed;
 };
 
 static int write_stub_member(const char *key, size_t key_len, const char *value, const char *value_end, void *ctx)
@@ -457,9 +460,7 @@ static int write_stub_member(const char *key, size_t key_len, const char *value,
     if (w->written_count == sizeof w->written / sizeof *w->written)
         return -1;
     w->written[w->written_count++] = own;
-    if (!w->first)
-        put(w->out, ",", 1);
-    w->first = 0;
+    put_separator(w->out, &w->first);
     write_key(w->out, key, key_len);
     return write_value(w->out, own, 0);
 }
@@ -482,9 +483,7 @@ static int write_stub(mr_buf *out, const json_t *stub, const json_t *text)
             done = w.written[i] == value;
         if (done)
             continue;
-        if (!w.first)
-            put(out, ",", 1);
-        w.first = 0;
+        put_separator(out, &w.first);
         write_key(out, key, key_len);
         if (write_value(out, value, 0))
             return -1;
@@ -509,9 +508,7 @@ static int write_value(mr_buf *out, const json_t *v, int hit_stubs)
         json_t *member;
         int first = 1;
         json_object_keylen_foreach((json_t *)v, key, key_len, member) {
-            if (!first)
-                put(out, ",", 1);
-            first = 0;
+            put_separator(out, &first);
             write_key(out, key, key_len);
             if (write_value(out, member, json_is_array(member) && key_len == 4 && memcmp(key, "hits", 4) == 0))
                 return -1;
