@@ -65,7 +65,7 @@ typedef struct gw {
     /* Hedged shard requests (gw_scatter.c): every shard request earns hedge_percent hundredths of
      * a hedge, a hedge spends one (in thousandths), so hedges stay within that share. */
     atomic_llong hedge_budget_milli;
-    atomic_ullong shard_requests, hedges, hedges_won, search_batches;
+    atomic_ullong shard_requests, hedges, hedges_won, search_batches, window_retries;
     /* The index life cycle (gw_lifecycle.c). Lock order: writes, then defs, then ready_lock. */
     pthread_rwlock_t writes; /* read: producing to an incarnation; write: ending or swapping incarnations */
     pthread_mutex_t defs;    /* one writer of index/<uid> records at a time */

@@ -78,9 +78,13 @@ static void nodes(gw *g, mr_text *t)
                       "# HELP miroir_hedges_won_total Hedged requests answered before the request they hedged.\n"
                       "# TYPE miroir_hedges_won_total counter\nmiroir_hedges_won_total %llu\n"
                       "# HELP miroir_search_batches_total Requests that carried several shard searches to one node "
-                      "(a /multi-search).\n# TYPE miroir_search_batches_total counter\nmiroir_search_batches_total %llu\n",
+                      "(a /multi-search).\n# TYPE miroir_search_batches_total counter\nmiroir_search_batches_total %llu\n"
+                      "# HELP miroir_search_window_retries_total Shards asked again for a search's whole window, "
+                      "their narrowed answer having ended inside the page.\n"
+                      "# TYPE miroir_search_window_retries_total counter\nmiroir_search_window_retries_total %llu\n",
                    (unsigned long long)atomic_load(&g->shard_requests), (unsigned long long)atomic_load(&g->hedges),
-                   (unsigned long long)atomic_load(&g->hedges_won), (unsigned long long)atomic_load(&g->search_batches));
+                   (unsigned long long)atomic_load(&g->hedges_won), (unsigned long long)atomic_load(&g->search_batches),
+                   (unsigned long long)atomic_load(&g->window_retries));
     mr_text_printf(t, "# HELP miroir_upstream_duration_seconds Latency of node answers to the gateway.\n"
                       "# TYPE miroir_upstream_duration_seconds histogram\n");
     int slots = atomic_load(&g->health_count);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "answer.h"
 #include "gw.h"
 #include "merge.h"
@@ -29,7 +30,7 @@ void gw_query_calls(const gw_query *q, gw_shard_call *calls)
 
 json_t *gw_query_merge(const gw_query *q, gw_shard_call *calls, int *short_answer)
 {
-    json_t **answers = calloc(q->ix->shard_count, sizeof *answers);
+    json_t **answers = mr_calloc(q->ix->shard_count, sizeof *answers);
     for (uint32_t s = 0; s < q->ix->shard_count; s++)
         answers[s] = calls[s].answer;
     mr_merge_limits limits = {q->ix->max_total_hits, q->ix->max_values_per_facet};
@@ -59,19 +60,24 @@ static int two_phases(const gw *g, const gw_query *q)
            q->ix->primary_key[0];
 }
 
-/* The first phase's body: the shard body, asked only for what the merge reads. */
-static char *slim_body(const gw_query *q)
+/* The shard body as text: in the first of two phases (slim), asked only for what the merge
+ * reads; with a narrowed window (hits > 0), for that many hits. */
+static char *shard_text(const gw_query *q, int slim, size_t hits)
 {
     static const char *const presentation[] = {"attributesToHighlight", "attributesToCrop", "cropLength",
                                                 "cropMarker", "highlightPreTag", "highlightPostTag",
                                                 "showMatchesPosition", "retrieveVectors", NULL};
     json_t *b = json_deep_copy(q->shard_body);
-    for (size_t i = 0; presentation[i]; i++)
-        json_object_del(b, presentation[i]);
-    json_t *fields = json_pack("[s, s]", q->ix->primary_key, MR_SEQ_FIELD);
-    if (q->sreq.distinct[0])
-        json_array_append_new(fields, json_string(q->sreq.distinct));
-    json_object_set_new(b, "attributesToRetrieve", fields);
+    if (slim) {
+        for (size_t i = 0; presentation[i]; i++)
+            json_object_del(b, presentation[i]);
+        json_t *fields = json_pack("[s, s]", q->ix->primary_key, MR_SEQ_FIELD);
+        if (q->sreq.distinct[0])
+            json_array_append_new(fields, json_string(q->sreq.distinct));
+        json_object_set_new(b, "attributesToRetrieve", fields);
+    }
+    if (hits)
+        mr_search_body_window(b, &q->sreq, hits);
     char *text = json_dumps(b, JSON_COMPACT);
     json_decref(b);
     return text;
@@ -96,7 +102,7 @@ static int fetch_page(gw *g, gw_query *q, json_t *out, mr_error *err)
 {
     uint32_t n = q->ix->shard_count;
     json_t *hits = json_object_get(out, "hits");
-    size_t *depth = calloc(n, sizeof *depth);
+    size_t *depth = mr_calloc(n, sizeof *depth);
     size_t i;
     json_t *hit;
     json_array_foreach(hits, i, hit) {
@@ -107,8 +113,8 @@ static int fetch_page(gw *g, gw_query *q, json_t *out, mr_error *err)
     }
     json_t *body = json_deep_copy(q->shard_body), *added = NULL;
     mr_retrieve_for_merge(json_object_get(body, "attributesToRetrieve"), q->ix->primary_key, &added);
-    gw_shard_call *calls = calloc(n, sizeof *calls);
-    char **texts = calloc(n, sizeof *texts);
+    gw_shard_call *calls = mr_calloc(n, sizeof *calls);
+    char **texts = mr_calloc(n, sizeof *texts);
     size_t used = 0;
     for (uint32_t s = 0; s < n; s++) {
         if (!depth[s])
@@ -159,20 +165,62 @@ static void note_missing(const gw_shard_call *calls, uint32_t n, json_t *missing
             json_array_append_new(missing, json_integer(s));
 }
 
+/* A search's shards are first asked for a narrowed window (mr_search_narrow_window): the ones
+ * whose answer may lack hits of the page (mr_search_doubt) are asked again with body, for the
+ * whole window, and their answers replace the narrowed ones. Returns 0, or -1 with err if a
+ * shard asked again could not answer. */
+static int widen(gw *g, gw_query *q, gw_shard_call *calls, size_t narrow, const char *body, int partial,
+                 mr_error *err)
+{
+    uint32_t n = q->ix->shard_count;
+    json_t **answers = mr_calloc(n, sizeof *answers);
+    unsigned char *doubt = mr_calloc(n, 1);
+    for (uint32_t s = 0; s < n; s++)
+        answers[s] = calls[s].answer;
+    size_t count = mr_search_doubt(&q->sreq, answers, n, q->ix->max_total_hits, narrow, doubt);
+    int rc = 0;
+    if (count) {
+        gw_shard_call *again = mr_calloc(count, sizeof *again);
+        size_t used = 0;
+        for (uint32_t s = 0; s < n; s++) {
+            if (!doubt[s])
+                continue;
+            gw_search_call(&again[used], q->ix, s, q->key, body, q->sreq.distinct);
+            again[used++].allow_missing = partial;
+        }
+        atomic_fetch_add(&g->window_retries, count);
+        rc = gw_scatter(g, again, used, err, NULL);
+        for (size_t k = 0; k < used && rc == 0; k++) {
+            json_decref(calls[again[k].shard].answer); /* without its answer, a shard is missing (partial) */
+            calls[again[k].shard].answer = again[k].answer;
+            again[k].answer = NULL;
+        }
+        gw_scatter_clear(again, used);
+        free(again);
+    }
+    free(doubt);
+    free(answers);
+    return rc;
+}
+
 static json_t *run(gw *g, gw_query *q, int two, int partial, mr_error *err)
 {
     uint32_t n = q->ix->shard_count;
-    gw_shard_call *calls = calloc(n, sizeof *calls);
+    gw_shard_call *calls = mr_calloc(n, sizeof *calls);
     json_t *out = NULL, *missing = json_array();
     for (;;) {
         gw_query_calls(q, calls);
-        char *slim = two ? slim_body(q) : NULL;
+        size_t narrow =
+            g->cfg->narrow_shard_windows ? mr_search_narrow_window(&q->sreq, q->ix->max_total_hits, n) : 0;
+        char *slim = two ? shard_text(q, 1, 0) : NULL, *first = narrow ? shard_text(q, two, narrow) : NULL;
         for (uint32_t s = 0; s < n; s++) {
             calls[s].allow_missing = partial;
-            if (slim)
-                calls[s].body = slim;
+            calls[s].body = first ? first : slim ? slim : q->text;
         }
         int rc = gw_scatter(g, calls, n, err, NULL);
+        if (rc == 0 && narrow)
+            rc = widen(g, q, calls, narrow, slim ? slim : q->text, partial, err);
+        free(first);
         json_array_clear(missing);
         note_missing(calls, n, missing);
         if (rc == 0 && json_array_size(missing) == n) {
@@ -415,13 +463,13 @@ void gw_route_facet_search(gw *g, const gw_request *req, gw_response *res)
     }
     char *text = json_dumps(body, JSON_COMPACT);
     uint64_t key = mr_search_affinity(body);
-    gw_shard_call *calls = calloc(ix->shard_count, sizeof *calls);
+    gw_shard_call *calls = mr_calloc(ix->shard_count, sizeof *calls);
     for (uint32_t s = 0; s < ix->shard_count; s++) {
         calls[s] = (gw_shard_call){.ix = ix, .shard = s, .key = key, .method = "POST", .body = text};
         gw_shard_path(calls[s].path, sizeof calls[s].path, ix, s, "/facet-search");
     }
     if (gw_scatter(g, calls, ix->shard_count, &err, NULL) == 0) {
-        json_t **answers = calloc(ix->shard_count, sizeof *answers);
+        json_t **answers = mr_calloc(ix->shard_count, sizeof *answers);
         for (uint32_t s = 0; s < ix->shard_count; s++)
             answers[s] = calls[s].answer;
         json_t *hits = mr_merge_facet_hits(answers, ix->shard_count, 100);

@@ -64,6 +64,7 @@ static const struct key keys[] = {
     {L(hedge_min_ms, 10, 1, 60000)},
     {L(two_phase_min_shards, 0, 0, 1024)},
     {L(batch_shard_searches, 1, 0, 1)},
+    {L(narrow_shard_windows, 1, 0, 1)},
     {L(node_open_indexes, 18, 1, 100000)},
 };
 

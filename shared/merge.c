@@ -91,6 +91,46 @@ void mr_retrieve_for_merge(json_t *retrieved, const char *attr, json_t **added)
     json_array_append_new(*added, json_string(attr));
 }
 
+void mr_search_body_window(json_t *shard_body, const mr_search_req *req, size_t hits)
+{
+    json_object_del(shard_body, "offset");
+    json_object_del(shard_body, "limit");
+    json_object_del(shard_body, "page");
+    json_object_del(shard_body, "hitsPerPage");
+    if (req->page_mode) {
+        /* page mode makes every shard count its hits exhaustively, so totalHits can add up */
+        json_object_set_new(shard_body, "page", json_integer(1));
+        json_object_set_new(shard_body, "hitsPerPage", json_integer((json_int_t)hits));
+    } else {
+        json_object_set_new(shard_body, "offset", json_integer(0));
+        json_object_set_new(shard_body, "limit", json_integer((json_int_t)hits));
+    }
+}
+
+/* How rarely a narrowed search asks a shard again: at most this share of searches, were the
+ * page's hits spread over the shards at random. */
+#define NARROW_RETRY_SHARE 0.02
+
+size_t mr_search_narrow_window(const mr_search_req *req, long max_total_hits, size_t shards)
+{
+    size_t full = window(req, max_total_hits) * req->overfetch;
+    if (shards < 2 || req->distinct[0] || full < 2)
+        return 0;
+    /* A shard is asked again when it holds `narrow` or more of the window's hits: each of the
+     * `full` hits is on it with chance p, so that count is binomial. The smallest narrow whose
+     * tail, over all shards, stays under the share. */
+    double p = 1.0 / (double)shards, pmf = pow(1.0 - p, (double)full), below = 0;
+    if (pmf <= 0)
+        return 0; /* a window too deep to weigh (it underflows): asked whole */
+    for (size_t k = 0; k < full; k++) {
+        below += pmf; /* P(count <= k) */
+        if ((1.0 - below) * (double)shards <= NARROW_RETRY_SHARE)
+            return k + 1 < full ? k + 1 : 0;
+        pmf *= (double)(full - k) / (double)(k + 1) * p / (1.0 - p);
+    }
+    return 0;
+}
+
 json_t *mr_search_shard_body(mr_search_req *req, long max_total_hits)
 {
     json_t *b = json_deep_copy(req->body);
@@ -100,18 +140,7 @@ json_t *mr_search_shard_body(mr_search_req *req, long max_total_hits)
     if (req->distinct[0])
         mr_retrieve_for_merge(json_object_get(b, "attributesToRetrieve"), req->distinct, &req->added);
     mr_retrieve_for_merge(json_object_get(b, "attributesToRetrieve"), MR_SEQ_FIELD, &req->added);
-    json_object_del(b, "offset");
-    json_object_del(b, "limit");
-    json_object_del(b, "page");
-    json_object_del(b, "hitsPerPage");
-    if (req->page_mode) {
-        /* page mode makes every shard count its hits exhaustively, so totalHits can add up */
-        json_object_set_new(b, "page", json_integer(1));
-        json_object_set_new(b, "hitsPerPage", json_integer((json_int_t)want));
-    } else {
-        json_object_set_new(b, "offset", json_integer(0));
-        json_object_set_new(b, "limit", json_integer((json_int_t)want));
-    }
+    mr_search_body_window(b, req, want);
     json_object_set_new(b, "showRankingScore", json_true());
     if (req->by_details)
         json_object_set_new(b, "showRankingScoreDetails", json_true());
@@ -296,7 +325,11 @@ void mr_search_hit_finish(const mr_search_req *req, json_t *hit)
         json_object_del(hit, MR_HIT_TEXT); /* cannot happen with a node's answer; never shown */
 }
 
-static json_t *merge_hits(const mr_search_req *req, json_t *const *answers, size_t n, size_t skip, size_t take)
+/* Walks the answers' hits in merged order until `upto` have been taken (a hit deduplicated away
+ * is not taken), appending the ones from skip on to out (if not NULL). ran_out (if not NULL)
+ * flags each shard whose last hit was taken while the page still wanted more. */
+static void walk_hits(const mr_search_req *req, json_t *const *answers, size_t n, size_t skip, size_t upto,
+                      json_t *out, unsigned char *ran_out)
 {
     json_t *seen = req->distinct[0] ? json_object() : NULL;
     struct cursor *heap = calloc(n ? n : 1, sizeof *heap);
@@ -310,24 +343,45 @@ static json_t *merge_hits(const mr_search_req *req, json_t *const *answers, size
     }
     for (size_t i = len; i-- > 0;)
         sift_down(heap, len, i);
-    json_t *out = json_array();
-    for (size_t taken = 0; len > 0 && taken < skip + take;) {
+    for (size_t taken = 0; len > 0 && taken < upto;) {
         struct cursor *top = &heap[0];
         json_t *hit = top->hit;
         if (!seen || !seen_distinct(seen, hit, req->distinct)) {
-            if (taken >= skip)
+            if (taken >= skip && out)
                 json_array_append(out, hit);
             taken++;
         }
         if (top->pos + 1 < json_array_size(top->hits)) {
             cursor_at(top, top->pos + 1);
         } else {
+            if (ran_out && taken < upto)
+                ran_out[top->shard] = 1;
             heap[0] = heap[--len];
         }
         sift_down(heap, len, 0);
     }
     free(heap);
     json_decref(seen);
+}
+
+size_t mr_search_doubt(const mr_search_req *req, json_t *const *answers, size_t n, long max_total_hits, size_t narrow,
+                       unsigned char *doubt)
+{
+    unsigned char *ran_out = calloc(n ? n : 1, 1);
+    walk_hits(req, answers, n, 0, window(req, max_total_hits), NULL, ran_out);
+    size_t count = 0;
+    for (size_t s = 0; s < n; s++) {
+        doubt[s] = ran_out[s] && json_array_size(json_object_get(answers[s], "hits")) >= narrow;
+        count += doubt[s];
+    }
+    free(ran_out);
+    return count;
+}
+
+static json_t *merge_hits(const mr_search_req *req, json_t *const *answers, size_t n, size_t skip, size_t take)
+{
+    json_t *out = json_array();
+    walk_hits(req, answers, n, skip, skip + take, out, NULL);
     /* only now: the comparisons above needed the scores, details and distinct values */
     size_t i;
     json_t *hit;

@@ -37,6 +37,26 @@ void mr_search_req_clear(mr_search_req *req);
 /* The body sent to every shard (new reference). */
 json_t *mr_search_shard_body(mr_search_req *req, long max_total_hits);
 
+/* Asks a shard body for its first `hits` hits (limit, or hitsPerPage in page mode). */
+void mr_search_body_window(json_t *shard_body, const mr_search_req *req, size_t hits);
+
+/* A narrowed window: each shard is first asked for fewer hits than the page could take from it.
+ * The page's hits fall on the shards at random (a document's shard is a hash of its id), so
+ * the count on one shard is binomial: the window is the smallest that at most 2% of searches
+ * would outgrow (then mr_search_doubt). Returns 0 when narrowing would not ask for less (one
+ * shard, a small window) or would not be exact (distinct: a shard's window bounds the count).
+ * A shard's first k hits are the first k of its longer answer (checked on Meilisearch 1.21),
+ * and its counts and facets do not depend on the window. */
+size_t mr_search_narrow_window(const mr_search_req *req, long max_total_hits, size_t shards);
+
+/* The shards whose narrowed answer (narrow hits) may lack hits of the page: each answered all
+ * `narrow` hits, and the merged order took its last one before the page was full, so its next
+ * hits, unseen, could rank on the page. Asked again for the whole window, they make the merge
+ * exact. A shard whose last hit was not taken is safe: its unseen hits rank below that one.
+ * Sets doubt[s] (n flags, the caller's) and returns how many are set. */
+size_t mr_search_doubt(const mr_search_req *req, json_t *const *answers, size_t n, long max_total_hits, size_t narrow,
+                       unsigned char *doubt);
+
 /* Orders two sort values as Meilisearch does: numbers before strings before anything else
  * (missing, null), in both directions. Negative: a first. */
 int mr_compare_sort_values(const json_t *a, const json_t *b, int descending);

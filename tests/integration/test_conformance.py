@@ -170,10 +170,11 @@ def test_stats_agree_where_they_must(cluster, baseline, conf_index):
 
 
 # Other gateways on the same cluster, each answering another way; every answer must equal the
-# cluster's own (one phase, a node's shards in one /multi-search).
+# cluster's own (one phase, a node's shards in one /multi-search, narrowed shard windows).
 OTHER_WAYS = {
     "two phases": (27791, {"two_phase_min_shards": 2}),  # query, then fetch, over two shards or more
     "one request per shard": (27794, {"batch_shard_searches": 0}),
+    "whole windows": (27798, {"narrow_shard_windows": 0}),  # every shard asked for offset + limit at once
 }
 
 
@@ -185,8 +186,8 @@ def other_gateway(request, cluster):
 
 
 def test_every_way_answers_alike(cluster, conf_index, other_gateway):
-    """Every case answered in two phases, or with one request per shard, equals the cluster's own
-    answer (the engine's time aside)."""
+    """Every case answered in two phases, with one request per shard, or with every shard asked
+    for the whole window at once, equals the cluster's own answer (the engine's time aside)."""
     way, other = other_gateway
     one = cluster["gateway"]
     differ = []

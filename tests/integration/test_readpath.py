@@ -216,3 +216,40 @@ def test_a_nodes_shards_travel_in_one_request(cluster):
             assert a[0] == b[0] == 400 and a[1] == b[1], (a, b)
             assert "queries" not in a[1]["message"]
     gw.req("DELETE", "/indexes/batched")
+
+
+def test_a_shard_holding_the_whole_page_is_asked_for_all_of_it(cluster):
+    """Each shard is first asked for its likely share of the page (11 of 20 hits at S=4); a shard
+    whose share ran out inside the page is asked again for the whole window. Here every hit of
+    the query is on shard 0, so the first answer holds 11 and the page needs 20: the answers must
+    equal those of a gateway that asks every shard for the whole window, and the retry shows in
+    /metrics. Queries whose hits are spread need no retry."""
+    gw = cluster["gateway"]
+    make_index(gw, "crowded", 4, 1)
+    ids = [i for i in range(10_000, 20_000) if shard_of(str(i), 4) == 0][:30]
+    docs = [{"id": i, "title": f"zebracorn {'stripes ' * (k % 5)}number {k}"} for k, i in enumerate(ids)]
+    status, task = gw.post("/indexes/crowded/documents", docs)
+    assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
+    crowded = [{"q": "zebracorn", "showRankingScore": True}, {"q": "zebracorn", "offset": 7, "limit": 12},
+               {"q": "zebracorn stripes", "hitsPerPage": 8, "page": 2}, {"q": "zebracorn", "limit": 25}]
+    spread = [{"q": "amber"}, {"q": "cedar item", "limit": 30, "offset": 4}, {"q": "", "page": 3, "hitsPerPage": 7}]
+    with extra_gateway(cluster, 27797, "whole-windows", narrow_shard_windows=0) as whole:
+        before = metric_total(gw, "miroir_search_window_retries_total")
+        for body in crowded:
+            a, b = gw.post("/indexes/crowded/search", body), whole.post("/indexes/crowded/search", body)
+            assert a[0] == b[0] == 200, (a, b)
+            a[1].pop("processingTimeMs")
+            b[1].pop("processingTimeMs")
+            assert a[1] == b[1], body
+            assert len(a[1]["hits"]) == min(body.get("limit", body.get("hitsPerPage", 20)), 30 - body.get("offset", 0) -
+                                             (body.get("page", 1) - 1) * body.get("hitsPerPage", 0)), body
+        retried = metric_total(gw, "miroir_search_window_retries_total") - before
+        assert retried == len(crowded), retried  # shard 0, once per search
+        for body in spread:
+            a, b = gw.post("/indexes/crowded/search", body), whole.post("/indexes/crowded/search", body)
+            assert a[0] == b[0] == 200
+            a[1].pop("processingTimeMs")
+            b[1].pop("processingTimeMs")
+            assert a[1] == b[1], body
+        assert metric_total(gw, "miroir_search_window_retries_total") - before == retried
+    gw.req("DELETE", "/indexes/crowded")

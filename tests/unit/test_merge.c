@@ -1,5 +1,7 @@
 /* test_merge.c: the shard request and the merge of shard answers. */
 #include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -284,6 +286,131 @@ static void distinct_across_shards(void **state)
     json_decref(body);
 }
 
+static void narrowed_windows(void **state)
+{
+    (void)state;
+    mr_search_req req;
+    mr_error err;
+    json_t *body = json_pack("{s:i}", "limit", 20);
+    mr_search_req_init(&req, body, NULL, &err);
+    /* the smallest k with S × P(Binomial(20, 1/S) >= k) <= 2% */
+    assert_int_equal(mr_search_narrow_window(&req, 1000, 4), 11);
+    assert_int_equal(mr_search_narrow_window(&req, 1000, 16), 6);
+    assert_int_equal(mr_search_narrow_window(&req, 1000, 64), 4);
+    assert_int_equal(mr_search_narrow_window(&req, 1000, 1), 0); /* one shard: nothing to narrow */
+    assert_int_equal(mr_search_narrow_window(&req, 2, 64), 0);   /* a window of 2 (maxTotalHits) */
+    json_t *shard = mr_search_shard_body(&req, 1000);
+    mr_search_body_window(shard, &req, 4);
+    assert_int_equal(json_integer_value(json_object_get(shard, "limit")), 4);
+    assert_int_equal(json_integer_value(json_object_get(shard, "offset")), 0);
+    json_decref(shard);
+    mr_search_req_clear(&req);
+    json_decref(body);
+    body = json_pack("{s:i, s:s}", "limit", 20, "distinct", "name");
+    mr_search_req_init(&req, body, NULL, &err);
+    assert_int_equal(mr_search_narrow_window(&req, 1000, 4), 0); /* a shard's window bounds the distinct count */
+    mr_search_req_clear(&req);
+    json_decref(body);
+}
+
+static void a_narrowed_shard_that_ran_out_inside_the_page_is_in_doubt(void **state)
+{
+    (void)state;
+    mr_search_req req;
+    mr_error err;
+    json_t *body = json_pack("{s:i}", "limit", 4);
+    mr_search_req_init(&req, body, NULL, &err);
+    json_t *a[3] = {
+        /* every hit above shard 1's: all of it on the page, and it may hold more */
+        answer("[{\"id\":\"a1\",\"_rankingScore\":0.9},{\"id\":\"a2\",\"_rankingScore\":0.8}]", 50),
+        answer("[{\"id\":\"b1\",\"_rankingScore\":0.5},{\"id\":\"b2\",\"_rankingScore\":0.4}]", 50),
+        /* fewer than asked: it has no more */
+        answer("[{\"id\":\"c1\",\"_rankingScore\":0.95}]", 1),
+    };
+    unsigned char doubt[3];
+    assert_int_equal(mr_search_doubt(&req, a, 3, 1000, 2, doubt), 1);
+    assert_true(doubt[0]);
+    assert_false(doubt[1]); /* its last hit would have been the page's fifth */
+    assert_false(doubt[2]);
+    mr_search_req_clear(&req);
+    json_decref(body);
+    /* a page that ends on a shard's last hit leaves nothing of it to miss */
+    body = json_pack("{s:i}", "limit", 3);
+    mr_search_req_init(&req, body, NULL, &err);
+    assert_int_equal(mr_search_doubt(&req, a, 3, 1000, 2, doubt), 0);
+    mr_search_req_clear(&req);
+    json_decref(body);
+    for (int i = 0; i < 3; i++)
+        json_decref(a[i]);
+}
+
+/* Shard s's first `count` hits of a made-up ranking with many ties: the same for every count. */
+static json_t *ranked(unsigned s, size_t count, size_t all)
+{
+    json_t *hits = json_array();
+    srand(s * 7919u + 1);
+    int score = 100;
+    for (size_t i = 0; i < all; i++) {
+        score -= rand() % 3; /* runs of equal scores, across shards too */
+        if (i < count)
+            json_array_append_new(hits, json_pack("{s:s, s:f, s:i}", "id", "x", "_rankingScore", score / 100.0,
+                                                  MR_SEQ_FIELD, (int)(s * 1000 + (unsigned)rand() % 1000)));
+    }
+    char id[32];
+    for (size_t i = 0; i < json_array_size(hits); i++) {
+        snprintf(id, sizeof id, "s%u-%zu", s, i);
+        json_object_set_new(json_array_get(hits, i), "id", json_string(id));
+    }
+    return json_pack("{s:o, s:i}", "hits", hits, "estimatedTotalHits", (int)all);
+}
+
+static void narrowed_then_widened_equals_the_whole_window(void **state)
+{
+    (void)state;
+    mr_merge_limits limits = {1000, 100};
+    size_t retried = 0, searches = 0;
+    for (unsigned shards = 2; shards <= 64; shards *= 2) {
+        for (int offset = 0; offset <= 30; offset += 15) {
+            mr_search_req req;
+            mr_error err;
+            json_t *body = json_pack("{s:i, s:i}", "offset", offset, "limit", 20);
+            mr_search_req_init(&req, body, NULL, &err);
+            size_t full = (size_t)offset + 20, narrow = mr_search_narrow_window(&req, 1000, shards);
+            for (unsigned round = 0; round < 20; round++) {
+                json_t *whole[64], *first[64];
+                unsigned char doubt[64];
+                for (unsigned s = 0; s < shards; s++) {
+                    unsigned seed = round * 64 + s;
+                    whole[s] = ranked(seed, full, full);
+                    first[s] = ranked(seed, narrow ? narrow : full, full);
+                }
+                size_t again = narrow ? mr_search_doubt(&req, first, shards, 1000, narrow, doubt) : 0;
+                retried += again;
+                searches++;
+                for (unsigned s = 0; s < shards && again; s++) {
+                    if (!doubt[s])
+                        continue;
+                    json_decref(first[s]);
+                    first[s] = ranked(round * 64 + s, full, full);
+                }
+                json_t *want = mr_search_merge(&req, whole, shards, &limits, NULL);
+                json_t *got = mr_search_merge(&req, first, shards, &limits, NULL);
+                assert_true(json_equal(json_object_get(want, "hits"), json_object_get(got, "hits")));
+                json_decref(want);
+                json_decref(got);
+                for (unsigned s = 0; s < shards; s++) {
+                    json_decref(whole[s]);
+                    json_decref(first[s]);
+                }
+            }
+            mr_search_req_clear(&req);
+            json_decref(body);
+        }
+    }
+    assert_true(retried > 0); /* the widening was needed somewhere, or this proves nothing */
+    assert_true(retried * 10 < searches);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -295,6 +422,9 @@ int main(void)
         cmocka_unit_test(page_mode_totals),
         cmocka_unit_test(sort_merges_rule_by_rule),
         cmocka_unit_test(distinct_across_shards),
+        cmocka_unit_test(narrowed_windows),
+        cmocka_unit_test(a_narrowed_shard_that_ran_out_inside_the_page_is_in_doubt),
+        cmocka_unit_test(narrowed_then_widened_equals_the_whole_window),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
