@@ -227,6 +227,7 @@ static int take(gw *g, gw_shard_call *c, struct attempt *a, mr_error *not_found)
     if (c->raw && r->status >= 200 && r->status < 300 && r->resp) {
         c->raw_answer = r->resp; /* taken as is: nothing to merge */
         r->resp = NULL;
+        r->resp_cap = 0;
         c->answer = json_true();
         gw_node_report(g, a->node, 1);
         return 1;

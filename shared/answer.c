@@ -74,11 +74,14 @@ static const char *skip_value(const char *p, const char *end)
     return p > start ? p : NULL;
 }
 
-typedef int (*member_fn)(const char *key, size_t key_len, const char *value, const char *value_end, void *ctx);
-typedef int (*element_fn)(const char *value, const char *value_end, void *ctx);
+/* A walker's callback is handed where a value begins and where the text ends, and returns past
+ * the value (or NULL to stop the walk): a value whose inside it walks anyway (a hit, an answer)
+ * is then scanned once, not once to find its end and once more inside. */
+typedef const char *(*member_fn)(const char *key, size_t key_len, const char *value, const char *end, void *ctx);
+typedef const char *(*element_fn)(const char *value, const char *end, void *ctx);
 
 /* Calls fn on each member of the object at p (key without its quotes, as written). Returns past
- * the object, or NULL if it is not one or fn failed. */
+ * the object, or NULL if it is not one or fn stopped. */
 static const char *each_member(const char *p, const char *end, member_fn fn, void *ctx)
 {
     p = skip_space(p, end);
@@ -96,8 +99,8 @@ static const char *each_member(const char *p, const char *end, member_fn fn, voi
         p = skip_space(key_end, end);
         if (p >= end || *p != ':')
             return NULL;
-        const char *value = skip_space(p + 1, end), *value_end = skip_value(value, end);
-        if (!value_end || fn(key, (size_t)(key_end - 1 - key), value, value_end, ctx))
+        const char *value = skip_space(p + 1, end), *value_end = fn(key, (size_t)(key_end - 1 - key), value, end, ctx);
+        if (!value_end)
             return NULL;
         p = skip_space(value_end, end);
         if (p < end && *p == ',')
@@ -118,8 +121,8 @@ static const char *each_element(const char *p, const char *end, element_fn fn, v
     if (p < end && *p == ']')
         return p + 1;
     for (;;) {
-        const char *value_end = skip_value(p, end);
-        if (!value_end || fn(p, value_end, ctx))
+        const char *value_end = fn(p, end, ctx);
+        if (!value_end)
             return NULL;
         p = skip_space(value_end, end);
         if (p < end && *p == ',')
@@ -160,32 +163,36 @@ static json_t *parse_span(const char *value, const char *value_end)
 /* A hit is kept as a stub holding only its text; its fields are read when asked for. Its
  * strings and brackets were matched on the way here; the rest of its shape is met when it is
  * read (a second walk of every hit would cost as much as the first). */
-static int hit_element(const char *value, const char *value_end, void *ctx)
+static const char *hit_element(const char *value, const char *end, void *ctx)
 {
     json_t *hits = ctx;
-    if (*value != '{')
-        return -1;
+    const char *value_end = *value == '{' ? skip_value(value, end) : NULL;
+    if (!value_end)
+        return NULL;
     json_t *stub = json_object();
     json_object_set_new(stub, MR_HIT_TEXT, json_stringn_nocheck(value, (size_t)(value_end - value)));
-    return json_array_append_new(hits, stub);
+    return json_array_append_new(hits, stub) ? NULL : value_end;
 }
 
-static int answer_member(const char *key, size_t key_len, const char *value, const char *value_end, void *ctx)
+static const char *answer_member(const char *key, size_t key_len, const char *value, const char *end, void *ctx)
 {
     json_t *answer = ctx;
     if (memchr(key, '\\', key_len))
-        return -1; /* an escaped name: not a Meilisearch answer's */
+        return NULL; /* an escaped name: not a Meilisearch answer's */
     json_t *v;
+    const char *value_end;
     if (key_len == 4 && memcmp(key, "hits", 4) == 0) {
         v = json_array();
-        if (each_element(value, value_end, hit_element, v) != value_end) {
-            json_decref(v);
-            return -1;
-        }
-    } else if (!(v = parse_span(value, value_end))) {
-        return -1;
+        value_end = each_element(value, end, hit_element, v);
+    } else {
+        value_end = skip_value(value, end);
+        v = value_end ? parse_span(value, value_end) : NULL;
     }
-    return json_object_setn_new(answer, key, key_len, v);
+    if (!value_end || !v || json_object_setn_new(answer, key, key_len, v)) {
+        json_decref(v);
+        return NULL;
+    }
+    return value_end;
 }
 
 /* The answer whose object begins at text; *past is where it ends. */
@@ -213,27 +220,22 @@ json_t *mr_answer_load(const char *text, size_t len)
     return answer;
 }
 
-static int result_element(const char *value, const char *value_end, void *ctx)
+static const char *result_element(const char *value, const char *end, void *ctx)
 {
     const char *past;
-    json_t *answer = load_answer(value, value_end, &past);
-    if (answer && past != value_end) {
-        json_decref(answer);
-        return -1;
-    }
-    return answer ? json_array_append_new(ctx, answer) : -1;
+    json_t *answer = load_answer(value, end, &past);
+    return answer && json_array_append_new(ctx, answer) == 0 ? past : NULL;
 }
 
-static int results_member(const char *key, size_t key_len, const char *value, const char *value_end, void *ctx)
+static const char *results_member(const char *key, size_t key_len, const char *value, const char *end, void *ctx)
 {
     if (key_len != 7 || memcmp(key, "results", 7) != 0)
-        return -1;
+        return NULL;
     json_t *results = json_array();
-    if (each_element(value, value_end, result_element, results) != value_end) {
-        json_decref(results);
-        return -1;
-    }
-    return json_object_set_new(ctx, "results", results);
+    const char *value_end = each_element(value, end, result_element, results);
+    if (!value_end || json_object_set_new(ctx, "results", results))
+        return NULL;
+    return value_end;
 }
 
 json_t *mr_answers_load(const char *text, size_t len)
@@ -269,19 +271,20 @@ struct reading {
     size_t n, left; /* names still to find */
 };
 
-/* Keeps each named member met in the stub; stops the walk (returns 1) once all are found. */
-static int read_member(const char *key, size_t key_len, const char *value, const char *value_end, void *ctx)
+/* Keeps each named member met in the stub; stops the walk once all are found. */
+static const char *read_member(const char *key, size_t key_len, const char *value, const char *end, void *ctx)
 {
     struct reading *r = ctx;
-    for (size_t i = 0; i < r->n; i++) {
+    const char *value_end = skip_value(value, end);
+    for (size_t i = 0; i < r->n && value_end; i++) {
         if (!key_is(key, key_len, r->names[i], strlen(r->names[i])) || json_object_get(r->hit, r->names[i]))
             continue;
         json_t *v = parse_span(value, value_end);
         if (v)
             json_object_set_new(r->hit, r->names[i], v); /* the same as in the text: expanding keeps it */
-        return --r->left == 0;
+        return --r->left == 0 ? NULL : value_end;
     }
-    return 0;
+    return value_end;
 }
 
 void mr_hit_read(json_t *hit, const char *const *names, size_t n)
@@ -372,7 +375,7 @@ static int is_dropped(const struct dropping *d, const char *key, size_t key_len)
     return 0;
 }
 
-static int drop_member(const char *key, size_t key_len, const char *value, const char *value_end, void *ctx);
+static const char *drop_member(const char *key, size_t key_len, const char *value, const char *end, void *ctx);
 
 static int write_without(mr_buf *out, const char *text, const char *end, const char *const *names, size_t n,
                          const char *formatted_name)
@@ -385,19 +388,20 @@ static int write_without(mr_buf *out, const char *text, const char *end, const c
     return 0;
 }
 
-static int drop_member(const char *key, size_t key_len, const char *value, const char *value_end, void *ctx)
+static const char *drop_member(const char *key, size_t key_len, const char *value, const char *end, void *ctx)
 {
     struct dropping *d = ctx;
-    if (is_dropped(d, key, key_len))
-        return 0;
+    const char *value_end = skip_value(value, end);
+    if (!value_end || is_dropped(d, key, key_len))
+        return value_end;
     if (d->formatted_name && *value == '{' && key_is(key, key_len, "_formatted", 10)) {
         put_separator(d->out, &d->first);
         put(d->out, key - 1, key_len + 2);
         put(d->out, ":", 1);
-        return write_without(d->out, value, value_end, &d->formatted_name, 1, NULL);
+        return write_without(d->out, value, value_end, &d->formatted_name, 1, NULL) ? NULL : value_end;
     }
     put_member(d->out, &d->first, key, key_len, value, value_end);
-    return 0;
+    return value_end;
 }
 
 int mr_hit_drop(json_t *hit, const char *const *names, size_t n, const char *formatted_name)
@@ -449,20 +453,22 @@ struct stub_writing {
     size_t written_count;
 };
 
-static int write_stub_member(const char *key, size_t key_len, const char *value, const char *value_end, void *ctx)
+static const char *write_stub_member(const char *key, size_t key_len, const char *value, const char *end, void *ctx)
 {
     struct stub_writing *w = ctx;
-    json_t *own = memchr(key, '\\', key_len) ? NULL : json_object_getn(w->stub, key, key_len);
+    const char *value_end = skip_value(value, end);
+    json_t *own = !value_end || memchr(key, '\\', key_len) ? NULL : json_object_getn(w->stub, key, key_len);
     if (!own) {
-        put_member(w->out, &w->first, key, key_len, value, value_end);
-        return 0;
+        if (value_end)
+            put_member(w->out, &w->first, key, key_len, value, value_end);
+        return value_end;
     }
     if (w->written_count == sizeof w->written / sizeof *w->written)
-        return -1;
+        return NULL;
     w->written[w->written_count++] = own;
     put_separator(w->out, &w->first);
     write_key(w->out, key, key_len);
-    return write_value(w->out, own, 0);
+    return write_value(w->out, own, 0) ? NULL : value_end;
 }
 
 /* A stub as expanding it would make it: the text's members, the stub's own value in place of

@@ -85,10 +85,18 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
 {
     mr_http_req *r = userp;
     size_t n = size * nmemb;
-    char *grown = realloc(r->resp, r->resp_len + n + 1);
-    if (!grown)
-        return 0;
-    r->resp = grown;
+    if (r->resp_len + n + 1 > r->resp_cap) {
+        /* doubling: an answer of many shards' hits comes in many pieces, and each copy of the
+         * whole so far would cost as much as reading it */
+        size_t cap = r->resp_cap ? r->resp_cap : 16384;
+        while (cap < r->resp_len + n + 1)
+            cap *= 2;
+        char *grown = realloc(r->resp, cap);
+        if (!grown)
+            return 0;
+        r->resp = grown;
+        r->resp_cap = cap;
+    }
     memcpy(r->resp + r->resp_len, data, n);
     r->resp_len += n;
     r->resp[r->resp_len] = '\0';
@@ -100,6 +108,7 @@ void mr_http_req_reset(mr_http_req *r)
     free(r->resp);
     r->resp = NULL;
     r->resp_len = 0;
+    r->resp_cap = 0;
     r->status = 0;
     r->curl_error[0] = '\0';
     r->never_sent = 0;
@@ -153,6 +162,7 @@ void mr_http_flight_add(mr_http_flight *f, mr_http_req *r)
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->curl_error);
     curl_easy_setopt(e, CURLOPT_PRIVATE, r);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_PROXY, ""); /* nodes are reached directly: no proxy variables read per request */
     struct curl_slist *l = NULL;
     if (h->auth[0])
         l = curl_slist_append(l, h->auth);

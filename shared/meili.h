@@ -23,6 +23,7 @@ typedef struct mr_http_req {
     long status;              /* HTTP status, 0 if no answer (then curl_error says why) */
     char *resp;               /* NUL-terminated body, malloc'd */
     size_t resp_len;
+    size_t resp_cap;          /* room allocated for resp */
     char curl_error[CURL_ERROR_SIZE];
     int never_sent;           /* no connection was made: the node cannot have seen the request */
     double elapsed_ms;
