@@ -465,12 +465,15 @@ def measure_read_path(cluster, gw, body, duration, rows, facts):
         procs.append(two_proc)
         apart_proc, apart = extra_gateway(cluster, 31723, "per-shard", two_phase_min_shards=0, batch_shard_searches=0)
         procs.append(apart_proc)
+        whole_proc, whole = extra_gateway(cluster, 31724, "whole-windows", two_phase_min_shards=0, narrow_shard_windows=0)
+        procs.append(whole_proc)
         cpu = {}
         for s in (1, 4, 16, 64):
             uid = f"cpu{s}"
             create_index(gw, uid, s, 1)
             import_gateway(gw, uid, [body])
-            for label, g, proc in (("one", one, one_proc), ("two", two, two_proc), ("per-shard", apart, apart_proc)):
+            for label, g, proc in (("one", one, one_proc), ("two", two, two_proc), ("per-shard", apart, apart_proc),
+                                   ("whole-windows", whole, whole_proc)):
                 load([f"{g.base}/indexes/{uid}/search"], 2)  # warm-up
                 us, r = cpu_per_query(proc.pid, f"{g.base}/indexes/{uid}/search", duration)
                 cpu[(s, label)] = {"us": us, "p50_ms": r["p50_ms"], "throughput": r["throughput"]}
@@ -493,6 +496,9 @@ def measure_read_path(cluster, gw, body, duration, rows, facts):
                          f"≤ {target} µs" if target else "(report)", best <= target if target else None))
             rows.append((f"11/S={s}/2", f"gateway CPU per query (µs), S={s}: two phases vs one", cpu[(s, "two")]["us"],
                          cpu[(s, "one")]["us"], "(report)", None))
+            rows.append((f"11/S={s}/w", f"gateway CPU per query (µs), S={s}: shards first asked for their likely share "
+                                        "of the page vs every shard asked for the whole window",
+                         cpu[(s, "one")]["us"], cpu[(s, "whole-windows")]["us"], "(report)", None))
 
         # the tail when a node turns slow
         create_index(gw, "tail", 4, 2)
