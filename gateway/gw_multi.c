@@ -177,9 +177,9 @@ static json_t *federated_answer(struct multi *m, size_t offset, size_t limit)
         for (uint32_t s = 0; s < ix->shard_count; s++) {
             json_t *answer = m->calls[m->first_call[i] + s].answer;
             sum += json_integer_value(json_object_get(answer, "estimatedTotalHits"));
-            size_t p;
-            json_t *hit;
-            json_array_foreach(json_object_get(answer, "hits"), p, hit) {
+            json_t *shard_hits = json_object_get(answer, "hits");
+            for (size_t p = 0; p < json_array_size(shard_hits); p++) {
+                json_t *hit = mr_hits_at(shard_hits, p);
                 static const char *const compared[] = {"_rankingScore", MR_SEQ_FIELD};
                 mr_hit_read(hit, compared, 2); /* now: the sort's comparisons find them */
                 double score = json_number_value(json_object_get(hit, "_rankingScore"));

@@ -87,9 +87,9 @@ static char *shard_text(const gw_query *q, int slim, size_t hits)
 static void mark_hits(gw_shard_call *calls, uint32_t n)
 {
     for (uint32_t s = 0; s < n; s++) {
-        size_t i;
-        json_t *hit;
-        json_array_foreach(json_object_get(calls[s].answer, "hits"), i, hit) {
+        json_t *hits = json_object_get(calls[s].answer, "hits");
+        for (size_t i = 0; i < json_array_size(hits); i++) {
+            json_t *hit = mr_hits_at(hits, i);
             json_object_set_new(hit, "_miroir_shard", json_integer(s));
             json_object_set_new(hit, "_miroir_pos", json_integer((json_int_t)i));
         }
@@ -131,7 +131,7 @@ static int fetch_page(gw *g, gw_query *q, json_t *out, mr_error *err)
         json_array_foreach(hits, j, hit) {
             if ((uint32_t)json_integer_value(json_object_get(hit, "_miroir_shard")) != calls[k].shard)
                 continue;
-            json_t *found = json_array_get(full, (size_t)json_integer_value(json_object_get(hit, "_miroir_pos")));
+            json_t *found = mr_hits_at(full, (size_t)json_integer_value(json_object_get(hit, "_miroir_pos")));
             json_t *id = mr_hit_get(hit, q->ix->primary_key);
             if (!found || !id || !json_equal(mr_hit_get(found, q->ix->primary_key), id)) {
                 rc = -1; /* moved between the phases */

@@ -160,7 +160,7 @@ static json_t *parse_span(const char *value, const char *value_end)
     return json_loadb(value, n, JSON_DECODE_ANY, &e);
 }
 
-/* A hit is kept as a stub holding only its text; its fields are read when asked for. Its
+/* A hit is kept as its bare text, made a stub when it is first asked for (mr_hits_at). Its
  * strings and brackets were matched on the way here; the rest of its shape is met when it is
  * read (a second walk of every hit would cost as much as the first). */
 static const char *hit_element(const char *value, const char *end, void *ctx)
@@ -169,9 +169,18 @@ static const char *hit_element(const char *value, const char *end, void *ctx)
     const char *value_end = *value == '{' ? skip_value(value, end) : NULL;
     if (!value_end)
         return NULL;
+    return json_array_append_new(hits, json_stringn_nocheck(value, (size_t)(value_end - value))) ? NULL : value_end;
+}
+
+json_t *mr_hits_at(json_t *hits, size_t i)
+{
+    json_t *hit = json_array_get(hits, i);
+    if (!json_is_string(hit))
+        return hit;
     json_t *stub = json_object();
-    json_object_set_new(stub, MR_HIT_TEXT, json_stringn_nocheck(value, (size_t)(value_end - value)));
-    return json_array_append_new(hits, stub) ? NULL : value_end;
+    json_object_set(stub, MR_HIT_TEXT, hit); /* the same text, not a copy */
+    json_array_set_new(hits, i, stub);
+    return stub;
 }
 
 static const char *answer_member(const char *key, size_t key_len, const char *value, const char *end, void *ctx)
@@ -415,6 +424,7 @@ int mr_hit_drop(json_t *hit, const char *const *names, size_t n, const char *for
     }
     const char *t = json_string_value(text);
     mr_buf out = {0};
+    mr_buf_add(&out, "", 0, json_string_length(text) + 1); /* never longer than the text: one allocation */
     int rc = write_without(&out, t, t + json_string_length(text), names, n, formatted_name);
     if (rc == 0)
         json_object_set_new(hit, MR_HIT_TEXT, json_stringn_nocheck(out.data, out.len));

@@ -17,12 +17,18 @@
 #define MR_HIT_TEXT "_miroir_text"
 
 /* Reads a Meilisearch search answer (a JSON object with a "hits" array of objects), each hit a
- * stub. Returns a new reference, or NULL if text is not such an answer, or not JSON: then parse
+ * stub to be (mr_hits_at). Returns a new reference, or NULL if text is not such an answer, or not JSON: then parse
  * it whole, which gives jansson's own error. */
 json_t *mr_answer_load(const char *text, size_t len);
 
 /* The same for a /multi-search answer: {"results": [answer, …]}, each answer read as above. */
 json_t *mr_answers_load(const char *text, size_t len);
+
+/* Hit i of a loaded answer's "hits" (borrowed; NULL past the end). A hit is loaded as its bare
+ * text, and made a stub the first time it is asked for here: most hits of a search over many
+ * shards are never asked for, and making each one a stub cost as much as reading it. Every
+ * reader of a loaded answer's hits goes through this; a bare text is never written out. */
+json_t *mr_hits_at(json_t *hits, size_t i);
 
 /* A top-level field of a hit, stub or whole (borrowed; NULL if the hit has none): a stub's is
  * parsed from its text the first time, then kept in the stub, so that json_object_get finds it

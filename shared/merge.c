@@ -175,7 +175,7 @@ struct cursor {
 static void cursor_at(struct cursor *c, size_t pos)
 {
     c->pos = pos;
-    c->hit = json_array_get(c->hits, pos);
+    c->hit = mr_hits_at(c->hits, pos);
     static const char *const compared[] = {"_rankingScore", MR_SEQ_FIELD, "_rankingScoreDetails"};
     mr_hit_read(c->hit, compared, c->by_details ? 3 : 2);
     c->score = json_number_value(json_object_get(c->hit, "_rankingScore"));
@@ -543,10 +543,9 @@ static json_int_t distinct_total(const mr_search_req *req, json_t *const *answer
     json_t *seen = json_object();
     json_int_t count = 0;
     for (size_t s = 0; s < n; s++) {
-        size_t i;
-        json_t *hit;
-        json_array_foreach(answers[s] ? json_object_get(answers[s], "hits") : NULL, i, hit)
-            count += !seen_distinct(seen, hit, req->distinct);
+        json_t *hits = answers[s] ? json_object_get(answers[s], "hits") : NULL;
+        for (size_t i = 0; i < json_array_size(hits); i++)
+            count += !seen_distinct(seen, mr_hits_at(hits, i), req->distinct);
     }
     json_decref(seen);
     return count;

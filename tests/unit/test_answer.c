@@ -45,7 +45,7 @@ static void stubs_expand_to_the_whole_hits(void **state)
     assert_non_null(whole);
     json_t *lazy = mr_answer_load(ANSWER, strlen(ANSWER));
     assert_non_null(lazy);
-    json_t *stub = json_array_get(json_object_get(lazy, "hits"), 0);
+    json_t *stub = mr_hits_at(json_object_get(lazy, "hits"), 0);
     assert_int_equal(json_object_size(stub), 1);
     assert_non_null(json_object_get(stub, MR_HIT_TEXT));
     assert_true(json_real_value(mr_hit_get(stub, "_rankingScore")) == 0.75);
@@ -55,7 +55,7 @@ static void stubs_expand_to_the_whole_hits(void **state)
     assert_int_equal(json_object_size(stub), 3);
     json_t *details = mr_hit_get(stub, "_rankingScoreDetails");
     assert_int_equal(json_integer_value(json_object_get(json_object_get(details, "words"), "order")), 0);
-    json_t *second = json_array_get(json_object_get(lazy, "hits"), 1);
+    json_t *second = mr_hits_at(json_object_get(lazy, "hits"), 1);
     assert_string_equal(json_string_value(mr_hit_get(second, "id")), "b\xc3\xa9");
     assert_int_equal(json_integer_value(mr_hit_get(second, "_rankingScore")), 1);
     assert_string_equal(json_string_value(mr_hit_get(second, "brand")), "b\"r");
@@ -67,9 +67,9 @@ static void stubs_expand_to_the_whole_hits(void **state)
     assert_null(json_object_get(second, "absent"));
     json_t *whole_hit = json_array_get(json_object_get(whole, "hits"), 0); /* not a stub: its own field */
     assert_int_equal(json_integer_value(mr_hit_get(whole_hit, "id")), 7);
-    size_t i;
-    json_t *hit;
-    json_array_foreach(json_object_get(lazy, "hits"), i, hit) assert_int_equal(mr_hit_expand(hit), 0);
+    json_t *hits = json_object_get(lazy, "hits");
+    for (size_t i = 0; i < json_array_size(hits); i++)
+        assert_int_equal(mr_hit_expand(mr_hits_at(hits, i)), 0);
     assert_same_json(lazy, whole);
     assert_int_equal(mr_hit_expand(stub), 0); /* a whole hit stays as it is */
     assert_same_json(lazy, whole);
@@ -83,7 +83,7 @@ static void fields_added_to_a_stub_stay(void **state)
 {
     (void)state;
     json_t *lazy = mr_answer_load(ANSWER, strlen(ANSWER));
-    json_t *stub = json_array_get(json_object_get(lazy, "hits"), 1);
+    json_t *stub = mr_hits_at(json_object_get(lazy, "hits"), 1);
     json_object_set_new(stub, "_federation", json_pack("{s:s}", "indexUid", "x"));
     json_object_set_new(stub, "_rankingScore", json_real(0.5));
     assert_int_equal(mr_hit_expand(stub), 0);
@@ -151,8 +151,8 @@ static void a_stub_is_written_as_its_expansion(void **state)
 {
     (void)state;
     json_t *lazy = mr_answer_load(ANSWER, strlen(ANSWER));
-    json_t *first = json_array_get(json_object_get(lazy, "hits"), 0);
-    json_t *second = json_array_get(json_object_get(lazy, "hits"), 1);
+    json_t *first = mr_hits_at(json_object_get(lazy, "hits"), 0);
+    json_t *second = mr_hits_at(json_object_get(lazy, "hits"), 1);
     mr_hit_get(first, "_rankingScore"); /* read, so kept in the stub */
     json_object_set_new(second, "_rankingScore", json_real(0.5));
     json_object_set_new(second, "_federation", json_pack("{s:s}", "indexUid", "x"));
@@ -192,14 +192,14 @@ static void dropping_fields_from_a_stub_or_a_whole_hit(void **state)
     json_t *lazy = mr_answer_load(ANSWER, strlen(ANSWER));
     static const char *const names[] = {"_rankingScore", "_miroir_seq", "t\"q", "nope"};
     for (size_t h = 0; h < 2; h++) {
-        json_t *stub = json_array_get(json_object_get(lazy, "hits"), h);
+        json_t *stub = mr_hits_at(json_object_get(lazy, "hits"), h);
         mr_hit_get(stub, "_rankingScore");
         assert_int_equal(mr_hit_drop(stub, names, 4, "_miroir_seq"), 0);
         assert_null(json_object_get(stub, "_rankingScore"));
         assert_null(mr_hit_get(stub, "_rankingScore"));
         assert_int_equal(mr_hit_drop(json_array_get(json_object_get(whole, "hits"), h), names, 4, "_miroir_seq"), 0);
     }
-    json_t *formatted = mr_hit_get(json_array_get(json_object_get(lazy, "hits"), 0), "_formatted");
+    json_t *formatted = mr_hit_get(mr_hits_at(json_object_get(lazy, "hits"), 0), "_formatted");
     assert_int_equal(json_object_size(formatted), 1);
     char *a = mr_json_dumps(lazy);
     assert_same_text(a, whole);
@@ -217,14 +217,14 @@ static void a_bad_value_in_a_hit_is_met_when_read(void **state)
     static const char bad[] = "{\"hits\":[{\"_rankingScore\":nope,\"id\":1}]}";
     json_t *lazy = mr_answer_load(bad, strlen(bad));
     assert_non_null(lazy);
-    json_t *stub = json_array_get(json_object_get(lazy, "hits"), 0);
+    json_t *stub = mr_hits_at(json_object_get(lazy, "hits"), 0);
     assert_null(mr_hit_get(stub, "_rankingScore"));
     assert_int_equal(json_integer_value(mr_hit_get(stub, "id")), 1);
     assert_int_equal(mr_hit_expand(stub), -1);
     json_decref(lazy);
     static const char shapeless[] = "{\"hits\":[{\"a\" 1}]}";
     lazy = mr_answer_load(shapeless, strlen(shapeless));
-    stub = json_array_get(json_object_get(lazy, "hits"), 0);
+    stub = mr_hits_at(json_object_get(lazy, "hits"), 0);
     assert_null(mr_hit_get(stub, "a"));
     assert_int_equal(mr_hit_expand(stub), -1);
     json_decref(lazy);
@@ -240,6 +240,22 @@ static void a_damaged_stub_is_left_alone(void **state)
     json_decref(stub);
 }
 
+static void a_hit_becomes_a_stub_only_when_asked_for(void **state)
+{
+    (void)state;
+    json_t *lazy = mr_answer_load(ANSWER, strlen(ANSWER));
+    json_t *hits = json_object_get(lazy, "hits");
+    json_t *bare = json_array_get(hits, 1);
+    assert_true(json_is_string(bare)); /* loaded as its text alone */
+    json_t *stub = mr_hits_at(hits, 1);
+    assert_true(json_is_object(stub));
+    assert_ptr_equal(json_object_get(stub, MR_HIT_TEXT), bare); /* the text is not copied */
+    assert_ptr_equal(mr_hits_at(hits, 1), stub);                /* asked again: the same stub */
+    assert_true(json_is_string(json_array_get(hits, 0)));       /* the other is still bare */
+    assert_null(mr_hits_at(hits, 2));
+    json_decref(lazy);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -251,6 +267,7 @@ int main(void)
         cmocka_unit_test(dropping_fields_from_a_stub_or_a_whole_hit),
         cmocka_unit_test(a_bad_value_in_a_hit_is_met_when_read),
         cmocka_unit_test(a_damaged_stub_is_left_alone),
+        cmocka_unit_test(a_hit_becomes_a_stub_only_when_asked_for),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
