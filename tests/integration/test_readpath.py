@@ -64,6 +64,16 @@ def metric_total(gw, name):
     return 0.0
 
 
+def same_answer(gw, other, path, body):
+    """Both gateways answer body alike (the engine's time aside); returns the first's answer."""
+    a, b = gw.post(path, body), other.post(path, body)
+    assert a[0] == b[0] == 200, (a, b)
+    a[1].pop("processingTimeMs")
+    b[1].pop("processingTimeMs")
+    assert a[1] == b[1], body
+    return a[1]
+
+
 def timed_searches(gw, queries):
     """Each query at once, on its own connection; their statuses and latencies in seconds."""
     out = [None] * len(queries)
@@ -202,11 +212,7 @@ def test_a_nodes_shards_travel_in_one_request(cluster):
     with extra_gateway(cluster, 27795, "per-shard", batch_shard_searches=0) as apart:
         batches, requests = metric_total(gw, "miroir_search_batches_total"), metric_total(gw, "miroir_shard_requests_total")
         for body in bodies:
-            a, b = gw.post("/indexes/batched/search", body), apart.post("/indexes/batched/search", body)
-            assert a[0] == b[0] == 200
-            a[1].pop("processingTimeMs")
-            b[1].pop("processingTimeMs")
-            assert a[1] == b[1], body
+            same_answer(gw, apart, "/indexes/batched/search", body)
         assert metric_total(gw, "miroir_search_batches_total") - batches == len(bodies) * batched_nodes
         assert metric_total(gw, "miroir_shard_requests_total") - requests >= len(bodies) * 6
         for body in ({"q": "cedar", "filter": "title = x"}, {"q": "cedar", "indexUid": "batched"},
@@ -236,20 +242,12 @@ def test_a_shard_holding_the_whole_page_is_asked_for_all_of_it(cluster):
     with extra_gateway(cluster, 27797, "whole-windows", narrow_shard_windows=0) as whole:
         before = metric_total(gw, "miroir_search_window_retries_total")
         for body in crowded:
-            a, b = gw.post("/indexes/crowded/search", body), whole.post("/indexes/crowded/search", body)
-            assert a[0] == b[0] == 200, (a, b)
-            a[1].pop("processingTimeMs")
-            b[1].pop("processingTimeMs")
-            assert a[1] == b[1], body
-            assert len(a[1]["hits"]) == min(body.get("limit", body.get("hitsPerPage", 20)), 30 - body.get("offset", 0) -
+            answer = same_answer(gw, whole, "/indexes/crowded/search", body)
+            assert len(answer["hits"]) == min(body.get("limit", body.get("hitsPerPage", 20)), 30 - body.get("offset", 0) -
                                              (body.get("page", 1) - 1) * body.get("hitsPerPage", 0)), body
         retried = metric_total(gw, "miroir_search_window_retries_total") - before
         assert retried == len(crowded), retried  # shard 0, once per search
         for body in spread:
-            a, b = gw.post("/indexes/crowded/search", body), whole.post("/indexes/crowded/search", body)
-            assert a[0] == b[0] == 200
-            a[1].pop("processingTimeMs")
-            b[1].pop("processingTimeMs")
-            assert a[1] == b[1], body
+            same_answer(gw, whole, "/indexes/crowded/search", body)
         assert metric_total(gw, "miroir_search_window_retries_total") - before == retried
     gw.req("DELETE", "/indexes/crowded")
