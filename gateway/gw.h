@@ -233,12 +233,22 @@ typedef struct gw_query {
     json_t *shard_body; /* what every shard is asked */
     char *text;         /* shard_body as text */
     uint64_t key;       /* replica affinity */
+    size_t narrow;      /* the narrowed window the shards were asked for first (0: none) */
+    char *narrow_text;  /* the body asking for it */
 } gw_query;
 
 /* Validates body (borrowed; the query keeps a reference) for ix. Returns 0 or -1 with err. */
 int gw_query_prepare(gw_query *q, const mr_index *ix, json_t *body, mr_error *err);
 /* Fills ix->shard_count calls, one per shard. */
 void gw_query_calls(const gw_query *q, gw_shard_call *calls);
+/* Narrowed shard windows (merge.h, docs/search.md): if the query is narrowed, its calls (from
+ * gw_query_calls) ask for the narrowed window instead (slim: the first of two phases). After
+ * their scatter, gw_query_widen asks again, with body (the whole window), the shards whose
+ * narrowed answer may lack hits of the page, and puts their answers in place. Returns 0 (also
+ * when the query was not narrowed), or -1 with err if a shard asked again could not answer;
+ * partial: a shard asked again that no replica answers is left without an answer. */
+void gw_query_narrow(gw *g, gw_query *q, gw_shard_call *calls, int slim);
+int gw_query_widen(gw *g, gw_query *q, gw_shard_call *calls, const char *body, int partial, mr_error *err);
 /* Merges the answered calls into the client's answer (new reference); see mr_search_merge for
  * short_answer (may be NULL). */
 json_t *gw_query_merge(const gw_query *q, gw_shard_call *calls, int *short_answer);

@@ -46,8 +46,8 @@ static void in_query(mr_error *err, size_t i)
 }
 
 /* window: for a federated search, how many hits each query brings to the merge (offset + limit). */
-static int multi_prepare(struct multi *m, const gw_request *req, mr_topology *topo, json_t *queries, int federated,
-                         size_t window, const json_t *facets_by_index, mr_error *err)
+static int multi_prepare(gw *g, struct multi *m, const gw_request *req, mr_topology *topo, json_t *queries,
+                         int federated, size_t window, const json_t *facets_by_index, mr_error *err)
 {
     m->count = json_array_size(queries);
     m->queries = calloc(m->count ? m->count : 1, sizeof *m->queries);
@@ -124,8 +124,11 @@ static int multi_prepare(struct multi *m, const gw_request *req, mr_topology *to
         m->call_count += ix->shard_count;
     }
     m->calls = calloc(m->call_count ? m->call_count : 1, sizeof *m->calls);
-    for (size_t i = 0; i < m->count; i++)
+    for (size_t i = 0; i < m->count; i++) {
         gw_query_calls(&m->queries[i], m->calls + m->first_call[i]);
+        if (!federated) /* a federated page is cut from all queries' hits at once: not narrowed */
+            gw_query_narrow(g, &m->queries[i], m->calls + m->first_call[i], 0);
+    }
     return 0;
 }
 
@@ -318,7 +321,7 @@ void gw_route_multi_search(gw *g, const gw_request *req, gw_response *res)
             goto done;
         }
     }
-    if (multi_prepare(&m, req, topo, queries, federated, fed_offset + fed_limit, facets_by_index, &err)) {
+    if (multi_prepare(g, &m, req, topo, queries, federated, fed_offset + fed_limit, facets_by_index, &err)) {
         gw_reply_error(res, &err);
     } else {
         if (gw_scatter(g, m.calls, m.call_count, &err, &failed)) {
@@ -336,6 +339,13 @@ void gw_route_multi_search(gw *g, const gw_request *req, gw_response *res)
             for (size_t i = 0; i < m.count; i++) {
                 json_t *one = json_pack("{s:s}", "indexUid", m.queries[i].ix->uid);
                 int short_answer = 0;
+                if (gw_query_widen(g, &m.queries[i], m.calls + m.first_call[i], m.queries[i].text, 0, &err)) {
+                    in_query(&err, i);
+                    gw_reply_error(res, &err);
+                    json_decref(results);
+                    json_decref(one);
+                    goto done;
+                }
                 json_t *merged = gw_query_merge(&m.queries[i], m.calls + m.first_call[i], &short_answer);
                 if (short_answer) { /* distinct needs more from the shards: this query alone, again */
                     json_decref(merged);

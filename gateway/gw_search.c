@@ -165,14 +165,25 @@ static void note_missing(const gw_shard_call *calls, uint32_t n, json_t *missing
             json_array_append_new(missing, json_integer(s));
 }
 
-/* A search's shards are first asked for a narrowed window (mr_search_narrow_window): the ones
- * whose answer may lack hits of the page (mr_search_doubt) are asked again with body, for the
- * whole window, and their answers replace the narrowed ones. Returns 0, or -1 with err if a
- * shard asked again could not answer. */
-static int widen(gw *g, gw_query *q, gw_shard_call *calls, size_t narrow, const char *body, int partial,
-                 mr_error *err)
+void gw_query_narrow(gw *g, gw_query *q, gw_shard_call *calls, int slim)
+{
+    free(q->narrow_text);
+    q->narrow_text = NULL;
+    q->narrow = g->cfg->narrow_shard_windows ? mr_search_narrow_window(&q->sreq, q->ix->max_total_hits,
+                                                                       q->ix->shard_count) : 0;
+    if (!q->narrow)
+        return;
+    q->narrow_text = shard_text(q, slim, q->narrow);
+    for (uint32_t s = 0; s < q->ix->shard_count; s++)
+        calls[s].body = q->narrow_text;
+}
+
+int gw_query_widen(gw *g, gw_query *q, gw_shard_call *calls, const char *body, int partial, mr_error *err)
 {
     uint32_t n = q->ix->shard_count;
+    size_t narrow = q->narrow;
+    if (!narrow)
+        return 0;
     json_t **answers = mr_calloc(n, sizeof *answers);
     unsigned char *doubt = mr_calloc(n, 1);
     for (uint32_t s = 0; s < n; s++)
@@ -210,17 +221,16 @@ static json_t *run(gw *g, gw_query *q, int two, int partial, mr_error *err)
     json_t *out = NULL, *missing = json_array();
     for (;;) {
         gw_query_calls(q, calls);
-        size_t narrow =
-            g->cfg->narrow_shard_windows ? mr_search_narrow_window(&q->sreq, q->ix->max_total_hits, n) : 0;
-        char *slim = two ? shard_text(q, 1, 0) : NULL, *first = narrow ? shard_text(q, two, narrow) : NULL;
+        char *slim = two ? shard_text(q, 1, 0) : NULL;
         for (uint32_t s = 0; s < n; s++) {
             calls[s].allow_missing = partial;
-            calls[s].body = first ? first : slim ? slim : q->text;
+            if (slim)
+                calls[s].body = slim;
         }
+        gw_query_narrow(g, q, calls, two);
         int rc = gw_scatter(g, calls, n, err, NULL);
-        if (rc == 0 && narrow)
-            rc = widen(g, q, calls, narrow, slim ? slim : q->text, partial, err);
-        free(first);
+        if (rc == 0)
+            rc = gw_query_widen(g, q, calls, slim ? slim : q->text, partial, err);
         json_array_clear(missing);
         note_missing(calls, n, missing);
         if (rc == 0 && json_array_size(missing) == n) {
@@ -282,6 +292,7 @@ void gw_query_clear(gw_query *q)
     mr_search_req_clear(&q->sreq);
     json_decref(q->shard_body);
     free(q->text);
+    free(q->narrow_text);
     memset(q, 0, sizeof *q);
 }
 

@@ -228,8 +228,9 @@ def test_a_shard_holding_the_whole_page_is_asked_for_all_of_it(cluster):
     """Each shard is first asked for its likely share of the page (11 of 20 hits at S=4); a shard
     whose share ran out inside the page is asked again for the whole window. Here every hit of
     the query is on shard 0, so the first answer holds 11 and the page needs 20: the answers must
-    equal those of a gateway that asks every shard for the whole window, and the retry shows in
-    /metrics. Queries whose hits are spread need no retry."""
+    equal those of a gateway that asks every shard for the whole window, alone and as the queries
+    of a /multi-search, and the retry shows in /metrics. Queries whose hits are spread need no
+    retry."""
     gw = cluster["gateway"]
     make_index(gw, "crowded", 4, 1)
     ids = [i for i in range(10_000, 20_000) if shard_of(str(i), 4) == 0][:30]
@@ -245,8 +246,16 @@ def test_a_shard_holding_the_whole_page_is_asked_for_all_of_it(cluster):
             answer = same_answer(gw, whole, "/indexes/crowded/search", body)
             assert len(answer["hits"]) == min(body.get("limit", body.get("hitsPerPage", 20)), 30 - body.get("offset", 0) -
                                              (body.get("page", 1) - 1) * body.get("hitsPerPage", 0)), body
+        # the same searches as the queries of one /multi-search: each is narrowed and widened alike
+        multi = {"queries": [dict(body, indexUid="crowded") for body in crowded]}
+        a, b = gw.post("/multi-search", multi), whole.post("/multi-search", multi)
+        assert a[0] == b[0] == 200, (a, b)
+        for one, other in zip(a[1]["results"], b[1]["results"]):
+            one.pop("processingTimeMs")
+            other.pop("processingTimeMs")
+            assert one == other
         retried = metric_total(gw, "miroir_search_window_retries_total") - before
-        assert retried == len(crowded), retried  # shard 0, once per search
+        assert retried == 2 * len(crowded), retried  # shard 0, once per search
         for body in spread:
             same_answer(gw, whole, "/indexes/crowded/search", body)
         assert metric_total(gw, "miroir_search_window_retries_total") - before == retried
