@@ -52,12 +52,13 @@ json_t *gw_query_merge(const gw_query *q, gw_shard_call *calls, int *short_answe
  * picks the page; then each shard that holds some of the page is asked the same query again for
  * its first k hits, k reaching its last hit on the page, with everything the client asked for.
  * The same query on the same replica ranks the same way, so the page equals the one-phase answer;
- * should a hit have moved (a write applied in between), the query runs again in one phase. */
+ * should a hit have moved (a write applied in between), the query runs again in one phase.
+ * A semantic search keeps to one phase: its nearest neighbours depend on how many are asked for. */
 
 static int two_phases(const gw *g, const gw_query *q)
 {
     return g->cfg->two_phase_min_shards > 0 && q->ix->shard_count >= (uint32_t)g->cfg->two_phase_min_shards &&
-           q->ix->primary_key[0];
+           q->ix->primary_key[0] && !q->sreq.semantic;
 }
 
 /* The shard body as text: in the first of two phases (slim), asked only for what the merge
@@ -403,6 +404,51 @@ static const struct get_param get_params[] = {
     {"allowPartialResults", P_BOOL},
 };
 
+/* A GET search names its hybrid part in two parameters, and its vector as a list of numbers. */
+static int hybrid_from_params(const gw_request *req, json_t *body, mr_error *err)
+{
+    const char *embedder = gw_arg(req, "hybridEmbedder"), *ratio = gw_arg(req, "hybridSemanticRatio");
+    const char *vector = gw_arg(req, "vector");
+    if (ratio && !embedder) {
+        mr_error_invalid(err, "invalid_search_hybrid_query",
+                         "`hybridEmbedder` is mandatory when `hybridSemanticRatio` is present");
+        return -1;
+    }
+    if (vector && !embedder) {
+        mr_error_invalid(err, "missing_search_hybrid", "`hybridEmbedder` is mandatory when `vector` is present");
+        return -1;
+    }
+    if (!embedder)
+        return 0;
+    json_t *hybrid = json_pack("{s:s}", "embedder", embedder);
+    json_object_set_new(body, "hybrid", hybrid);
+    char *end = NULL;
+    if (ratio) {
+        double r = strtod(ratio, &end);
+        if (!*ratio || *end || !(r >= 0.0 && r <= 1.0)) {
+            mr_error_invalid(err, "invalid_search_semantic_ratio",
+                             "Invalid value in parameter `hybridSemanticRatio`: the value of `semanticRatio` is "
+                             "invalid, expected a float between `0.0` and `1.0`.");
+            return -1;
+        }
+        json_object_set_new(hybrid, "semanticRatio", json_real(r));
+    }
+    if (vector) {
+        json_t *numbers = json_array();
+        json_object_set_new(body, "vector", numbers);
+        for (const char *v = vector; *v; v = *end ? end + 1 : end) {
+            double x = strtod(v, &end);
+            if (end == v || (*end && *end != ',')) {
+                mr_error_invalid(err, "invalid_search_vector",
+                                 "Invalid value in parameter `vector`: could not parse `%.100s` as a float", v);
+                return -1;
+            }
+            json_array_append_new(numbers, json_real(x));
+        }
+    }
+    return 0;
+}
+
 void gw_route_search_get(gw *g, const gw_request *req, gw_response *res)
 {
     json_t *body = json_object();
@@ -456,7 +502,11 @@ void gw_route_search_get(gw *g, const gw_request *req, gw_response *res)
         }
         json_object_set_new(body, p->name, value);
     }
-    search(g, req, body, res);
+    mr_error err;
+    if (hybrid_from_params(req, body, &err))
+        gw_reply_error(res, &err);
+    else
+        search(g, req, body, res);
     json_decref(body);
 }
 

@@ -1,6 +1,7 @@
 /* merge.c: the shard search request and the k-way merge of shard answers. */
 #include "merge.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,30 @@ static int read_count(json_t *body, const char *name, size_t *out, size_t min, c
     }
     *out = (size_t)json_integer_value(v);
     return 0;
+}
+
+static int given(const json_t *body, const char *key)
+{
+    json_t *v = json_object_get(body, key);
+    return v && !json_is_null(v);
+}
+
+/* The search kinds as a node tells them apart (a semanticRatio of 0 is a keyword search; of 1,
+ * or without a query, a semantic one; else hybrid). A malformed hybrid is the nodes' to refuse. */
+static void weigh_sides(mr_search_req *req, const json_t *body)
+{
+    json_t *hybrid = json_object_get(body, "hybrid");
+    req->semantic = json_is_object(hybrid) || given(body, "vector") || given(body, "media");
+    json_t *ratio = json_object_get(hybrid, "semanticRatio");
+    req->semantic_ratio = json_is_number(ratio) ? json_number_value(ratio) : 0.5;
+    const char *q = json_string_value(json_object_get(body, "q"));
+    int query = 0;
+    for (; q && *q && !query; q++)
+        query = !isspace((unsigned char)*q);
+    req->weighted = json_is_object(hybrid) && query && (!ratio || json_is_number(ratio)) && req->semantic_ratio > 0 &&
+                    req->semantic_ratio < 1;
+    if (json_is_object(hybrid) && json_is_number(ratio) && req->semantic_ratio <= 0)
+        req->semantic = 0; /* a keyword search, whatever vector it carries */
 }
 
 int mr_search_req_init(mr_search_req *req, json_t *body, const char *distinct, mr_error *err)
@@ -49,6 +74,7 @@ int mr_search_req_init(mr_search_req *req, json_t *body, const char *distinct, m
     /* With `sort`, the order is no longer the score's: a sort rule sits among the ranking rules,
      * and only the per-rule details say where a hit falls. */
     req->by_details = json_array_size(json_object_get(body, "sort")) > 0;
+    weigh_sides(req, body);
     req->page_mode = (json_object_get(body, "page") && !json_is_null(json_object_get(body, "page"))) ||
                      (json_object_get(body, "hitsPerPage") && !json_is_null(json_object_get(body, "hitsPerPage")));
     json_t *d = json_object_get(body, "distinct");
@@ -114,7 +140,7 @@ void mr_search_body_window(json_t *shard_body, const mr_search_req *req, size_t 
 size_t mr_search_narrow_window(const mr_search_req *req, long max_total_hits, size_t shards)
 {
     size_t full = window(req, max_total_hits) * req->overfetch;
-    if (shards < 2 || req->distinct[0] || full < 2)
+    if (shards < 2 || req->distinct[0] || req->semantic || full < 2)
         return 0;
     /* A shard is asked again when it holds `narrow` or more of the window's hits: each of the
      * `full` hits is on it with chance p, so that count is binomial. The smallest narrow whose
@@ -142,7 +168,7 @@ json_t *mr_search_shard_body(mr_search_req *req, long max_total_hits)
     mr_retrieve_for_merge(json_object_get(b, "attributesToRetrieve"), MR_SEQ_FIELD, &req->added);
     mr_search_body_window(b, req, want);
     json_object_set_new(b, "showRankingScore", json_true());
-    if (req->by_details)
+    if (req->by_details || req->weighted)
         json_object_set_new(b, "showRankingScoreDetails", json_true());
     return b;
 }
@@ -167,8 +193,10 @@ struct cursor {
     json_t *hits;
     json_t *hit; /* hits[pos] */
     size_t pos, shard;
-    double score;
+    double score;    /* weighted in a hybrid search */
     int by_details;
+    int semantic;    /* the hit came from the semantic side of a hybrid search */
+    const mr_search_req *req;
 };
 
 /* Reads what the comparisons need of the hit (answer.h): from then on json_object_get finds it. */
@@ -177,8 +205,13 @@ static void cursor_at(struct cursor *c, size_t pos)
     c->pos = pos;
     c->hit = mr_hits_at(c->hits, pos);
     static const char *const compared[] = {"_rankingScore", MR_SEQ_FIELD, "_rankingScoreDetails"};
-    mr_hit_read(c->hit, compared, c->by_details ? 3 : 2);
+    int weighted = c->req->weighted;
+    mr_hit_read(c->hit, compared, c->by_details || weighted ? 3 : 2);
     c->score = json_number_value(json_object_get(c->hit, "_rankingScore"));
+    if (weighted) {
+        c->semantic = json_object_get(json_object_get(c->hit, "_rankingScoreDetails"), "vectorSort") != NULL;
+        c->score *= c->semantic ? c->req->semantic_ratio : 1.0 - c->req->semantic_ratio;
+    }
 }
 
 static int sort_value_rank(const json_t *v)
@@ -326,10 +359,11 @@ void mr_search_hit_finish(const mr_search_req *req, json_t *hit)
 }
 
 /* Walks the answers' hits in merged order until `upto` have been taken (a hit deduplicated away
- * is not taken), appending the ones from skip on to out (if not NULL). ran_out (if not NULL)
- * flags each shard whose last hit was taken while the page still wanted more. */
+ * is not taken), appending the ones from skip on to out (if not NULL), and counting in *semantic
+ * (if not NULL) those of a hybrid search's semantic side. ran_out (if not NULL) flags each shard
+ * whose last hit was taken while the page still wanted more. */
 static void walk_hits(const mr_search_req *req, json_t *const *answers, size_t n, size_t skip, size_t upto,
-                      json_t *out, unsigned char *ran_out)
+                      json_t *out, size_t *semantic, unsigned char *ran_out)
 {
     json_t *seen = req->distinct[0] ? json_object() : NULL;
     struct cursor *heap = calloc(n ? n : 1, sizeof *heap);
@@ -338,7 +372,7 @@ static void walk_hits(const mr_search_req *req, json_t *const *answers, size_t n
         json_t *hits = answers[s] ? json_object_get(answers[s], "hits") : NULL;
         if (json_array_size(hits) == 0)
             continue;
-        heap[len] = (struct cursor){.hits = hits, .shard = s, .by_details = req->by_details};
+        heap[len] = (struct cursor){.hits = hits, .shard = s, .by_details = req->by_details, .req = req};
         cursor_at(&heap[len++], 0);
     }
     for (size_t i = len; i-- > 0;)
@@ -347,8 +381,11 @@ static void walk_hits(const mr_search_req *req, json_t *const *answers, size_t n
         struct cursor *top = &heap[0];
         json_t *hit = top->hit;
         if (!seen || !seen_distinct(seen, hit, req->distinct)) {
-            if (taken >= skip && out)
+            if (taken >= skip && out) {
                 json_array_append(out, hit);
+                if (semantic)
+                    *semantic += (size_t)top->semantic;
+            }
             taken++;
         }
         if (top->pos + 1 < json_array_size(top->hits)) {
@@ -368,7 +405,7 @@ size_t mr_search_doubt(const mr_search_req *req, json_t *const *answers, size_t 
                        unsigned char *doubt)
 {
     unsigned char *ran_out = calloc(n ? n : 1, 1);
-    walk_hits(req, answers, n, 0, window(req, max_total_hits), NULL, ran_out);
+    walk_hits(req, answers, n, 0, window(req, max_total_hits), NULL, NULL, ran_out);
     size_t count = 0;
     for (size_t s = 0; s < n; s++) {
         doubt[s] = ran_out[s] && json_array_size(json_object_get(answers[s], "hits")) >= narrow;
@@ -378,10 +415,11 @@ size_t mr_search_doubt(const mr_search_req *req, json_t *const *answers, size_t 
     return count;
 }
 
-static json_t *merge_hits(const mr_search_req *req, json_t *const *answers, size_t n, size_t skip, size_t take)
+static json_t *merge_hits(const mr_search_req *req, json_t *const *answers, size_t n, size_t skip, size_t take,
+                          size_t *semantic)
 {
     json_t *out = json_array();
-    walk_hits(req, answers, n, skip, skip + take, out, NULL);
+    walk_hits(req, answers, n, skip, skip + take, out, semantic, NULL);
     /* only now: the comparisons above needed the scores, details and distinct values */
     size_t i;
     json_t *hit;
@@ -564,6 +602,27 @@ static int came_out_short(const mr_search_req *req, const json_t *hits, size_t w
     return 0;
 }
 
+static int any_has(json_t *const *answers, size_t n, const char *field)
+{
+    for (size_t s = 0; s < n; s++)
+        if (json_object_get(answers[s], field))
+            return 1;
+    return 0;
+}
+
+/* The query's vector (given, or embedded from q), which a semantic search shows with
+ * retrieveVectors: every shard embeds the same query the same way. */
+static void set_query_vector(json_t *out, json_t *const *answers, size_t n)
+{
+    for (size_t s = 0; s < n; s++) {
+        json_t *v = json_object_get(answers[s], "queryVector");
+        if (v) {
+            json_object_set(out, "queryVector", v);
+            return;
+        }
+    }
+}
+
 json_int_t mr_engine_ms(json_t *const *answers, size_t n)
 {
     json_int_t slowest = 0;
@@ -584,16 +643,17 @@ json_t *mr_search_merge(const mr_search_req *req, json_t *const *answers, size_t
     long max_total_hits = limits->max_total_hits;
     json_t *q = json_object_get(req->body, "q");
     json_t *out = json_object();
-    size_t cap = (size_t)max_total_hits;
+    size_t cap = (size_t)max_total_hits, semantic = 0;
     if (req->page_mode) {
         /* page 0 is a page of nothing, as on one node */
         size_t skip = req->page ? (req->page - 1) * req->hits_per_page : window(req, max_total_hits);
         size_t want = window(req, max_total_hits);
-        json_t *hits = merge_hits(req, answers, n, skip, want > skip ? want - skip : 0);
+        json_t *hits = merge_hits(req, answers, n, skip, want > skip ? want - skip : 0, &semantic);
         if (short_answer)
             *short_answer = came_out_short(req, hits, want > skip ? want - skip : 0, answers, n, want * req->overfetch);
         json_object_set_new(out, "hits", hits);
         json_object_set_new(out, "query", json_string(json_is_string(q) ? json_string_value(q) : ""));
+        set_query_vector(out, answers, n);
         json_object_set_new(out, "processingTimeMs", json_integer(elapsed_ms));
         json_int_t total = sum_field(answers, n, "totalHits");
         if (req->distinct[0])
@@ -608,11 +668,12 @@ json_t *mr_search_merge(const mr_search_req *req, json_t *const *answers, size_t
     } else {
         size_t want = window(req, max_total_hits);
         size_t take = want > req->offset ? want - req->offset : 0;
-        json_t *hits = merge_hits(req, answers, n, req->offset, take);
+        json_t *hits = merge_hits(req, answers, n, req->offset, take, &semantic);
         if (short_answer)
             *short_answer = came_out_short(req, hits, take, answers, n, want * req->overfetch);
         json_object_set_new(out, "hits", hits);
         json_object_set_new(out, "query", json_string(json_is_string(q) ? json_string_value(q) : ""));
+        set_query_vector(out, answers, n);
         json_object_set_new(out, "processingTimeMs", json_integer(elapsed_ms));
         json_object_set_new(out, "limit", json_integer((json_int_t)req->limit));
         /* a node reports an offset past maxTotalHits as maxTotalHits */
@@ -628,5 +689,9 @@ json_t *mr_search_merge(const mr_search_req *req, json_t *const *answers, size_t
     json_t *fs = mr_merge_facet_stats(answers, n);
     if (fs)
         json_object_set_new(out, "facetStats", fs);
+    if (any_has(answers, n, "semanticHitCount")) /* a semantic search's hits are all semantic */
+        json_object_set_new(out, "semanticHitCount",
+                            json_integer((json_int_t)(req->weighted ? semantic
+                                                                    : json_array_size(json_object_get(out, "hits")))));
     return out;
 }

@@ -23,6 +23,16 @@ typedef struct mr_search_req {
     int show_ranking_score;
     int show_details;   /* showRankingScoreDetails, as the client asked */
     int by_details;     /* merge rule by rule (needed with `sort`), from the shards' score details */
+    /* A vector, hybrid or media search ranks by approximate nearest neighbours, whose answer
+     * depends on how many are asked for: a shard's first k hits need not be the first k of its
+     * longer answer, so such a search is neither narrowed nor split in two phases. */
+    int semantic;
+    /* A hybrid search (a query, and a semanticRatio strictly between 0 and 1) mixes keyword and
+     * semantic hits, and a node orders them by score times their side's weight (semanticRatio,
+     * or 1 - semanticRatio): the merge does too, telling the sides apart by the score details
+     * (a semantic hit's have "vectorSort"), and counts the page's semantic hits. */
+    int weighted;
+    double semantic_ratio;
     char distinct[256]; /* the distinct attribute ("" for none): deduplicated across shards too */
     size_t overfetch;   /* each shard is asked for window × overfetch hits (≥ 1), see distinct */
     json_t *added;      /* attributes added to attributesToRetrieve for the merge, removed after */

@@ -313,6 +313,68 @@ static void narrowed_windows(void **state)
     json_decref(body);
 }
 
+/* A hybrid search's sides are weighed as a node weighs them: score × semanticRatio for a
+ * semantic hit (its details hold "vectorSort"), × (1 - semanticRatio) for a keyword one. */
+static void hybrid_hits_merge_by_weighted_score(void **state)
+{
+    (void)state;
+    mr_search_req req;
+    mr_error err;
+    json_t *body = json_pack("{s:s, s:{s:f, s:s}, s:i}", "q", "word", "hybrid", "semanticRatio", 0.8, "embedder",
+                             "default", "limit", 3);
+    mr_search_req_init(&req, body, NULL, &err);
+    assert_true(req.semantic && req.weighted);
+    assert_int_equal(mr_search_narrow_window(&req, 1000, 4), 0); /* nearest neighbours: never narrowed */
+    json_t *shard = mr_search_shard_body(&req, 1000);
+    assert_true(json_is_true(json_object_get(shard, "showRankingScoreDetails"))); /* to tell the sides */
+    json_decref(shard);
+#define KW(id, s) "{\"id\":\"" id "\",\"_rankingScore\":" s ",\"_rankingScoreDetails\":{\"words\":{\"score\":" s "}}}"
+#define SEM(id, s) "{\"id\":\"" id "\",\"_rankingScore\":" s ",\"_rankingScoreDetails\":{\"vectorSort\":{\"similarity\":" s "}}}"
+    /* each shard's own order is the node's, weighted: s2 .4, k1 .19 | k2 .18, s1 .16; by bare
+     * score, k2 (.9) would come first */
+    json_t *a[2] = {answer("[" SEM("s2", "0.5") "," KW("k1", "0.95") "]", 2),
+                    answer("[" KW("k2", "0.9") "," SEM("s1", "0.2") "]", 2)};
+    json_object_set_new(a[0], "semanticHitCount", json_integer(1));
+    json_object_set_new(a[1], "semanticHitCount", json_integer(1));
+    json_object_set_new(a[1], "queryVector", json_pack("[f, f]", 0.5, 0.25));
+    mr_merge_limits limits = {1000, 100};
+    json_t *out = mr_search_merge(&req, a, 2, &limits, NULL);
+    json_t *hits = json_object_get(out, "hits");
+    const char *want[] = {"s2", "k1", "k2"};
+    assert_int_equal(json_array_size(hits), 3);
+    for (size_t i = 0; i < 3; i++) {
+        assert_string_equal(json_string_value(json_object_get(json_array_get(hits, i), "id")), want[i]);
+        assert_null(json_object_get(json_array_get(hits, i), "_rankingScoreDetails")); /* not asked for */
+    }
+    assert_int_equal(json_integer_value(json_object_get(out, "semanticHitCount")), 1);
+    assert_true(json_equal(json_object_get(out, "queryVector"), json_object_get(a[1], "queryVector")));
+    json_decref(out);
+    mr_search_req_clear(&req);
+    json_decref(body);
+    /* a semantic search (no query): all its page's hits are semantic */
+    body = json_pack("{s:{s:s}, s:[f], s:i}", "hybrid", "embedder", "default", "vector", 0.5, "limit", 2);
+    mr_search_req_init(&req, body, NULL, &err);
+    assert_true(req.semantic && !req.weighted);
+    out = mr_search_merge(&req, a, 2, &limits, NULL);
+    assert_int_equal(json_array_size(json_object_get(out, "hits")), 2);
+    assert_int_equal(json_integer_value(json_object_get(out, "semanticHitCount")), 2);
+    json_decref(out);
+    mr_search_req_clear(&req);
+    json_decref(body);
+    /* a semanticRatio of 0 is a keyword search, whatever vector it carries: narrowed as one */
+    body = json_pack("{s:s, s:{s:f, s:s}, s:[f], s:i}", "q", "word", "hybrid", "semanticRatio", 0.0, "embedder",
+                     "default", "vector", 0.5, "limit", 20);
+    mr_search_req_init(&req, body, NULL, &err);
+    assert_true(!req.semantic && !req.weighted);
+    assert_int_equal(mr_search_narrow_window(&req, 1000, 4), 11);
+    mr_search_req_clear(&req);
+    json_decref(body);
+    for (int i = 0; i < 2; i++)
+        json_decref(a[i]);
+#undef KW
+#undef SEM
+}
+
 static void a_narrowed_shard_that_ran_out_inside_the_page_is_in_doubt(void **state)
 {
     (void)state;
@@ -423,6 +485,7 @@ int main(void)
         cmocka_unit_test(sort_merges_rule_by_rule),
         cmocka_unit_test(distinct_across_shards),
         cmocka_unit_test(narrowed_windows),
+        cmocka_unit_test(hybrid_hits_merge_by_weighted_score),
         cmocka_unit_test(a_narrowed_shard_that_ran_out_inside_the_page_is_in_doubt),
         cmocka_unit_test(narrowed_then_widened_equals_the_whole_window),
     };
