@@ -227,6 +227,17 @@ void gw_search_call(gw_shard_call *call, const mr_index *ix, uint32_t shard, uin
 void gw_shard_path(char *out, size_t outlen, const mr_index *ix, uint32_t shard, const char *suffix);
 
 /* ---- one search over the shards of one index (gw_search.c) ---- */
+
+/* A GET route's parameters in Meilisearch's query-string form: lists are comma-separated, a
+ * filter is JSON when it reads as JSON. */
+typedef struct gw_get_param {
+    const char *name;
+    enum { GW_P_STRING, GW_P_INT, GW_P_BOOL, GW_P_LIST, GW_P_FLOAT, GW_P_FILTER } kind;
+} gw_get_param;
+/* The body a GET request's parameters (params, ended by a NULL name) stand for: a new object, or
+ * NULL with err (code_prefix + the parameter's snake_case name, as Meilisearch names it). */
+json_t *gw_params_body(const gw_request *req, const gw_get_param *params, const char *code_prefix, mr_error *err);
+
 typedef struct gw_query {
     const mr_index *ix;
     mr_search_req sreq;
@@ -364,6 +375,8 @@ void gw_route_stats(gw *g, const gw_request *req, gw_response *res);
 void gw_route_document_get(gw *g, const gw_request *req, gw_response *res);
 void gw_route_document_delete(gw *g, const gw_request *req, gw_response *res);
 void gw_route_search_get(gw *g, const gw_request *req, gw_response *res);
+void gw_route_similar_get(gw *g, const gw_request *req, gw_response *res);
+void gw_route_similar_post(gw *g, const gw_request *req, gw_response *res);
 void gw_route_search_post(gw *g, const gw_request *req, gw_response *res);
 void gw_route_settings_get(gw *g, const gw_request *req, gw_response *res);
 void gw_route_settings_update(gw *g, const gw_request *req, gw_response *res);

@@ -95,6 +95,8 @@ static const struct route routes[] = {
     {"DELETE", "indexes/*/documents/*", gw_route_document_delete, 0, "documents.delete"},
     {"GET", "indexes/*/search", gw_route_search_get, 1, "search"},
     {"POST", "indexes/*/search", gw_route_search_post, 1, "search"},
+    {"GET", "indexes/*/similar", gw_route_similar_get, 1, "search"},
+    {"POST", "indexes/*/similar", gw_route_similar_post, 1, "search"},
     {"GET", "indexes/*/settings", gw_route_settings_get, 1, "settings.get"},
     {"PATCH", "indexes/*/settings", gw_route_settings_update, 0, "settings.update"},
     {"DELETE", "indexes/*/settings", gw_route_settings_reset, 0, "settings.update"},

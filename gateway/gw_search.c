@@ -370,39 +370,94 @@ void gw_route_search_post(gw *g, const gw_request *req, gw_response *res)
     json_decref(body);
 }
 
-/* GET parameters in Meilisearch's query-string form: lists are comma-separated. */
-struct get_param {
-    const char *name;
-    enum { P_STRING, P_INT, P_BOOL, P_LIST, P_FLOAT } kind;
+static const gw_get_param search_params[] = {
+    {"q", GW_P_STRING},
+    {"offset", GW_P_INT},
+    {"limit", GW_P_INT},
+    {"page", GW_P_INT},
+    {"hitsPerPage", GW_P_INT},
+    {"filter", GW_P_FILTER},
+    {"facets", GW_P_LIST},
+    {"attributesToRetrieve", GW_P_LIST},
+    {"retrieveVectors", GW_P_BOOL},
+    {"attributesToCrop", GW_P_LIST},
+    {"cropLength", GW_P_INT},
+    {"cropMarker", GW_P_STRING},
+    {"attributesToHighlight", GW_P_LIST},
+    {"highlightPreTag", GW_P_STRING},
+    {"highlightPostTag", GW_P_STRING},
+    {"showMatchesPosition", GW_P_BOOL},
+    {"showRankingScore", GW_P_BOOL},
+    {"showRankingScoreDetails", GW_P_BOOL},
+    {"sort", GW_P_LIST},
+    {"distinct", GW_P_STRING},
+    {"matchingStrategy", GW_P_STRING},
+    {"attributesToSearchOn", GW_P_LIST},
+    {"rankingScoreThreshold", GW_P_FLOAT},
+    {"locales", GW_P_LIST},
+    {"allowPartialResults", GW_P_BOOL},
+    {NULL, 0},
 };
 
-static const struct get_param get_params[] = {
-    {"q", P_STRING},
-    {"offset", P_INT},
-    {"limit", P_INT},
-    {"page", P_INT},
-    {"hitsPerPage", P_INT},
-    {"filter", P_STRING},
-    {"facets", P_LIST},
-    {"attributesToRetrieve", P_LIST},
-    {"retrieveVectors", P_BOOL},
-    {"attributesToCrop", P_LIST},
-    {"cropLength", P_INT},
-    {"cropMarker", P_STRING},
-    {"attributesToHighlight", P_LIST},
-    {"highlightPreTag", P_STRING},
-    {"highlightPostTag", P_STRING},
-    {"showMatchesPosition", P_BOOL},
-    {"showRankingScore", P_BOOL},
-    {"showRankingScoreDetails", P_BOOL},
-    {"sort", P_LIST},
-    {"distinct", P_STRING},
-    {"matchingStrategy", P_STRING},
-    {"attributesToSearchOn", P_LIST},
-    {"rankingScoreThreshold", P_FLOAT},
-    {"locales", P_LIST},
-    {"allowPartialResults", P_BOOL},
-};
+json_t *gw_params_body(const gw_request *req, const gw_get_param *params, const char *code_prefix, mr_error *err)
+{
+    json_t *body = json_object();
+    for (const gw_get_param *p = params; p->name; p++) {
+        const char *v = gw_arg(req, p->name);
+        if (!v)
+            continue;
+        char *end = NULL;
+        json_t *value = NULL;
+        switch (p->kind) {
+        case GW_P_STRING:
+            value = json_string(v);
+            break;
+        case GW_P_FILTER: /* JSON when it reads as JSON (an array of conditions), else an expression */
+            value = json_loads(v, JSON_DECODE_ANY, NULL);
+            if (!value)
+                value = json_string(v);
+            break;
+        case GW_P_LIST:
+            value = gw_csv_list(v);
+            break;
+        case GW_P_BOOL:
+            value = strcmp(v, "true") == 0 ? json_true() : strcmp(v, "false") == 0 ? json_false() : NULL;
+            break;
+        case GW_P_INT: {
+            long long n = strtoll(v, &end, 10);
+            value = *v && !*end && n >= 0 ? json_integer(n) : NULL;
+            break;
+        }
+        case GW_P_FLOAT: {
+            double d = strtod(v, &end);
+            value = *v && !*end ? json_real(d) : NULL;
+            break;
+        }
+        }
+        if (!value) {
+            /* <prefix><snake_case name>, as Meilisearch names them */
+            char code[64];
+            size_t k = (size_t)snprintf(code, sizeof code, "%s", code_prefix);
+            for (const char *c = p->name; *c && k + 2 < sizeof code; c++) {
+                if (*c >= 'A' && *c <= 'Z') {
+                    code[k++] = '_';
+                    code[k++] = (char)(*c - 'A' + 'a');
+                } else {
+                    code[k++] = *c;
+                }
+            }
+            code[k] = '\0';
+            mr_error_invalid(err, code, "Invalid value in parameter `%s`: could not parse `%.100s`%s", p->name, v,
+                             p->kind == GW_P_INT    ? " as a positive integer"
+                             : p->kind == GW_P_BOOL ? " as a boolean, expected either `true` or `false`"
+                                                    : "");
+            json_decref(body);
+            return NULL;
+        }
+        json_object_set_new(body, p->name, value);
+    }
+    return body;
+}
 
 /* A GET search names its hybrid part in two parameters, and its vector as a list of numbers. */
 static int hybrid_from_params(const gw_request *req, json_t *body, mr_error *err)
@@ -451,59 +506,9 @@ static int hybrid_from_params(const gw_request *req, json_t *body, mr_error *err
 
 void gw_route_search_get(gw *g, const gw_request *req, gw_response *res)
 {
-    json_t *body = json_object();
-    for (size_t i = 0; i < sizeof get_params / sizeof get_params[0]; i++) {
-        const struct get_param *p = &get_params[i];
-        const char *v = gw_arg(req, p->name);
-        if (!v)
-            continue;
-        char *end = NULL;
-        json_t *value = NULL;
-        switch (p->kind) {
-        case P_STRING:
-            value = json_string(v);
-            break;
-        case P_LIST:
-            value = gw_csv_list(v);
-            break;
-        case P_BOOL:
-            value = strcmp(v, "true") == 0 ? json_true() : strcmp(v, "false") == 0 ? json_false() : NULL;
-            break;
-        case P_INT: {
-            long long n = strtoll(v, &end, 10);
-            value = *v && !*end && n >= 0 ? json_integer(n) : NULL;
-            break;
-        }
-        case P_FLOAT: {
-            double d = strtod(v, &end);
-            value = *v && !*end ? json_real(d) : NULL;
-            break;
-        }
-        }
-        if (!value) {
-            mr_error err;
-            char code[64] = "bad_request";
-            /* invalid_search_<snake_case name>, as Meilisearch names them */
-            size_t k = strlen("invalid_search_");
-            memcpy(code, "invalid_search_", k);
-            for (const char *c = p->name; *c && k + 2 < sizeof code; c++) {
-                if (*c >= 'A' && *c <= 'Z') {
-                    code[k++] = '_';
-                    code[k++] = (char)(*c - 'A' + 'a');
-                } else {
-                    code[k++] = *c;
-                }
-            }
-            code[k] = '\0';
-            mr_error_invalid(&err, code, "Invalid value in parameter `%s`: could not parse `%.100s`", p->name, v);
-            gw_reply_error(res, &err);
-            json_decref(body);
-            return;
-        }
-        json_object_set_new(body, p->name, value);
-    }
     mr_error err;
-    if (hybrid_from_params(req, body, &err))
+    json_t *body = gw_params_body(req, search_params, "invalid_search_", &err);
+    if (!body || hybrid_from_params(req, body, &err))
         gw_reply_error(res, &err);
     else
         search(g, req, body, res);

@@ -1,4 +1,4 @@
-"""Vector, semantic and hybrid searches (a userProvided embedder, so no model is fetched) against
+"""Vector, semantic and hybrid searches, and similar documents, (a userProvided embedder, so no model is fetched) against
 one Meilisearch node holding the whole index and against the gateway, over 4 shards: the same
 hits in the same order, the same semanticHitCount, the same queryVector. A hybrid search mixes
 keyword and semantic hits by score times each side's weight, so a merge by bare score would put
@@ -7,13 +7,14 @@ import math
 
 import pytest
 
-from conftest import node_wait_task
+from conftest import node_wait_task, shard_of
 
 INDEX = "vectors"
 # As many dimensions as documents: each of the engine's trees is then one leaf, so its nearest
 # neighbours are exact, on the node as on every shard, and the answers can be compared.
 DIMENSIONS = 256
-EMBEDDER = {"default": {"source": "userProvided", "dimensions": DIMENSIONS}}
+SETTINGS = {"embedders": {"default": {"source": "userProvided", "dimensions": DIMENSIONS}},
+            "filterableAttributes": ["group"]}
 WORDS = ["amber", "birch", "cedar", "delta", "ember", "fjord", "grove", "harbor", "island", "juniper"]
 COUNT = 200
 
@@ -28,7 +29,7 @@ def vector_of(i, direction=None):
 
 
 DOCS = [{"id": i, "title": f"{WORDS[i % 10]} {WORDS[(i * 7) % 10]} {WORDS[(i // 10) % 10]} note {i}",
-         "_vectors": {"default": vector_of(i)}} for i in range(COUNT)]
+         "group": i % 3, "_vectors": {"default": vector_of(i)}} for i in range(COUNT)]
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +37,13 @@ def vector_index(cluster, baseline):
     gw = cluster["gateway"]
     status, task = gw.post("/indexes", {"uid": INDEX, "primaryKey": "id", "shards": 4, "replicationFactor": 1})
     assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
-    status, task = gw.req("PATCH", f"/indexes/{INDEX}/settings", {"embedders": EMBEDDER})
+    status, task = gw.req("PATCH", f"/indexes/{INDEX}/settings", SETTINGS)
     assert gw.wait_task(task["taskUid"])["status"] == "succeeded", task
     status, task = gw.post(f"/indexes/{INDEX}/documents", DOCS)
     assert gw.wait_task(task["taskUid"])["status"] == "succeeded"
     status, t = baseline.post("/indexes", {"uid": INDEX, "primaryKey": "id"})
     node_wait_task(baseline, t["taskUid"])
-    status, t = baseline.req("PATCH", f"/indexes/{INDEX}/settings", {"embedders": EMBEDDER})
+    status, t = baseline.req("PATCH", f"/indexes/{INDEX}/settings", SETTINGS)
     assert node_wait_task(baseline, t["taskUid"])["status"] == "succeeded"
     status, t = baseline.post(f"/indexes/{INDEX}/documents", DOCS)
     assert node_wait_task(baseline, t["taskUid"])["status"] == "succeeded"
@@ -121,3 +122,54 @@ def test_a_get_search_takes_its_vector_and_hybrid_parameters(vector_index, basel
         status, err = vector_index.get(f"/indexes/{INDEX}/search", q="amber", **bad)
         node_status, node_err = baseline.get(f"/indexes/{INDEX}/search", q="amber", **bad)
         assert (status, err["code"], err["type"]) == (node_status, node_err["code"], node_err["type"]), (bad, err, node_err)
+
+
+SIMILAR = {
+    "plain": {"id": 10, "embedder": "default"},
+    "paged, scored": {"id": "37", "embedder": "default", "offset": 9, "limit": 30, "showRankingScore": True},
+    "filtered, details": {"id": 4, "embedder": "default", "filter": "group = 1", "limit": 15,
+                          "showRankingScoreDetails": True},
+    "fields, vectors": {"id": 121, "embedder": "default", "limit": 4, "attributesToRetrieve": ["title", "id"],
+                        "retrieveVectors": True},
+    "threshold": {"id": 50, "embedder": "default", "limit": 100, "rankingScoreThreshold": 0.6,
+                  "showRankingScore": True},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SIMILAR))
+def test_similar_documents_answer_as_one_node(vector_index, baseline, name):
+    """The document lives on one shard; its neighbours on all of them."""
+    body = SIMILAR[name]
+    status, mine = vector_index.post(f"/indexes/{INDEX}/similar", body)
+    assert status == 200, mine
+    status, single = baseline.post(f"/indexes/{INDEX}/similar", body)
+    assert status == 200, single
+    assert shown(mine) == shown(single)
+    assert [h for h in mine["hits"]] == [h for h in single["hits"]]  # fields, details, vectors
+    if len(mine["hits"]) >= 12:  # the neighbours come from every shard
+        assert {shard_of(str(h["id"]), 4) for h in mine["hits"]} == {0, 1, 2, 3}
+
+
+def test_similar_documents_by_get_and_refusals(vector_index, baseline):
+    params = {"id": "37", "embedder": "default", "offset": "2", "limit": "8", "filter": "group = 2",
+              "showRankingScore": "true", "attributesToRetrieve": "id,title"}
+    status, mine = vector_index.get(f"/indexes/{INDEX}/similar", **params)
+    assert status == 200, mine
+    assert mine["hits"] == baseline.get(f"/indexes/{INDEX}/similar", **params)[1]["hits"]
+    for method, bad in (("POST", {"id": 9999, "embedder": "default"}),  # no such document
+                        ("POST", {"id": 3}),  # no embedder
+                        ("POST", {"id": 3, "embedder": "nope"}),
+                        ("POST", {"embedder": "default"}),
+                        ("POST", {"id": 3, "embedder": "default", "q": "amber"}),  # not a similar parameter
+                        ("POST", {"id": 3, "embedder": "default", "limit": -1}),
+                        ("POST", {"id": 3, "embedder": "default", "filter": "title = x"}),  # not filterable
+                        ("GET", {"id": "3", "embedder": "default", "limit": "x"})):
+        if method == "POST":
+            status, err = vector_index.post(f"/indexes/{INDEX}/similar", bad)
+            node_status, node_err = baseline.post(f"/indexes/{INDEX}/similar", bad)
+        else:
+            status, err = vector_index.get(f"/indexes/{INDEX}/similar", **bad)
+            node_status, node_err = baseline.get(f"/indexes/{INDEX}/similar", **bad)
+        assert node_status >= 400, (bad, node_err)
+        assert (status, err["code"], err["type"]) == (node_status, node_err["code"], node_err["type"]), (bad, err, node_err)
+        assert err["message"] == node_err["message"], (bad, err, node_err)
