@@ -386,6 +386,8 @@ void gw_route_setting_update(gw *g, const gw_request *req, gw_response *res);
 void gw_route_setting_reset(gw *g, const gw_request *req, gw_response *res);
 void gw_route_facet_search(gw *g, const gw_request *req, gw_response *res);
 void gw_route_tasks_list(gw *g, const gw_request *req, gw_response *res);
+void gw_route_batches_list(gw *g, const gw_request *req, gw_response *res);
+void gw_route_batch_get(gw *g, const gw_request *req, gw_response *res);
 void gw_route_tasks_cancel(gw *g, const gw_request *req, gw_response *res);
 void gw_route_tasks_delete(gw *g, const gw_request *req, gw_response *res);
 void gw_route_multi_search(gw *g, const gw_request *req, gw_response *res);

@@ -110,6 +110,8 @@ static const struct route routes[] = {
     {"POST", "tasks/cancel", gw_route_tasks_cancel, 0, "tasks.cancel"},
     {"DELETE", "tasks", gw_route_tasks_delete, 0, "tasks.delete"},
     {"GET", "tasks/*", gw_route_task_get, 0, "tasks.get"},
+    {"GET", "batches", gw_route_batches_list, 0, "tasks.get"},
+    {"GET", "batches/*", gw_route_batch_get, 0, "tasks.get"},
     {"GET", "keys", gw_route_keys_list, 0, "keys.get"},
     {"POST", "keys", gw_route_key_create, 0, "keys.create"},
     {"GET", "keys/*", gw_route_key_get, 0, "keys.get"},

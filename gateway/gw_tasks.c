@@ -190,13 +190,15 @@ static int in_list(const json_t *list, const char *value)
 
 static int task_matches(const struct task_filter *f, const json_t *view)
 {
-    char uid[32], by[32] = "";
+    char uid[32], by[32] = "", batch[32] = "";
     snprintf(uid, sizeof uid, "%" JSON_INTEGER_FORMAT, json_integer_value(json_object_get(view, "uid")));
+    json_t *batch_uid = json_object_get(view, "batchUid");
+    if (json_is_integer(batch_uid))
+        snprintf(batch, sizeof batch, "%" JSON_INTEGER_FORMAT, json_integer_value(batch_uid));
     json_t *canceled_by = json_object_get(view, "canceledBy");
     if (json_is_integer(canceled_by))
         snprintf(by, sizeof by, "%" JSON_INTEGER_FORMAT, json_integer_value(canceled_by));
-    /* no task belongs to a batch here (batchUid is null): a list of batches matches none */
-    if (f->batch_uids || (f->canceled_by && (!by[0] || !in_list(f->canceled_by, by))) || !in_list(f->uids, uid) ||
+    if ((f->batch_uids && (!batch[0] || !in_list(f->batch_uids, batch))) || (f->canceled_by && (!by[0] || !in_list(f->canceled_by, by))) || !in_list(f->uids, uid) ||
         !in_list(f->statuses, json_string_value(json_object_get(view, "status"))) ||
         !in_list(f->types, json_string_value(json_object_get(view, "type"))) ||
         !in_list(f->index_uids, json_string_value(json_object_get(view, "indexUid"))))
@@ -312,7 +314,9 @@ static int count_arg(const gw_request *req, const char *name, long long def, lon
     return 0;
 }
 
-void gw_route_tasks_list(gw *g, const gw_request *req, gw_response *res)
+/* Lists the task views that match the request's filters, each as shape makes it (new reference;
+ * NULL: not listed), newest first unless reversed. Tasks and batches share their uids. */
+static void list_views(gw *g, const gw_request *req, gw_response *res, json_t *(*shape)(const json_t *view))
 {
     mr_error err;
     struct task_filter f;
@@ -333,14 +337,16 @@ void gw_route_tasks_list(gw *g, const gw_request *req, gw_response *res)
         json_t *task = mr_meta_task(g->meta, uid);
         json_t *view = task ? gw_task_view(g, task) : NULL;
         json_decref(task);
-        if (view && task_matches(&f, view) && task_visible(req, view)) {
+        json_t *shown = view && task_matches(&f, view) && task_visible(req, view) ? shape(view) : NULL;
+        if (shown) {
             total++;
             int in_range = reverse ? !gw_arg(req, "from") || uid >= from : uid <= from;
             if (in_range && json_array_size(results) < (size_t)limit)
-                json_array_append(results, view);
+                json_array_append(results, shown);
             else if (in_range && next < 0)
                 next = uid;
         }
+        json_decref(shown);
         json_decref(view);
     }
     json_t *first = json_array_get(results, 0);
@@ -348,6 +354,46 @@ void gw_route_tasks_list(gw *g, const gw_request *req, gw_response *res)
                                  (json_int_t)limit, "from", first ? json_object_get(first, "uid") : json_null(), "next",
                                  next >= 0 ? json_integer(next) : json_null()));
     task_filter_clear(&f);
+}
+
+static json_t *as_task(const json_t *view)
+{
+    return json_incref((json_t *)view);
+}
+
+void gw_route_tasks_list(gw *g, const gw_request *req, gw_response *res)
+{
+    list_views(g, req, res, as_task);
+}
+
+void gw_route_batches_list(gw *g, const gw_request *req, gw_response *res)
+{
+    list_views(g, req, res, mr_task_batch_view);
+}
+
+void gw_route_batch_get(gw *g, const gw_request *req, gw_response *res)
+{
+    mr_error err;
+    const char *s = req->captures[0];
+    char *end;
+    long long uid = strtoll(s, &end, 10);
+    if (!*s || *end || uid < 0) {
+        mr_error_invalid(&err, "invalid_batch_uids",
+                         "Invalid value in parameter `batchUid`: could not parse `%.50s` as a positive integer", s);
+        gw_reply_error(res, &err);
+        return;
+    }
+    json_t *task = mr_meta_task(g->meta, uid);
+    json_t *view = task && task_visible(req, task) ? gw_task_view(g, task) : NULL;
+    json_t *batch = view ? mr_task_batch_view(view) : NULL;
+    if (batch) {
+        gw_reply(res, 200, batch);
+    } else {
+        mr_error_set(&err, "batch_not_found", "Batch `%lld` not found.", uid);
+        gw_reply_error(res, &err);
+    }
+    json_decref(view);
+    json_decref(task);
 }
 
 /* ---- POST /tasks/cancel and DELETE /tasks: both take the task filters and need one ---- */

@@ -37,6 +37,7 @@ static const struct code_info codes[] = {
     {"document_not_found", 404, "invalid_request"},
     {"missing_document_filter", 400, "invalid_request"},
     {"task_not_found", 404, "invalid_request"},
+    {"batch_not_found", 404, "invalid_request"},
     {"invalid_task_uids", 400, "invalid_request"},
     {"invalid_batch_uids", 400, "invalid_request"},
     {"invalid_search_offset", 400, "invalid_request"},

@@ -231,8 +231,10 @@ json_t *mr_task_view_of(const json_t *task, const mr_task_facts *f)
     if (st >= SUCCEEDED && enqueued && !mr_parse_time(enqueued, &from_ns) && !mr_parse_time(finished, &to_ns))
         mr_iso_duration(duration, sizeof duration, to_ns - from_ns);
     json_t *details = view_details(task, f, st, dead);
-    return json_pack("{s:O, s:n, s:O?, s:s, s:O, s:o, s:o, s:o, s:s?, s:s?, s:s?, s:s?}", "uid",
-                     json_object_get(task, "uid"), "batchUid", "indexUid", json_object_get(task, "indexUid"), "status",
+    /* each task is a batch of its own, from when it starts: Miroir applies every task alone */
+    json_t *batch = st == ENQUEUED ? json_null() : json_incref(json_object_get(task, "uid"));
+    return json_pack("{s:O, s:o, s:O?, s:s, s:O, s:o, s:o, s:o, s:s?, s:s?, s:s?, s:s?}", "uid",
+                     json_object_get(task, "uid"), "batchUid", batch, "indexUid", json_object_get(task, "indexUid"), "status",
                      status_names[st], "type", json_object_get(task, "type"), "canceledBy",
                      f->canceled_by >= 0 && st == CANCELED ? json_integer(f->canceled_by) : json_null(), "details",
                      details, "error", error ? error : json_null(), "duration", duration[0] ? duration : NULL,
@@ -250,6 +252,27 @@ json_t *mr_task_view(mr_meta *m, const json_t *task)
     json_t *view = mr_task_view_of(task, &f);
     mr_task_facts_clear(&f);
     return view;
+}
+
+json_t *mr_task_batch_view(const json_t *view)
+{
+    json_t *uid = json_object_get(view, "batchUid");
+    const char *status = json_string_value(json_object_get(view, "status"));
+    const char *type = json_string_value(json_object_get(view, "type"));
+    if (!json_is_integer(uid) || !status || !type)
+        return NULL;
+    json_t *index = json_object_get(view, "indexUid"), *indexes = json_object();
+    if (json_is_string(index))
+        json_object_set_new(indexes, json_string_value(index), json_integer(1));
+    json_t *stats = json_pack("{s:i, s:{s:i}, s:{s:i}, s:o, s:{}}", "totalNbTasks", 1, "status", status, 1, "types",
+                              type, 1, "indexUids", indexes, "progressTrace");
+    int running = strcmp(status, "processing") == 0;
+    json_t *duration = json_object_get(view, "duration"), *finished = json_object_get(view, "finishedAt");
+    return json_pack("{s:O, s:o, s:O, s:o, s:O, s:O, s:O, s:s}", "uid", uid, "progress",
+                     running ? json_pack("{s:[], s:f}", "steps", "percentage", 0.0) : json_null(), "details",
+                     json_object_get(view, "details"), "stats", stats, "duration", duration ? duration : json_null(),
+                     "startedAt", json_object_get(view, "startedAt"), "finishedAt", finished ? finished : json_null(),
+                     "batchStrategy", "one task per batch: Miroir applies each task on its own");
 }
 
 int mr_task_finished(const json_t *view)

@@ -51,6 +51,10 @@ json_t *mr_task_view_of(const json_t *task, const mr_task_facts *f);
 
 /* The view of task now: its recorded end if it has one, else derived (new reference). */
 json_t *mr_task_view(mr_meta *m, const json_t *task);
+/* The batch a task view belongs to, as Meilisearch shows a batch (new reference), or NULL while
+ * the task is enqueued: every task is a batch of its own (batchUid is its uid) from when it
+ * starts, since each is applied alone, shard by shard. Pure. */
+json_t *mr_task_batch_view(const json_t *view);
 
 /* Whether a view's status is final (succeeded, failed, canceled). */
 int mr_task_finished(const json_t *view);

@@ -474,6 +474,41 @@ def test_vector_and_hybrid_search_like_a_single_node(cluster, baseline):
     assert status == 400 and err["code"] == "invalid_vector_dimensions"
 
 
+def test_batches_one_per_started_task(cluster):
+    """Miroir applies each task on its own: a task is a batch of its own (batchUid its uid) from
+    when it starts, and /batches shows those batches as a node shows its own."""
+    gw = cluster["gateway"]
+    status, created = gw.post("/indexes", {"uid": "api_batches", "shards": 2})
+    assert gw.wait_task(created["taskUid"])["status"] == "succeeded"
+    status, write = gw.post("/indexes/api_batches/documents", [{"id": 1}, {"id": 2}])
+    task = gw.wait_task(write["taskUid"])
+    assert task["status"] == "succeeded" and task["batchUid"] == task["uid"]
+    status, batch = gw.get(f"/batches/{task['uid']}")
+    assert status == 200, batch
+    assert set(batch) == {"uid", "progress", "details", "stats", "duration", "startedAt", "finishedAt",
+                          "batchStrategy"}
+    assert batch["uid"] == task["uid"] and batch["progress"] is None and batch["details"] == task["details"]
+    assert (batch["duration"], batch["startedAt"], batch["finishedAt"]) == (task["duration"], task["startedAt"],
+                                                                            task["finishedAt"])
+    assert batch["stats"]["totalNbTasks"] == 1 and batch["stats"]["status"] == {"succeeded": 1}
+    assert batch["stats"]["types"] == {"documentAdditionOrUpdate": 1}
+    assert batch["stats"]["indexUids"] == {"api_batches": 1}
+    status, listed = gw.get("/batches", indexUids="api_batches")
+    assert status == 200 and [b["uid"] for b in listed["results"]] == [write["taskUid"], created["taskUid"]]
+    assert listed["total"] == 2 and listed["limit"] == 20 and listed["next"] is None
+    status, one = gw.get("/batches", indexUids="api_batches", limit="1", reverse="true")
+    assert [b["uid"] for b in one["results"]] == [created["taskUid"]] and one["next"] == write["taskUid"]
+    status, tasks = gw.get("/tasks", batchUids=str(write["taskUid"]))
+    assert [t["uid"] for t in tasks["results"]] == [write["taskUid"]]
+    assert gw.get("/batches", batchUids=str(created["taskUid"]), types="indexCreation")[1]["total"] == 1
+    status, err = gw.get("/batches/99999999")
+    assert (status, err["code"], err["message"]) == (404, "batch_not_found", "Batch `99999999` not found.")
+    status, err = gw.get("/batches/x")
+    assert (status, err["code"]) == (400, "invalid_batch_uids")
+    status, err = gw.get("/batches", statuses="done")
+    assert (status, err["code"]) == (400, "invalid_task_statuses")
+
+
 def test_delete_tasks(cluster):
     gw = cluster["gateway"]
     status, created = gw.post("/indexes", {"uid": "api_taskdel", "shards": 1})

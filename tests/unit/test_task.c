@@ -66,6 +66,47 @@ static void enqueued_then_processing_then_succeeded(void **state)
     json_decref(t);
 }
 
+/* Every task is a batch of its own from when it starts: its batch says what a node's would. */
+static void a_started_task_is_a_batch_of_its_own(void **state)
+{
+    (void)state;
+    json_t *t = record();
+    mr_task_facts f = facts(10, 5);
+    json_t *v = mr_task_view_of(t, &f);
+    assert_true(json_is_null(json_object_get(v, "batchUid"))); /* enqueued: in no batch yet */
+    assert_null(mr_task_batch_view(v));
+    json_decref(v);
+    f.parts[0].started = 1;
+    v = mr_task_view_of(t, &f);
+    assert_int_equal(json_integer_value(json_object_get(v, "batchUid")), 7);
+    json_t *b = mr_task_batch_view(v);
+    assert_non_null(json_object_get(b, "progress")); /* running: its progress */
+    assert_true(json_is_null(json_object_get(b, "finishedAt")) && json_is_null(json_object_get(b, "duration")));
+    json_decref(b);
+    json_decref(v);
+    f.parts[0].started = 0;
+    f.parts[0].committed = 13;
+    f.parts[1].committed = 6;
+    v = mr_task_view_of(t, &f);
+    b = mr_task_batch_view(v);
+    assert_int_equal(json_integer_value(json_object_get(b, "uid")), 7);
+    assert_true(json_is_null(json_object_get(b, "progress")));
+    json_t *stats = json_object_get(b, "stats");
+    assert_int_equal(json_integer_value(json_object_get(stats, "totalNbTasks")), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(stats, "status"), "succeeded")), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(stats, "types"), "documentAdditionOrUpdate")), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(stats, "indexUids"), "movies")), 1);
+    assert_true(json_equal(json_object_get(b, "details"), json_object_get(v, "details")));
+    assert_string_equal(json_string_value(json_object_get(b, "duration")), "PT1.500S");
+    assert_string_equal(json_string_value(json_object_get(b, "startedAt")), json_string_value(json_object_get(v, "startedAt")));
+    assert_string_equal(json_string_value(json_object_get(b, "finishedAt")), "2026-01-01T00:00:01.500000000Z");
+    assert_int_equal(json_object_size(b), 8);
+    json_decref(b);
+    json_decref(v);
+    test_free(f.parts);
+    json_decref(t);
+}
+
 static void dead_letters_fail_the_task(void **state)
 {
     (void)state;
@@ -177,6 +218,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(enqueued_then_processing_then_succeeded),
+        cmocka_unit_test(a_started_task_is_a_batch_of_its_own),
         cmocka_unit_test(dead_letters_fail_the_task),
         cmocka_unit_test(writes_after_a_deletion_fail_never_succeed),
         cmocka_unit_test(canceled_and_cancelation_tasks),
