@@ -214,8 +214,21 @@ static json_t *federated_answer(struct multi *m, size_t offset, size_t limit)
     json_decref(seen);
     k = kept;
     json_t *hits = json_array();
+    /* as a node counts them: the page's semantic hits, when some query is semantic or hybrid */
+    int semantic = 0;
+    json_int_t semantic_hits = 0;
+    for (size_t i = 0; i < m->count; i++)
+        semantic |= m->queries[i].sreq.semantic;
     for (size_t h = offset; h < k && h < offset + limit; h++) {
         const struct fed_hit *f = &all[h];
+        const mr_search_req *sreq = &m->queries[f->query].sreq;
+        if (sreq->weighted) {
+            static const char *const details[] = {"_rankingScoreDetails"};
+            mr_hit_read(f->hit, details, 1);
+            semantic_hits += json_object_get(json_object_get(f->hit, "_rankingScoreDetails"), "vectorSort") != NULL;
+        } else {
+            semantic_hits += sreq->semantic;
+        }
         json_object_set_new(f->hit, "_federation",
                             json_pack("{s:s, s:I, s:f}", "indexUid", m->queries[f->query].ix->uid, "queriesPosition",
                                       (json_int_t)f->query, "weightedRankingScore", f->weighted));
@@ -223,8 +236,11 @@ static json_t *federated_answer(struct multi *m, size_t offset, size_t limit)
         json_array_append(hits, f->hit);
     }
     free(all);
-    return json_pack("{s:o, s:I, s:I, s:I, s:I}", "hits", hits, "processingTimeMs", engine_ms(m),
-                     "limit", (json_int_t)limit, "offset", (json_int_t)offset, "estimatedTotalHits", estimated);
+    json_t *out = json_pack("{s:o, s:I, s:I, s:I, s:I}", "hits", hits, "processingTimeMs", engine_ms(m), "limit",
+                            (json_int_t)limit, "offset", (json_int_t)offset, "estimatedTotalHits", estimated);
+    if (semantic)
+        json_object_set_new(out, "semanticHitCount", json_integer(semantic_hits));
+    return out;
 }
 
 /* facetsByIndex: per index, the facets of its queries added up (a document two queries of one

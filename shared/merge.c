@@ -32,22 +32,22 @@ static int given(const json_t *body, const char *key)
     return v && !json_is_null(v);
 }
 
-/* The search kinds as a node tells them apart (a semanticRatio of 0 is a keyword search; of 1,
- * or without a query, a semantic one; else hybrid). A malformed hybrid is the nodes' to refuse. */
+/* The search kinds as a node tells them apart: without `hybrid`, a keyword search (a vector or
+ * media without it is the nodes' to refuse); with a semanticRatio of 0, or nothing to compare
+ * (no query, vector or media), a keyword search too; with a ratio of 1, or no query, a semantic
+ * one; else hybrid. A malformed hybrid is the nodes' to refuse. */
 static void weigh_sides(mr_search_req *req, const json_t *body)
 {
     json_t *hybrid = json_object_get(body, "hybrid");
-    req->semantic = json_is_object(hybrid) || given(body, "vector") || given(body, "media");
     json_t *ratio = json_object_get(hybrid, "semanticRatio");
     req->semantic_ratio = json_is_number(ratio) ? json_number_value(ratio) : 0.5;
     const char *q = json_string_value(json_object_get(body, "q"));
     int query = 0;
     for (; q && *q && !query; q++)
         query = !isspace((unsigned char)*q);
-    req->weighted = json_is_object(hybrid) && query && (!ratio || json_is_number(ratio)) && req->semantic_ratio > 0 &&
-                    req->semantic_ratio < 1;
-    if (json_is_object(hybrid) && json_is_number(ratio) && req->semantic_ratio <= 0)
-        req->semantic = 0; /* a keyword search, whatever vector it carries */
+    int compared = query || given(body, "vector") || given(body, "media");
+    req->semantic = json_is_object(hybrid) && (!ratio || json_is_number(ratio)) && req->semantic_ratio > 0 && compared;
+    req->weighted = req->semantic && query && req->semantic_ratio < 1;
 }
 
 int mr_search_req_init(mr_search_req *req, json_t *body, const char *distinct, mr_error *err)

@@ -23,9 +23,10 @@ typedef struct mr_search_req {
     int show_ranking_score;
     int show_details;   /* showRankingScoreDetails, as the client asked */
     int by_details;     /* merge rule by rule (needed with `sort`), from the shards' score details */
-    /* A vector, hybrid or media search ranks by approximate nearest neighbours, whose answer
-     * depends on how many are asked for: a shard's first k hits need not be the first k of its
-     * longer answer, so such a search is neither narrowed nor split in two phases. */
+    /* A semantic or hybrid search (as a node tells them apart) ranks by approximate nearest
+     * neighbours, whose answer depends on how many are asked for: a shard's first k hits need
+     * not be the first k of its longer answer, so such a search is neither narrowed nor split
+     * in two phases. */
     int semantic;
     /* A hybrid search (a query, and a semanticRatio strictly between 0 and 1) mixes keyword and
      * semantic hits, and a node orders them by score times their side's weight (semanticRatio,

@@ -173,3 +173,23 @@ def test_similar_documents_by_get_and_refusals(vector_index, baseline):
         assert node_status >= 400, (bad, node_err)
         assert (status, err["code"], err["type"]) == (node_status, node_err["code"], node_err["type"]), (bad, err, node_err)
         assert err["message"] == node_err["message"], (bad, err, node_err)
+
+
+def test_multi_search_counts_semantic_hits(vector_index, baseline):
+    """Each query of a multi-search answers as it would alone; a federated one counts the
+    semantic hits of its merged page, as a node does when one of its queries is semantic."""
+    queries = [dict(QUERIES["hybrid even"], indexUid=INDEX), {"indexUid": INDEX, "q": "harbor", "limit": 5}]
+    for body in ({"queries": queries},
+                 {"federation": {"limit": 25}, "queries": [{k: v for k, v in q.items() if k != "limit"}
+                                                           for q in queries]}):
+        status, mine = vector_index.post("/multi-search", body)
+        assert status == 200, mine
+        status, single = baseline.post("/multi-search", body)
+        assert status == 200, single
+        if "federation" in body:
+            assert [h["id"] for h in mine["hits"]] == [h["id"] for h in single["hits"]]
+            assert mine["semanticHitCount"] == single["semanticHitCount"] > 0
+        else:
+            assert [shown(r) for r in mine["results"]] == [shown(r) for r in single["results"]]
+    body = {"federation": {}, "queries": [{"indexUid": INDEX, "q": "harbor"}]}
+    assert "semanticHitCount" not in vector_index.post("/multi-search", body)[1]  # no semantic query

@@ -361,6 +361,12 @@ static void hybrid_hits_merge_by_weighted_score(void **state)
     json_decref(out);
     mr_search_req_clear(&req);
     json_decref(body);
+    /* nothing to compare (no query, vector or media): a placeholder search, keyword */
+    body = json_pack("{s:{s:s}, s:i}", "hybrid", "embedder", "default", "limit", 20);
+    mr_search_req_init(&req, body, NULL, &err);
+    assert_true(!req.semantic && !req.weighted);
+    mr_search_req_clear(&req);
+    json_decref(body);
     /* a semanticRatio of 0 is a keyword search, whatever vector it carries: narrowed as one */
     body = json_pack("{s:s, s:{s:f, s:s}, s:[f], s:i}", "q", "word", "hybrid", "semanticRatio", 0.0, "embedder",
                      "default", "vector", 0.5, "limit", 20);
