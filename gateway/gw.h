@@ -219,6 +219,10 @@ typedef struct gw_shard_call {
  * index), miroir_request_timeout or miroir_shard_unavailable. */
 int gw_scatter(gw *g, gw_shard_call *calls, size_t n, mr_error *err, size_t *failed);
 void gw_scatter_clear(gw_shard_call *calls, size_t n);
+/* POSTs body to one shard (suffix: after /indexes/<shard index>) and passes its 2xx answer to
+ * res unparsed, where the node's answer is the client's. Returns 0, or -1 with err. */
+int gw_pass_through(gw *g, const mr_index *ix, uint32_t shard, uint64_t key, const char *suffix, const json_t *body,
+                    gw_response *res, mr_error *err);
 /* A search of shard with body (borrowed); distinct (borrowed, "" for none) is the attribute the
  * merge deduplicates on. */
 void gw_search_call(gw_shard_call *call, const mr_index *ix, uint32_t shard, uint64_t key, const char *body,

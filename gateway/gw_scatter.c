@@ -474,6 +474,24 @@ void gw_scatter_clear(gw_shard_call *calls, size_t n)
     }
 }
 
+int gw_pass_through(gw *g, const mr_index *ix, uint32_t shard, uint64_t key, const char *suffix, const json_t *body,
+                    gw_response *res, mr_error *err)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    gw_shard_call call = {.ix = ix, .shard = shard, .key = key, .method = "POST", .body = text, .raw = 1};
+    gw_shard_path(call.path, sizeof call.path, ix, shard, suffix);
+    int rc = gw_scatter(g, &call, 1, err, NULL);
+    if (rc == 0) {
+        res->status = 200;
+        res->text = call.raw_answer;
+        res->text_type = "application/json";
+        call.raw_answer = NULL;
+    }
+    gw_scatter_clear(&call, 1);
+    free(text);
+    return rc;
+}
+
 void gw_search_call(gw_shard_call *call, const mr_index *ix, uint32_t shard, uint64_t key, const char *body,
                     const char *distinct)
 {

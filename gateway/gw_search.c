@@ -297,26 +297,6 @@ void gw_query_clear(gw_query *q)
     memset(q, 0, sizeof *q);
 }
 
-/* One shard: its node's answer is the answer (paging, totals, facets, distinct and the caps are
- * the node's own, under the same settings), so the body goes through as the client sent it and
- * the answer comes back unparsed. Validation still runs first, so errors don't differ. */
-static int search_one_shard(gw *g, gw_query *q, const json_t *body, gw_response *res, mr_error *err)
-{
-    char *text = json_dumps(body, JSON_COMPACT);
-    gw_shard_call call = {.ix = q->ix, .shard = 0, .key = q->key, .method = "POST", .body = text, .raw = 1};
-    gw_shard_path(call.path, sizeof call.path, q->ix, 0, "/search");
-    int rc = gw_scatter(g, &call, 1, err, NULL);
-    if (rc == 0) {
-        res->status = 200;
-        res->text = call.raw_answer;
-        res->text_type = "application/json";
-        call.raw_answer = NULL;
-    }
-    gw_scatter_clear(&call, 1);
-    free(text);
-    return rc;
-}
-
 /* allowPartialResults, Miroir's own search parameter: taken out of the body (no node knows it).
  * Returns 0, 1, or -1 with err when it is no boolean. */
 static int take_partial(json_t *body, mr_error *err)
@@ -344,7 +324,9 @@ static void search(gw *g, const gw_request *req, json_t *body, gw_response *res)
     if (partial >= 0 && gw_apply_search_rules(req, req->ix->uid, body, &err) == 0 &&
         gw_query_prepare(&q, req->ix, body, &err) == 0) {
         if (req->ix->shard_count == 1) {
-            if (search_one_shard(g, &q, body, res, &err))
+            /* one shard: its node's answer is the answer (paging, totals, facets, distinct and
+             * the caps are the node's own, under the same settings); validation ran first */
+            if (gw_pass_through(g, q.ix, 0, q.key, "/search", body, res, &err))
                 gw_reply_error(res, &err);
             gw_query_clear(&q);
             return;

@@ -47,19 +47,8 @@ static int id_text(const json_t *body, char *out, size_t cap)
 static void ask_home(gw *g, const mr_index *ix, uint32_t home, const json_t *body, gw_response *res)
 {
     mr_error err;
-    char *text = json_dumps(body, JSON_COMPACT);
-    gw_shard_call call = {.ix = ix, .shard = home, .method = "POST", .body = text, .raw = 1};
-    gw_shard_path(call.path, sizeof call.path, ix, home, "/similar");
-    if (gw_scatter(g, &call, 1, &err, NULL) == 0) {
-        res->status = 200;
-        res->text = call.raw_answer;
-        res->text_type = "application/json";
-        call.raw_answer = NULL;
-    } else {
+    if (gw_pass_through(g, ix, home, 0, "/similar", body, res, &err))
         gw_reply_error(res, &err);
-    }
-    gw_scatter_clear(&call, 1);
-    free(text);
 }
 
 /* The document's first vector for the embedder (new reference), read on its home shard; NULL if
