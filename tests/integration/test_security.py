@@ -253,6 +253,31 @@ def test_tenant_tokens_filter_every_shard(secured):
     error_of(tenant.post("/indexes/secure/documents", [{"id": 999, "tenant": "acme"}]), 403, "invalid_api_key")
 
 
+def test_tenant_tokens_filter_similar_documents(secured):
+    """A similar query is a search: the token's filter holds on the document's shard and on every
+    other, where the gateway searches by the document's vector."""
+    master = secured["master"]
+    status, task = master.post("/indexes", {"uid": "secure_vectors", "primaryKey": "id", "shards": 4})
+    assert master.wait_task(task["taskUid"])["status"] == "succeeded"
+    settings = {"embedders": {"v": {"source": "userProvided", "dimensions": 3}}, "filterableAttributes": ["tenant"]}
+    status, task = master.req("PATCH", "/indexes/secure_vectors/settings", settings)
+    assert master.wait_task(task["taskUid"])["status"] == "succeeded", task
+    docs = [{"id": i, "tenant": TENANTS[i % 3], "_vectors": {"v": [1.0, (i % 7) / 7.0, (i % 5) / 5.0]}}
+            for i in range(60)]
+    status, task = master.post("/indexes/secure_vectors/documents", docs)
+    assert master.wait_task(task["taskUid"])["status"] == "succeeded"
+    key = keys_of(secured)["Default Search API Key"]
+    client = meilisearch.Client(secured["gateway_url"], key["key"])
+    token = client.generate_tenant_token(key["uid"], {"secure_vectors": {"filter": "tenant = acme"}},
+                                         api_key=key["key"])
+    tenant = Http(secured["gateway_url"], token)
+    seen, body = tenant_ids(tenant.post("/indexes/secure_vectors/similar", {"id": 1, "embedder": "v", "limit": 60}))
+    assert seen == {"acme"} and body["estimatedTotalHits"] == 20 and len(body["hits"]) == 20
+    seen, body = tenant_ids(tenant.get("/indexes/secure_vectors/similar", id="0", embedder="v", limit="60"))
+    assert seen == {"acme"} and body["estimatedTotalHits"] == 19  # the document itself is left out
+    error_of(tenant.post("/indexes/secure/similar", {"id": 1, "embedder": "v"}), 403, "invalid_api_key")
+
+
 def test_bad_tenant_tokens_are_refused(secured):
     keys = keys_of(secured)
     search_key, read_only = keys["Default Search API Key"], keys["Default Read-Only Admin API Key"]
