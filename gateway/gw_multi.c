@@ -221,14 +221,7 @@ static json_t *federated_answer(struct multi *m, size_t offset, size_t limit)
         semantic |= m->queries[i].sreq.semantic;
     for (size_t h = offset; h < k && h < offset + limit; h++) {
         const struct fed_hit *f = &all[h];
-        const mr_search_req *sreq = &m->queries[f->query].sreq;
-        if (sreq->weighted) {
-            static const char *const details[] = {"_rankingScoreDetails"};
-            mr_hit_read(f->hit, details, 1);
-            semantic_hits += json_object_get(json_object_get(f->hit, "_rankingScoreDetails"), "vectorSort") != NULL;
-        } else {
-            semantic_hits += sreq->semantic;
-        }
+        semantic_hits += mr_search_hit_semantic(&m->queries[f->query].sreq, f->hit);
         json_object_set_new(f->hit, "_federation",
                             json_pack("{s:s, s:I, s:f}", "indexUid", m->queries[f->query].ix->uid, "queriesPosition",
                                       (json_int_t)f->query, "weightedRankingScore", f->weighted));

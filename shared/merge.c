@@ -195,9 +195,16 @@ struct cursor {
     size_t pos, shard;
     double score;    /* weighted in a hybrid search */
     int by_details;
-    int semantic;    /* the hit came from the semantic side of a hybrid search */
+    int semantic;    /* mr_search_hit_semantic */
     const mr_search_req *req;
 };
+
+int mr_search_hit_semantic(const mr_search_req *req, json_t *hit)
+{
+    if (!req->weighted)
+        return req->semantic;
+    return json_object_get(mr_hit_get(hit, "_rankingScoreDetails"), "vectorSort") != NULL;
+}
 
 /* Reads what the comparisons need of the hit (answer.h): from then on json_object_get finds it. */
 static void cursor_at(struct cursor *c, size_t pos)
@@ -208,10 +215,9 @@ static void cursor_at(struct cursor *c, size_t pos)
     int weighted = c->req->weighted;
     mr_hit_read(c->hit, compared, c->by_details || weighted ? 3 : 2);
     c->score = json_number_value(json_object_get(c->hit, "_rankingScore"));
-    if (weighted) {
-        c->semantic = json_object_get(json_object_get(c->hit, "_rankingScoreDetails"), "vectorSort") != NULL;
+    c->semantic = mr_search_hit_semantic(c->req, c->hit);
+    if (weighted)
         c->score *= c->semantic ? c->req->semantic_ratio : 1.0 - c->req->semantic_ratio;
-    }
 }
 
 static int sort_value_rank(const json_t *v)
@@ -360,7 +366,7 @@ void mr_search_hit_finish(const mr_search_req *req, json_t *hit)
 
 /* Walks the answers' hits in merged order until `upto` have been taken (a hit deduplicated away
  * is not taken), appending the ones from skip on to out (if not NULL), and counting in *semantic
- * (if not NULL) those of a hybrid search's semantic side. ran_out (if not NULL) flags each shard
+ * (if not NULL) those that came from the semantic side (mr_search_hit_semantic). ran_out (if not NULL) flags each shard
  * whose last hit was taken while the page still wanted more. */
 static void walk_hits(const mr_search_req *req, json_t *const *answers, size_t n, size_t skip, size_t upto,
                       json_t *out, size_t *semantic, unsigned char *ran_out)
@@ -689,9 +695,7 @@ json_t *mr_search_merge(const mr_search_req *req, json_t *const *answers, size_t
     json_t *fs = mr_merge_facet_stats(answers, n);
     if (fs)
         json_object_set_new(out, "facetStats", fs);
-    if (any_has(answers, n, "semanticHitCount")) /* a semantic search's hits are all semantic */
-        json_object_set_new(out, "semanticHitCount",
-                            json_integer((json_int_t)(req->weighted ? semantic
-                                                                    : json_array_size(json_object_get(out, "hits")))));
+    if (any_has(answers, n, "semanticHitCount"))
+        json_object_set_new(out, "semanticHitCount", json_integer((json_int_t)semantic));
     return out;
 }

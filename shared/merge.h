@@ -68,6 +68,11 @@ size_t mr_search_narrow_window(const mr_search_req *req, long max_total_hits, si
 size_t mr_search_doubt(const mr_search_req *req, json_t *const *answers, size_t n, long max_total_hits, size_t narrow,
                        unsigned char *doubt);
 
+/* Whether a hit of req's search came from its semantic side, as a node counts it into
+ * semanticHitCount: every hit of a semantic search; in a hybrid one, a hit whose score details
+ * (asked of the shards for it) hold "vectorSort"; none of a keyword search. */
+int mr_search_hit_semantic(const mr_search_req *req, json_t *hit);
+
 /* Orders two sort values as Meilisearch does: numbers before strings before anything else
  * (missing, null), in both directions. Negative: a first. */
 int mr_compare_sort_values(const json_t *a, const json_t *b, int descending);
