@@ -10,6 +10,20 @@
 #include "task.h"
 #include "util.h"
 
+/* A count in a parameter (a query argument or a uid in the path), as Meilisearch reads one.
+ * Returns 0, or -1 with err (code). */
+static int parse_count(const char *v, const char *param, long long *out, const char *code, mr_error *err)
+{
+    char *end;
+    *out = strtoll(v, &end, 10);
+    if (!*v || *end || *out < 0) {
+        mr_error_invalid(err, code, "Invalid value in parameter `%s`: could not parse `%.50s` as a positive integer",
+                         param, v);
+        return -1;
+    }
+    return 0;
+}
+
 json_t *gw_task_view(gw *g, const json_t *task)
 {
     json_t *view = mr_task_view(g->meta, task);
@@ -36,11 +50,8 @@ static int task_visible(const gw_request *req, const json_t *view)
 void gw_route_task_get(gw *g, const gw_request *req, gw_response *res)
 {
     mr_error err;
-    const char *s = req->captures[0];
-    char *end;
-    long long uid = strtoll(s, &end, 10);
-    if (!*s || *end || uid < 0) {
-        mr_error_set(&err, "invalid_task_uids", "Invalid value in parameter `taskUid`: could not parse `%.50s` as a positive integer", s);
+    long long uid;
+    if (parse_count(req->captures[0], "taskUid", &uid, "invalid_task_uids", &err)) {
         gw_reply_error(res, &err);
         return;
     }
@@ -303,15 +314,7 @@ static int count_arg(const gw_request *req, const char *name, long long def, lon
 {
     const char *v = gw_arg(req, name);
     *out = def;
-    if (!v)
-        return 0;
-    char *end;
-    *out = strtoll(v, &end, 10);
-    if (!*v || *end || *out < 0) {
-        mr_error_invalid(err, code, "Invalid value in parameter `%s`: could not parse `%.50s` as a positive integer", name, v);
-        return -1;
-    }
-    return 0;
+    return v ? parse_count(v, name, out, code, err) : 0;
 }
 
 /* Lists the task views that match the request's filters, each as shape makes it (new reference;
@@ -374,12 +377,8 @@ void gw_route_batches_list(gw *g, const gw_request *req, gw_response *res)
 void gw_route_batch_get(gw *g, const gw_request *req, gw_response *res)
 {
     mr_error err;
-    const char *s = req->captures[0];
-    char *end;
-    long long uid = strtoll(s, &end, 10);
-    if (!*s || *end || uid < 0) {
-        mr_error_invalid(&err, "invalid_batch_uids",
-                         "Invalid value in parameter `batchUid`: could not parse `%.50s` as a positive integer", s);
+    long long uid;
+    if (parse_count(req->captures[0], "batchUid", &uid, "invalid_batch_uids", &err)) {
         gw_reply_error(res, &err);
         return;
     }
