@@ -74,6 +74,8 @@ int main(int argc, char **argv)
         goto fail;
     }
     g.http = mr_http_new(cfg.node_key, cfg.upstream_timeout_ms, cfg.connect_timeout_ms);
+    if (g.http)
+        mr_http_set_own_client(g.http, (int)cfg.own_node_client);
     pthread_create(&meta_thread, NULL, follow_meta, &g);
     pthread_create(&health_thread, NULL, check_nodes, &g);
     pthread_create(&janitor_thread, NULL, gw_janitor, &g);

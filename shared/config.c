@@ -65,6 +65,7 @@ static const struct key keys[] = {
     {L(two_phase_min_shards, 0, 0, 1024)},
     {L(batch_shard_searches, 1, 0, 1)},
     {L(narrow_shard_windows, 1, 0, 1)},
+    {L(own_node_client, 1, 0, 1)},
     {L(node_open_indexes, 18, 1, 100000)},
 };
 

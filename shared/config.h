@@ -66,6 +66,7 @@ typedef struct mr_config {
     long two_phase_min_shards;  /* searches over this many shards or more fetch their page in a second phase; 0: never */
     long batch_shard_searches;  /* 1: a query's searches bound for one node go in one /multi-search */
     long narrow_shard_windows;  /* 1: shards are first asked for their likely share of the page (merge.h) */
+    long own_node_client;       /* 1: the gateway speaks plain http to the nodes itself, not through libcurl (meili.h) */
     long node_open_indexes;     /* how many indexes a node keeps open: /health names the nodes holding more */
     mr_kafka_prop kafka_props[MR_MAX_KAFKA_PROPS]; /* kafka.<property> = value, passed to librdkafka */
     size_t kafka_prop_count;

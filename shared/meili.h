@@ -1,5 +1,6 @@
-/* meili.h: a libcurl client for Meilisearch nodes: many requests run in parallel on one multi
- * handle, over kept-alive connections that each thread keeps for its life. */
+/* meili.h: an HTTP client for Meilisearch nodes: many requests run in parallel, over kept-alive
+ * connections that each thread keeps for its life; through libcurl, or (mr_http_set_own_client)
+ * over sockets of its own for plain http. */
 #ifndef MIROIR_MEILI_H
 #define MIROIR_MEILI_H
 
@@ -31,6 +32,12 @@ typedef struct mr_http_req {
 
 /* bearer may be "" for no Authorization header. Returns NULL on allocation failure. */
 mr_http *mr_http_new(const char *bearer, long timeout_ms, long connect_timeout_ms);
+
+/* on: requests to http:// URLs with a literal address go over sockets of the client's own, with
+ * its own HTTP/1.1 framing (h1.h), not through libcurl; https and names still go to libcurl. The
+ * results are the same, and so is a reused connection found closed: sent again once on a new
+ * one. Set before the first request. */
+void mr_http_set_own_client(mr_http *h, int on);
 void mr_http_free(mr_http *h);
 
 /* Runs reqs[0..n) in parallel and returns when all have finished or timed out. Returns 0. */

@@ -467,13 +467,15 @@ def measure_read_path(cluster, gw, body, duration, rows, facts):
         procs.append(apart_proc)
         whole_proc, whole = extra_gateway(cluster, 31724, "whole-windows", two_phase_min_shards=0, narrow_shard_windows=0)
         procs.append(whole_proc)
+        curl_proc, curl = extra_gateway(cluster, 31725, "libcurl", two_phase_min_shards=0, own_node_client=0)
+        procs.append(curl_proc)
         cpu = {}
         for s in (1, 4, 16, 64):
             uid = f"cpu{s}"
             create_index(gw, uid, s, 1)
             import_gateway(gw, uid, [body])
             for label, g, proc in (("one", one, one_proc), ("two", two, two_proc), ("per-shard", apart, apart_proc),
-                                   ("whole-windows", whole, whole_proc)):
+                                   ("whole-windows", whole, whole_proc), ("libcurl", curl, curl_proc)):
                 load([f"{g.base}/indexes/{uid}/search"], 2)  # warm-up
                 us, r = cpu_per_query(proc.pid, f"{g.base}/indexes/{uid}/search", duration)
                 cpu[(s, label)] = {"us": us, "p50_ms": r["p50_ms"], "throughput": r["throughput"]}
@@ -489,6 +491,9 @@ def measure_read_path(cluster, gw, body, duration, rows, facts):
         facts["cpu_per_query"]["nginx"] = {"us": ngx_us, "p50_ms": ngx["p50_ms"]}
         rows.append(("11/S=1", "gateway CPU per query (µs), S=1 (the node's answer passed through) vs an nginx reverse "
                                "proxy's per request", cpu[(1, "one")]["us"], ngx_us, "(report)", None))
+        for s in (1, 4, 64):
+            rows.append((f"11/S={s}/c", f"gateway CPU per query (µs), S={s}: the gateway's own node client vs libcurl",
+                         cpu[(s, "one")]["us"], cpu[(s, "libcurl")]["us"], "(report)", None))
         for s, target in ((4, 150), (16, None), (64, 1000)):
             best = min(cpu[(s, "one")]["us"], cpu[(s, "two")]["us"])
             rows.append((f"11/S={s}", f"gateway CPU per query (µs), S={s}: one phase, a node's shards in one request, "
@@ -750,7 +755,7 @@ def shard_urls(gw, index, nodes):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="a 100k-document subset and shorter load runs")
-    ap.add_argument("--only", choices=["uploads", "placement", "memory", "history"],
+    ap.add_argument("--only", choices=["uploads", "placement", "memory", "history", "readpath"],
                     help="run these rows alone and merge them into docs/benchmarks.*")
     args = ap.parse_args()
     if args.only == "placement":
@@ -767,6 +772,14 @@ def main():
         return
     limit = 100_000 if args.quick else 0
     duration = 8 if args.quick else 20
+    if args.only == "readpath":  # rows 11 and 12 measure a 100,000-document index in any run
+        rows, facts = [], {}
+        bodies, _ = chunks_of(CORPUS, 100_000)
+        with running_cluster("miroir-bench-", KAFKA, GATEWAY, NODES, extra=CLUSTER_EXTRA,
+                             kafka_extra=KAFKA_EXTRA) as cluster:
+            measure_read_path(cluster, cluster["gateway"], bodies[0], duration, rows, facts)
+        merge_report(rows, facts, "readpath")
+        return
     if args.only in ("memory", "history"):
         if args.quick:
             ap.error(f"--only {args.only} measures the whole corpus, into the full report: no --quick")
