@@ -474,8 +474,14 @@ def measure_read_path(cluster, gw, body, duration, rows, facts):
             uid = f"cpu{s}"
             create_index(gw, uid, s, 1)
             import_gateway(gw, uid, [body])
-            for label, g, proc in (("one", one, one_proc), ("two", two, two_proc), ("per-shard", apart, apart_proc),
-                                   ("whole-windows", whole, whole_proc), ("libcurl", curl, curl_proc)):
+            gateways = [("one", one, one_proc), ("two", two, two_proc), ("per-shard", apart, apart_proc),
+                        ("whole-windows", whole, whole_proc), ("libcurl", curl, curl_proc)]
+            if s == 64:
+                # 21 or 22 shard indexes a node, more than Meilisearch keeps open: under a request
+                # per shard it reopens them over and over, and 1.21 panics ("Too many spurious
+                # wake ups while trying to open the index") and stops answering, even /health.
+                gateways = [gw_ for gw_ in gateways if gw_[0] != "per-shard"]
+            for label, g, proc in gateways:
                 load([f"{g.base}/indexes/{uid}/search"], 2)  # warm-up
                 us, r = cpu_per_query(proc.pid, f"{g.base}/indexes/{uid}/search", duration)
                 cpu[(s, label)] = {"us": us, "p50_ms": r["p50_ms"], "throughput": r["throughput"]}
@@ -496,8 +502,11 @@ def measure_read_path(cluster, gw, body, duration, rows, facts):
                          cpu[(s, "one")]["us"], cpu[(s, "libcurl")]["us"], "(report)", None))
         for s, target in ((4, 150), (16, None), (64, 1000)):
             best = min(cpu[(s, "one")]["us"], cpu[(s, "two")]["us"])
-            rows.append((f"11/S={s}", f"gateway CPU per query (µs), S={s}: one phase, a node's shards in one request, "
-                                      "vs one request per shard", cpu[(s, "one")]["us"], cpu[(s, "per-shard")]["us"],
+            apart_us = cpu[(s, "per-shard")]["us"] if (s, "per-shard") in cpu else None
+            rows.append((f"11/S={s}", f"gateway CPU per query (µs), S={s}: one phase, a node's shards in one request" +
+                         (", vs one request per shard" if apart_us else " (one request per shard is not measured: it "
+                          "wedges the nodes, which hold more shard indexes than they keep open)"), cpu[(s, "one")]["us"],
+                         apart_us,
                          f"≤ {target} µs" if target else "(report)", best <= target if target else None))
             rows.append((f"11/S={s}/2", f"gateway CPU per query (µs), S={s}: two phases vs one", cpu[(s, "two")]["us"],
                          cpu[(s, "one")]["us"], "(report)", None))
