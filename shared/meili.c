@@ -149,7 +149,7 @@ void mr_http_req_reset(mr_http_req *r)
 
 /* ---- the client's own sockets: a pool of kept-alive connections per thread ---- */
 
-/* An idle connection to host:port, or -1. The newest is taken: the likeliest to be still open. */
+/* An idle connection to host:port, or -1; those idle too long to trust are closed on the way. */
 static int take_conn(struct thread_http *t, const char *host, int port)
 {
     int64_t now = mr_now_ms();
@@ -209,7 +209,6 @@ struct flight_slot {
     size_t head_len, sent;
     mr_h1_reader rd;
     int64_t started_us, deadline_ms, connect_deadline_ms;
-    short revents;
     int finished; /* has its result, not yet handed out by mr_http_flight_next */
     int done;
 };
