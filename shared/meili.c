@@ -114,22 +114,24 @@ void mr_http_free(mr_http *h)
     free(h);
 }
 
+/* Room in r->resp for more bytes and the NUL after them. Doubling: an answer of many shards'
+ * hits comes in many pieces, and each copy of the whole so far would cost as much as reading it. */
+static void reserve_resp(mr_http_req *r, size_t more)
+{
+    if (r->resp_len + more + 1 <= r->resp_cap)
+        return;
+    size_t cap = r->resp_cap ? r->resp_cap : 16384;
+    while (cap < r->resp_len + more + 1)
+        cap *= 2;
+    r->resp = mr_realloc(r->resp, cap);
+    r->resp_cap = cap;
+}
+
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
 {
     mr_http_req *r = userp;
     size_t n = size * nmemb;
-    if (r->resp_len + n + 1 > r->resp_cap) {
-        /* doubling: an answer of many shards' hits comes in many pieces, and each copy of the
-         * whole so far would cost as much as reading it */
-        size_t cap = r->resp_cap ? r->resp_cap : 16384;
-        while (cap < r->resp_len + n + 1)
-            cap *= 2;
-        char *grown = realloc(r->resp, cap);
-        if (!grown)
-            return 0;
-        r->resp = grown;
-        r->resp_cap = cap;
-    }
+    reserve_resp(r, n);
     memcpy(r->resp + r->resp_len, data, n);
     r->resp_len += n;
     r->resp[r->resp_len] = '\0';
@@ -362,11 +364,7 @@ static void own_receive(mr_http_flight *f, struct flight_slot *s)
 {
     mr_http_req *r = s->req;
     for (;;) {
-        if (r->resp_cap - r->resp_len < 16384 + 1) {
-            size_t cap = r->resp_cap ? r->resp_cap * 2 : 32768;
-            r->resp = mr_realloc(r->resp, cap);
-            r->resp_cap = cap;
-        }
+        reserve_resp(r, 16384);
         size_t room = r->resp_cap - r->resp_len - 1;
         ssize_t n = recv(s->fd, r->resp + r->resp_len, room, 0);
         if (n < 0) {
